@@ -1,0 +1,625 @@
+//! Gateway configuration: the variables of SPEC's configuration table, read
+//! through a lookup function so that every platform (process environment,
+//! Workers `[vars]` and secrets, Lambda environment) shares one parser.
+//!
+//! Invalid configuration is a [`ConfigError`] naming the variable; nothing
+//! here panics. `Debug` of anything holding a credential is redacted.
+//!
+//! Spec: `SPEC.md`, "Configuration".
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Response mode of the HTTP interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// The origin's bytes, unchanged.
+    Original,
+    /// Plain text plus a trailer.
+    Transformed,
+}
+
+impl FromStr for ResponseMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "original" => Ok(ResponseMode::Original),
+            "transformed" => Ok(ResponseMode::Transformed),
+            _ => Err(()),
+        }
+    }
+}
+
+impl ResponseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseMode::Original => "original",
+            ResponseMode::Transformed => "transformed",
+        }
+    }
+}
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        ConfigError {
+            variable,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {}: {}",
+            self.variable, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A value that must never reach a log line or a response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// AWS credentials for SigV4.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &"***")
+            .field("session_token", &self.session_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An AgentCore runtime, from `AGENT_RUNTIME_ARN` and `AGENT_QUALIFIER`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentRuntime {
+    pub arn: String,
+    pub partition: String,
+    pub region: String,
+    pub account_id: String,
+    pub qualifier: String,
+}
+
+impl fmt::Debug for AgentRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentRuntime")
+            .field("region", &self.region)
+            .field("qualifier", &self.qualifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentRuntime {
+    /// Parses `arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>`.
+    pub fn parse(arn: &str, qualifier: String) -> Result<Self, ConfigError> {
+        let err = |m: &str| ConfigError::new("AGENT_RUNTIME_ARN", m);
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[0] != "arn" {
+            return Err(err(
+                "expected arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>",
+            ));
+        }
+        let (partition, service, region, account, resource) =
+            (parts[1], parts[2], parts[3], parts[4], parts[5]);
+        if service != "bedrock-agentcore" {
+            return Err(err("the service part must be bedrock-agentcore"));
+        }
+        if partition.is_empty() || !is_region(region) {
+            return Err(err("the partition or region part is missing or malformed"));
+        }
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("the account part must be 12 digits"));
+        }
+        match resource.strip_prefix("runtime/") {
+            Some(id) if !id.is_empty() && !id.contains(char::is_whitespace) => {}
+            _ => return Err(err("the resource part must be runtime/<id>")),
+        }
+        if qualifier.is_empty() || qualifier.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "AGENT_QUALIFIER",
+                "must be a non-empty word",
+            ));
+        }
+        Ok(AgentRuntime {
+            arn: arn.to_owned(),
+            partition: partition.to_owned(),
+            region: region.to_owned(),
+            account_id: account.to_owned(),
+            qualifier,
+        })
+    }
+
+    /// `https://bedrock-agentcore.<region>.amazonaws.com` (or `.com.cn`).
+    pub fn default_endpoint(&self) -> String {
+        let suffix = if self.partition == "aws-cn" {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        format!("https://bedrock-agentcore.{}.{suffix}", self.region)
+    }
+}
+
+fn is_region(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// How the gateway authenticates to the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginAuth {
+    SigV4 {
+        service: String,
+        region: String,
+        credentials: AwsCredentials,
+    },
+    /// Forward the caller's bearer token (AgentCore's OAuth endpoint).
+    JwtPassthrough,
+    None,
+}
+
+/// Where and how the origin is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    /// `scheme://host[:port]` plus, without a runtime, the path to POST to.
+    pub base_url: http::Uri,
+    pub runtime: Option<AgentRuntime>,
+    pub auth: OriginAuth,
+}
+
+/// Which `token_use` claims are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Id,
+    Access,
+    /// `id`, `access`, or no `token_use` claim at all.
+    Any,
+}
+
+/// `AUTH=jwt` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks_url: Option<String>,
+    pub token_use: TokenUse,
+    pub leeway_seconds: u64,
+    pub user_id_claim: Option<String>,
+}
+
+impl JwtConfig {
+    /// The key set URL, or the discovery document to find it.
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        )
+    }
+}
+
+/// Caller authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    Jwt(JwtConfig),
+    /// Local development only.
+    None,
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub origin: OriginConfig,
+    pub auth: AuthConfig,
+    pub default_mode: ResponseMode,
+    pub max_body_bytes: usize,
+    /// `0` disables keepalive comments.
+    pub keepalive_seconds: u64,
+    pub cors_allow_origins: Vec<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    /// Largest SSE event held in memory (transformed mode) or passed (original).
+    pub max_event_bytes: usize,
+    /// Time allowed for the origin to answer with headers.
+    pub origin_timeout_seconds: u64,
+}
+
+/// Default for `MAX_EVENT_BYTES`.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
+impl Config {
+    /// Reads the configuration through `lookup` (empty values count as unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let qualifier = get("AGENT_QUALIFIER").unwrap_or_else(|| "DEFAULT".to_owned());
+        let runtime = get("AGENT_RUNTIME_ARN")
+            .map(|arn| AgentRuntime::parse(&arn, qualifier))
+            .transpose()?;
+
+        let origin_url = get("ORIGIN_URL");
+        let base_url = match (&origin_url, &runtime) {
+            (Some(url), _) => parse_origin_url(url)?,
+            (None, Some(rt)) => rt.default_endpoint().parse().map_err(|_| {
+                ConfigError::new("AGENT_RUNTIME_ARN", "does not give a valid endpoint")
+            })?,
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "AGENT_RUNTIME_ARN",
+                    "set AGENT_RUNTIME_ARN (AgentCore) or ORIGIN_URL (any other origin)",
+                ))
+            }
+        };
+        let lambda_region = lambda_url_region(&base_url);
+
+        let auth = match get("ORIGIN_AUTH").as_deref().unwrap_or("sigv4") {
+            "sigv4" => {
+                let service = match get("SIGV4_SERVICE") {
+                    Some(s) => s,
+                    None if runtime.is_some() => "bedrock-agentcore".to_owned(),
+                    None if lambda_region.is_some() => "lambda".to_owned(),
+                    None => {
+                        return Err(ConfigError::new(
+                            "SIGV4_SERVICE",
+                            "required with ORIGIN_AUTH=sigv4 when the origin is neither an AgentCore runtime nor a Lambda function URL",
+                        ))
+                    }
+                };
+                let region = get("AWS_REGION")
+                    .or_else(|| runtime.as_ref().map(|rt| rt.region.clone()))
+                    .or(lambda_region)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "AWS_REGION",
+                            "required: the origin does not name a region",
+                        )
+                    })?;
+                if !is_region(&region) {
+                    return Err(ConfigError::new("AWS_REGION", "malformed region"));
+                }
+                let access_key_id = get("AWS_ACCESS_KEY_ID").ok_or_else(|| {
+                    ConfigError::new("AWS_ACCESS_KEY_ID", "required with ORIGIN_AUTH=sigv4")
+                })?;
+                let secret = get("AWS_SECRET_ACCESS_KEY").ok_or_else(|| {
+                    ConfigError::new("AWS_SECRET_ACCESS_KEY", "required with ORIGIN_AUTH=sigv4")
+                })?;
+                OriginAuth::SigV4 {
+                    service,
+                    region,
+                    credentials: AwsCredentials {
+                        access_key_id,
+                        secret_access_key: Secret::new(secret),
+                        session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+                    },
+                }
+            }
+            "jwt-passthrough" => OriginAuth::JwtPassthrough,
+            "none" => OriginAuth::None,
+            _ => {
+                return Err(ConfigError::new(
+                    "ORIGIN_AUTH",
+                    "must be sigv4, jwt-passthrough or none",
+                ))
+            }
+        };
+
+        let auth_mode = get("AUTH").unwrap_or_else(|| "jwt".to_owned());
+        let caller_auth = match auth_mode.as_str() {
+            "jwt" => AuthConfig::Jwt(jwt_config(&get)?),
+            "none" => AuthConfig::None,
+            _ => return Err(ConfigError::new("AUTH", "must be jwt or none")),
+        };
+        if matches!(auth, OriginAuth::JwtPassthrough) && caller_auth == AuthConfig::None {
+            // Passing through a token nobody checked is allowed: the origin checks it.
+        }
+
+        let default_mode = match get("DEFAULT_RESPONSE_MODE") {
+            None => ResponseMode::Original,
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new("DEFAULT_RESPONSE_MODE", "must be original or transformed")
+            })?,
+        };
+
+        Ok(Config {
+            origin: OriginConfig {
+                base_url,
+                runtime,
+                auth,
+            },
+            auth: caller_auth,
+            default_mode,
+            max_body_bytes: number(&get, "MAX_BODY_BYTES", 1_048_576, 1, 64 << 20)?,
+            keepalive_seconds: number(&get, "KEEPALIVE_SECONDS", 15, 0, 3600)?,
+            cors_allow_origins: list(get("CORS_ALLOW_ORIGINS")),
+            rate_limit_per_minute: match get("RATE_LIMIT_PER_MINUTE") {
+                None => None,
+                Some(_) => Some(number(&get, "RATE_LIMIT_PER_MINUTE", 0, 1, 1_000_000)?),
+            },
+            max_event_bytes: number(
+                &get,
+                "MAX_EVENT_BYTES",
+                DEFAULT_MAX_EVENT_BYTES,
+                1024,
+                64 << 20,
+            )?,
+            origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 60, 1, 3600)?,
+        })
+    }
+
+    /// Whether `origin` (a browser's `Origin` header) may call us.
+    pub fn cors_allows(&self, origin: &str) -> bool {
+        self.cors_allow_origins
+            .iter()
+            .any(|allowed| allowed == "*" || allowed == origin)
+    }
+}
+
+fn jwt_config(get: &impl Fn(&str) -> Option<String>) -> Result<JwtConfig, ConfigError> {
+    let issuer = get("JWT_ISSUER").ok_or_else(|| {
+        ConfigError::new(
+            "JWT_ISSUER",
+            "required with AUTH=jwt (set AUTH=none for local development only)",
+        )
+    })?;
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(ConfigError::new("JWT_ISSUER", "must be an http(s) URL"));
+    }
+    let audiences = list(get("JWT_AUDIENCE"));
+    if audiences.is_empty() {
+        return Err(ConfigError::new(
+            "JWT_AUDIENCE",
+            "required with AUTH=jwt: the app client id(s) tokens must be issued to",
+        ));
+    }
+    let jwks_url = get("JWT_JWKS_URL");
+    if let Some(url) = &jwks_url {
+        if url
+            .parse::<http::Uri>()
+            .map(|u| u.host().is_none())
+            .unwrap_or(true)
+        {
+            return Err(ConfigError::new("JWT_JWKS_URL", "must be an absolute URL"));
+        }
+    }
+    let token_use = match get("JWT_TOKEN_USE").as_deref().unwrap_or("any") {
+        "id" => TokenUse::Id,
+        "access" => TokenUse::Access,
+        "any" => TokenUse::Any,
+        _ => {
+            return Err(ConfigError::new(
+                "JWT_TOKEN_USE",
+                "must be id, access or any",
+            ))
+        }
+    };
+    Ok(JwtConfig {
+        issuer,
+        audiences,
+        jwks_url,
+        token_use,
+        leeway_seconds: number(get, "JWT_LEEWAY_SECONDS", 60, 0, 3600)?,
+        user_id_claim: get("JWT_USER_ID_CLAIM"),
+    })
+}
+
+fn number<T: FromStr + PartialOrd + fmt::Display + Copy>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(default);
+    };
+    match raw.parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(ConfigError::new(
+            name,
+            format!("must be a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().trim_end_matches('/').to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_origin_url(url: &str) -> Result<http::Uri, ConfigError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::new("ORIGIN_URL", "not a valid URL"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) if uri.query().is_none() => Ok(uri),
+        _ => Err(ConfigError::new(
+            "ORIGIN_URL",
+            "must be an absolute http(s) URL without a query",
+        )),
+    }
+}
+
+/// The region of a Lambda function URL, `https://<id>.lambda-url.<region>.on.aws`.
+fn lambda_url_region(uri: &http::Uri) -> Option<String> {
+    let host = uri.host()?;
+    let rest = host.split_once(".lambda-url.")?.1;
+    let region = rest.strip_suffix(".on.aws")?;
+    is_region(region).then(|| region.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const ARN: &str = "arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/demo_agent-AbC123";
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("AGENT_RUNTIME_ARN", ARN),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AUTH", "none"),
+        ]
+    }
+
+    #[test]
+    fn arn_gives_region_endpoint_and_service() {
+        let c = config(&base()).unwrap();
+        let rt = c.origin.runtime.as_ref().unwrap();
+        assert_eq!(rt.region, "us-west-2");
+        assert_eq!(rt.account_id, "123456789012");
+        assert_eq!(rt.qualifier, "DEFAULT");
+        assert_eq!(
+            c.origin.base_url.to_string(),
+            "https://bedrock-agentcore.us-west-2.amazonaws.com/"
+        );
+        match &c.origin.auth {
+            OriginAuth::SigV4 {
+                service, region, ..
+            } => {
+                assert_eq!(service, "bedrock-agentcore");
+                assert_eq!(region, "us-west-2");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.default_mode, ResponseMode::Original);
+        assert_eq!(c.max_body_bytes, 1_048_576);
+        assert_eq!(c.keepalive_seconds, 15);
+    }
+
+    #[test]
+    fn lambda_url_defaults_to_lambda_service_and_its_region() {
+        let c = config(&[
+            ("ORIGIN_URL", "https://abc123.lambda-url.eu-west-1.on.aws/"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AUTH", "none"),
+        ])
+        .unwrap();
+        match &c.origin.auth {
+            OriginAuth::SigV4 {
+                service, region, ..
+            } => {
+                assert_eq!((service.as_str(), region.as_str()), ("lambda", "eu-west-1"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("AUTH", "none")], "AGENT_RUNTIME_ARN"),
+            (
+                &[
+                    ("AGENT_RUNTIME_ARN", "arn:aws:s3:::bucket"),
+                    ("AUTH", "none"),
+                ],
+                "AGENT_RUNTIME_ARN",
+            ),
+            (
+                &[("AGENT_RUNTIME_ARN", ARN), ("AUTH", "none")],
+                "AWS_ACCESS_KEY_ID",
+            ),
+            (
+                &[("AGENT_RUNTIME_ARN", ARN), ("ORIGIN_AUTH", "none")],
+                "JWT_ISSUER",
+            ),
+            (
+                &[
+                    ("AGENT_RUNTIME_ARN", ARN),
+                    ("ORIGIN_AUTH", "none"),
+                    ("AUTH", "maybe"),
+                ],
+                "AUTH",
+            ),
+            (&[("ORIGIN_URL", "ftp://x"), ("AUTH", "none")], "ORIGIN_URL"),
+            (
+                &[("ORIGIN_URL", "http://127.0.0.1:1/x"), ("AUTH", "none")],
+                "SIGV4_SERVICE",
+            ),
+            (
+                &[
+                    ("ORIGIN_URL", "http://127.0.0.1:1/x"),
+                    ("AUTH", "none"),
+                    ("ORIGIN_AUTH", "none"),
+                    ("MAX_BODY_BYTES", "-1"),
+                ],
+                "MAX_BODY_BYTES",
+            ),
+            (
+                &[
+                    ("ORIGIN_URL", "http://127.0.0.1:1/x"),
+                    ("ORIGIN_AUTH", "none"),
+                    ("JWT_ISSUER", "https://issuer"),
+                ],
+                "JWT_AUDIENCE",
+            ),
+        ];
+        for (vars, variable) in cases {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.variable, *variable, "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_credentials_and_arn() {
+        let c = config(&base()).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(!debug.contains("AKIDEXAMPLE"), "{debug}");
+        assert!(!debug.contains("123456789012"), "{debug}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Demo AgentCore origin.

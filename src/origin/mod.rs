@@ -1,0 +1,1 @@
+//! Origin request and signing.

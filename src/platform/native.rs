@@ -1,0 +1,1 @@
+//! Native server adapter (hyper + reqwest + tokio).

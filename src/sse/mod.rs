@@ -1,0 +1,1 @@
+//! SSE parser and transformer.
