@@ -1,0 +1,508 @@
+//! Runs the gateway's phases in order over a [`Platform`], the one seam
+//! between the core and a runtime.
+//!
+//! The platform does the I/O (origin and issuer fetches, timers, the rate
+//! limit binding, log output) and reads the clocks; this module only
+//! sequences the synchronous phases of [`super`]. Both adapters, the native
+//! server and the Cloudflare Worker, call [`handle`], which is why their
+//! responses are the same byte for byte. No runtime is named here: futures
+//! come from the platform, and the response body is a plain
+//! [`futures::Stream`] polled by hand so that it stays `Send` when the
+//! platform's types are, and needs no boxing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::{select, Either};
+use futures::Stream;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::rate_limit::{RateDecision, RateLimiter};
+use super::{Gateway, RequestContext, RequestLog, Route, StreamStart};
+use crate::auth::{Authenticator, Check, FetchRequest, FetchResponse, Verified};
+use crate::config::AuthConfig;
+use crate::error::GatewayError;
+use crate::sse::{StreamError, Transformer};
+
+/// Why the origin could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// Connection refused, DNS, TLS, reset before headers: the detail is for
+    /// the log (the driver scrubs it).
+    Unreachable(String),
+}
+
+/// Why the request body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the limit the adapter was given.
+    TooLarge,
+    /// The client's connection failed while sending it.
+    Io(String),
+}
+
+/// What a runtime provides. Clocks: `now_ms` is monotonic, `now` is the wall
+/// clock (JWT times, SigV4 dates). Nothing in the core reads either itself.
+pub trait Platform: Clone {
+    /// The origin's response body, chunk by chunk.
+    type OriginBody: Stream<Item = Result<Bytes, String>> + Unpin;
+    /// A timer completing at a monotonic deadline.
+    type Sleep: Future<Output = ()> + Unpin;
+
+    fn now_ms(&self) -> u64;
+    fn now(&self) -> SystemTime;
+    /// 32 unpredictable bytes (request and session ids).
+    fn random(&self) -> [u8; 32];
+    fn sleep_until(&self, deadline_ms: u64) -> Self::Sleep;
+    /// Sends the signed origin request; resolves when its head has arrived.
+    fn fetch_origin(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> impl Future<Output = Result<http::Response<Self::OriginBody>, FetchError>>;
+    /// GETs an issuer document (discovery or key set).
+    fn fetch_auth(
+        &self,
+        request: &FetchRequest,
+    ) -> impl Future<Output = Result<FetchResponse, String>>;
+    /// A platform rate limiter (the Workers binding), or `None` to use the
+    /// configured in-process one.
+    fn rate_limit(&self, key: &str) -> impl Future<Output = Option<RateDecision>>;
+    /// Writes one structured log line.
+    fn log(&self, line: &str);
+}
+
+/// State shared by all requests of a deployment (or a Worker isolate).
+pub struct Shared {
+    pub gateway: Gateway,
+    authenticator: Option<Mutex<Authenticator>>,
+    /// Serializes issuer fetches so concurrent requests share one refresh.
+    auth_fetch: futures::lock::Mutex<()>,
+    rate_limiter: Option<Mutex<RateLimiter>>,
+}
+
+impl Shared {
+    pub fn new(gateway: Gateway) -> Self {
+        let config = gateway.config();
+        let authenticator = match &config.auth {
+            AuthConfig::Jwt(jwt) => Some(Mutex::new(Authenticator::new(jwt.clone()))),
+            AuthConfig::None => None,
+        };
+        let rate_limiter = config
+            .rate_limit_per_minute
+            .map(|limit| Mutex::new(RateLimiter::new(limit)));
+        Shared {
+            gateway,
+            authenticator,
+            auth_fetch: futures::lock::Mutex::new(()),
+            rate_limiter,
+        }
+    }
+
+    /// The verified-token and key caches, for adapters that persist keys.
+    pub fn authenticator(&self) -> Option<&Mutex<Authenticator>> {
+        self.authenticator.as_ref()
+    }
+}
+
+/// Serves one request. `body` is read only when the request gets that far;
+/// the adapter bounds it by `config().max_body_bytes`.
+pub async fn handle<P: Platform>(
+    shared: &Shared,
+    platform: &P,
+    head: http::request::Parts,
+    body: impl Future<Output = Result<Bytes, BodyError>>,
+) -> Response<ResponseBody<P>> {
+    let gateway = &shared.gateway;
+    let mut ctx = RequestContext::new(
+        &head,
+        platform.random(),
+        platform.now_ms(),
+        unix_ms(platform.now()),
+    );
+    match invoke(shared, platform, &head, body, &mut ctx).await {
+        Ok(Outcome::Answered(response)) => {
+            let (mut parts, body) = response.into_parts();
+            gateway.finish_headers(&mut parts.headers, &ctx);
+            let mut log = RequestLog::new(&ctx, parts.status);
+            log.bytes_out = body.len() as u64;
+            log.duration_ms = platform.now_ms().saturating_sub(ctx.started_ms);
+            platform.log(&log.to_line());
+            Response::from_parts(parts, ResponseBody::Full(Some(body)))
+        }
+        Ok(Outcome::Stream(start, origin_body)) => {
+            let StreamStart { head, transformer } = start;
+            let log = RequestLog::new(&ctx, head.status);
+            let stream = StreamBody {
+                platform: platform.clone(),
+                origin: Some(origin_body),
+                transformer,
+                sleep: None,
+                started_ms: ctx.started_ms,
+                log: Some(log),
+                scrub: ScrubList::of(gateway),
+            };
+            Response::from_parts(head, ResponseBody::Stream(Box::new(stream)))
+        }
+        Err(error) => {
+            let response = gateway.error_response(&error, &ctx);
+            let mut log = RequestLog::new(&ctx, error.status);
+            log.error = Some(error.code);
+            log.detail = error.detail.as_deref().map(|d| gateway.scrub(d));
+            log.bytes_out = response.body().len() as u64;
+            log.duration_ms = platform.now_ms().saturating_sub(ctx.started_ms);
+            platform.log(&log.to_line());
+            let (parts, body) = response.into_parts();
+            Response::from_parts(parts, ResponseBody::Full(Some(body)))
+        }
+    }
+}
+
+enum Outcome<B> {
+    Answered(Response<Bytes>),
+    Stream(StreamStart, B),
+}
+
+async fn invoke<P: Platform>(
+    shared: &Shared,
+    platform: &P,
+    head: &http::request::Parts,
+    body: impl Future<Output = Result<Bytes, BodyError>>,
+    ctx: &mut RequestContext,
+) -> Result<Outcome<P::OriginBody>, GatewayError> {
+    let gateway = &shared.gateway;
+
+    // Phase 1: request filter.
+    if let (Route::Answered, Some(response)) = gateway.request_filter(head, ctx)? {
+        return Ok(Outcome::Answered(response));
+    }
+
+    // Phase 2: authentication, then the per-subject rate limit.
+    let authorization = head
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let verified = authenticate(shared, platform, authorization).await?;
+    ctx.subject = verified.as_ref().and_then(|v| v.subject.clone());
+    rate_limit(shared, platform, ctx).await?;
+
+    // Phase 3: the body.
+    let body = body.await.map_err(|e| match e {
+        BodyError::TooLarge => gateway.body_too_large(),
+        BodyError::Io(detail) => {
+            GatewayError::bad_request("body_read_failed", "the request body could not be read")
+                .with_detail(detail)
+        }
+    })?;
+    let invocation = gateway.parse_invocation(head, &body, ctx)?;
+
+    // Phase 4: the upstream request.
+    let bearer = authorization.and_then(bearer_token);
+    let user_id = verified.as_ref().and_then(|v| v.user_id.as_deref());
+    let request = gateway.upstream_request(&invocation, user_id, bearer, platform.now())?;
+
+    // The origin has `origin_timeout_seconds` to answer with a head.
+    let deadline = platform.now_ms() + gateway.config().origin_timeout_seconds * 1000;
+    let fetch = std::pin::pin!(platform.fetch_origin(request));
+    let origin = match select(fetch, platform.sleep_until(deadline)).await {
+        Either::Left((Ok(response), _)) => response,
+        Either::Left((Err(FetchError::Unreachable(detail)), _)) => {
+            return Err(GatewayError::new(
+                StatusCode::BAD_GATEWAY,
+                "origin_unreachable",
+                "the agent could not be reached",
+            )
+            .with_detail(detail))
+        }
+        Either::Right(_) => {
+            return Err(GatewayError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "origin_timeout",
+                "the agent did not answer in time",
+            ))
+        }
+    };
+
+    // Phase 5: response filter.
+    let (origin_head, origin_body) = origin.into_parts();
+    let start = gateway.response_filter(&origin_head, &invocation, ctx, platform.now_ms())?;
+    Ok(Outcome::Stream(start, origin_body))
+}
+
+async fn authenticate<P: Platform>(
+    shared: &Shared,
+    platform: &P,
+    authorization: Option<&str>,
+) -> Result<Option<Verified>, GatewayError> {
+    let Some(authenticator) = &shared.authenticator else {
+        return Ok(None);
+    };
+    let mut fetch_turn = None;
+    loop {
+        let now = unix_seconds(platform.now());
+        let check = lock(authenticator).check(authorization, now);
+        match check {
+            Check::Verified(verified) => return Ok(Some(verified)),
+            Check::Rejected(error) => return Err(error),
+            Check::Fetch(request) => {
+                if fetch_turn.is_none() {
+                    // Wait for any refresh in flight, then look again: it may
+                    // have brought the key.
+                    fetch_turn = Some(shared.auth_fetch.lock().await);
+                    continue;
+                }
+                let response = platform.fetch_auth(&request).await;
+                let now = unix_seconds(platform.now());
+                if let Some(failure) = lock(authenticator).on_fetched(&request, response, now) {
+                    let line = serde_json::json!({
+                        "time_ms": unix_ms(platform.now()),
+                        "level": "warn",
+                        "event": "key_set_refresh_failed",
+                        "detail": failure,
+                    });
+                    platform.log(&line.to_string());
+                }
+            }
+        }
+    }
+}
+
+async fn rate_limit<P: Platform>(
+    shared: &Shared,
+    platform: &P,
+    ctx: &RequestContext,
+) -> Result<(), GatewayError> {
+    let key = ctx.subject.as_deref().unwrap_or("anonymous");
+    let decision = match platform.rate_limit(key).await {
+        Some(decision) => decision,
+        None => match &shared.rate_limiter {
+            Some(limiter) => lock(limiter).check(key, platform.now_ms()),
+            None => RateDecision::Allowed,
+        },
+    };
+    match decision {
+        RateDecision::Allowed => Ok(()),
+        RateDecision::Limited {
+            retry_after_seconds,
+        } => Err(GatewayError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; retry later",
+        )
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_seconds.max(1)),
+        )),
+    }
+}
+
+/// `Authorization: Bearer <token>` → the token.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves consistent cache state behind
+    // (every update is a single assignment), so poisoning is not fatal.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unix_seconds(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unix_ms(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Strings that must not reach the log line in stream error details.
+#[derive(Clone)]
+struct ScrubList(Vec<String>);
+
+impl ScrubList {
+    fn of(gateway: &Gateway) -> Self {
+        let mut list = Vec::new();
+        if let Some(runtime) = &gateway.config().origin.runtime {
+            list.push(runtime.arn.clone());
+            list.push(crate::origin::encode_path_segment(&runtime.arn));
+            list.push(runtime.account_id.clone());
+        }
+        ScrubList(list)
+    }
+
+    fn apply(&self, text: &str) -> String {
+        self.0.iter().fold(text.to_owned(), |acc, s| {
+            acc.replace(s.as_str(), "[redacted]")
+        })
+    }
+}
+
+/// The client's response body.
+pub enum ResponseBody<P: Platform> {
+    /// A complete answer (errors, ping, preflight).
+    Full(Option<Bytes>),
+    /// The origin's stream through the transformer.
+    Stream(Box<StreamBody<P>>),
+}
+
+impl<P: Platform> Stream for ResponseBody<P> {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match self.get_mut() {
+            ResponseBody::Full(body) => Poll::Ready(body.take().filter(|b| !b.is_empty())),
+            ResponseBody::Stream(stream) => Pin::new(stream.as_mut()).poll_next(cx),
+        }
+    }
+}
+
+/// Phase 6 (response body filter) and phase 7 (logging) of a streamed
+/// answer: origin chunks through the transformer, keepalives when the origin
+/// is idle, the log line when the stream ends or the client goes away.
+pub struct StreamBody<P: Platform> {
+    platform: P,
+    /// `None` once the origin is done (or dropped, which cancels it).
+    origin: Option<P::OriginBody>,
+    transformer: Transformer,
+    sleep: Option<(u64, P::Sleep)>,
+    started_ms: u64,
+    log: Option<RequestLog>,
+    scrub: ScrubList,
+}
+
+impl<P: Platform> StreamBody<P> {
+    fn emit(&mut self, bytes: Bytes) -> Poll<Option<Bytes>> {
+        if let Some(log) = &mut self.log {
+            if log.ttfb_ms.is_none() {
+                log.ttfb_ms = Some(self.platform.now_ms().saturating_sub(self.started_ms));
+            }
+            log.bytes_out += bytes.len() as u64;
+        }
+        Poll::Ready(Some(bytes))
+    }
+
+    fn end(&mut self, error: Option<StreamError>) -> Bytes {
+        self.origin = None;
+        self.sleep = None;
+        let outcome = if error.is_some() {
+            "origin_error"
+        } else {
+            "complete"
+        };
+        let detail = error.as_ref().map(|e| self.scrub.apply(&e.message));
+        let code = error.as_ref().map(|e| e.code);
+        let tail = self.transformer.finish(error);
+        if let Some(mut log) = self.log.take() {
+            log.outcome = Some(outcome);
+            log.error = code;
+            log.detail = detail;
+            log.bytes_out += tail.len() as u64;
+            if log.ttfb_ms.is_none() && !tail.is_empty() {
+                log.ttfb_ms = Some(self.platform.now_ms().saturating_sub(self.started_ms));
+            }
+            self.write_log(log);
+        }
+        tail
+    }
+
+    fn write_log(&self, mut log: RequestLog) {
+        log.usage = self.transformer.usage().cloned();
+        log.duration_ms = self.platform.now_ms().saturating_sub(self.started_ms);
+        if log.outcome != Some("complete") {
+            log.level = "warn";
+        }
+        self.platform.log(&log.to_line());
+    }
+}
+
+impl<P: Platform> Stream for StreamBody<P> {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        // Every field is Unpin (the platform's futures are required to be).
+        let this = self.get_mut();
+        loop {
+            let Some(origin) = this.origin.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match Pin::new(origin).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = this.transformer.push(chunk, this.platform.now_ms());
+                    if this.transformer.is_finished() {
+                        // A limit ended the stream inside `push`.
+                        let tail = this.end(None);
+                        let all = if tail.is_empty() {
+                            out
+                        } else {
+                            [out, tail].concat().into()
+                        };
+                        return this.emit(all);
+                    }
+                    if !out.is_empty() {
+                        return this.emit(out);
+                    }
+                }
+                Poll::Ready(Some(Err(detail))) => {
+                    let tail = this.end(Some(StreamError {
+                        code: "origin_stream_failed",
+                        message: format!("the agent's stream broke off: {detail}"),
+                    }));
+                    return this.emit(tail);
+                }
+                Poll::Ready(None) => {
+                    let tail = this.end(None);
+                    return if tail.is_empty() {
+                        Poll::Ready(None)
+                    } else {
+                        this.emit(tail)
+                    };
+                }
+                Poll::Pending => {
+                    let Some(deadline) = this.transformer.idle_deadline() else {
+                        this.sleep = None;
+                        return Poll::Pending;
+                    };
+                    if this.sleep.as_ref().is_none_or(|(at, _)| *at != deadline) {
+                        this.sleep = Some((deadline, this.platform.sleep_until(deadline)));
+                    }
+                    let (_, sleep) = this.sleep.as_mut().expect("just set");
+                    if Pin::new(sleep).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.sleep = None;
+                    let now = this.platform.now_ms();
+                    if let Some(keepalive) = this.transformer.poll_idle(now) {
+                        return this.emit(keepalive);
+                    }
+                    if this.transformer.idle_deadline().is_none_or(|at| at <= now) {
+                        // Not allowed here (mid-event): the next origin chunk wakes us.
+                        return Poll::Pending;
+                    }
+                    // Not due yet: loop to re-arm the timer.
+                }
+            }
+        }
+    }
+}
+
+impl<P: Platform> Drop for StreamBody<P> {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away. Dropping `origin`
+        // with us cancels the origin request.
+        if let Some(mut log) = self.log.take() {
+            log.outcome = Some("client_closed");
+            self.write_log(log);
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! The gateway: one request's life as named phases, pingora style.
+//!
+//! Reading order, which is also the order a request goes through:
+//! 1. [`Gateway::request_filter`]: route, method, CORS preflight, health
+//!    check, content type and declared length, before the body is read.
+//! 2. authentication (`auth`, driven by [`driver`]): the caller's JWT.
+//! 3. [`Gateway::parse_invocation`]: the body: control fields, response
+//!    mode, session id; the agent's payload.
+//! 4. [`Gateway::upstream_request`]: the signed origin request.
+//! 5. [`Gateway::response_filter`]: the origin's status and headers become
+//!    the client's, or a mapped error that never relays the origin's body.
+//! 6. response body filter: [`crate::sse::Transformer`], chunk by chunk.
+//! 7. logging: one [`RequestLog`] line per request.
+//!
+//! Everything here is synchronous and platform-free; [`driver`] runs the
+//! phases over a [`driver::Platform`] that does the I/O and reads the clock.
+//!
+//! Spec: `SPEC.md`, "HTTP interface" and "Errors before the stream starts".
+
+pub mod driver;
+pub mod rate_limit;
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use serde_json::value::RawValue;
+
+use crate::config::{Config, ResponseMode};
+use crate::error::GatewayError;
+use crate::origin::{self, Invocation};
+use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
+
+/// The session header of AgentCore, accepted from callers and returned to them.
+pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
+/// The per-request id header, echoed or generated.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const SESSION_ID_LEN: std::ops::RangeInclusive<usize> = 33..=256;
+const EXPOSED_HEADERS: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id, X-Request-Id";
+const ALLOWED_HEADERS: &str =
+    "authorization, content-type, accept, x-amzn-bedrock-agentcore-runtime-session-id, x-request-id";
+
+/// What the request filter decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /invocations` or `POST /`: go on to authentication.
+    Invoke,
+    /// Answered without the origin (ping, preflight).
+    Answered,
+}
+
+/// State carried from phase to phase of one request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// Monotonic milliseconds at arrival.
+    pub started_ms: u64,
+    /// Wall clock at arrival, unix milliseconds, for the log line.
+    pub unix_ms: u64,
+    pub method: String,
+    pub path: String,
+    /// The allowed browser origin, echoed in CORS headers.
+    pub cors_origin: Option<HeaderValue>,
+    pub mode: Option<ResponseMode>,
+    pub session_id: Option<String>,
+    pub subject: Option<String>,
+    pub bytes_in: usize,
+    /// Random bytes for the generated session id.
+    session_seed: [u8; 16],
+}
+
+impl RequestContext {
+    /// `random`: 32 unpredictable bytes from the platform.
+    pub fn new(
+        head: &http::request::Parts,
+        random: [u8; 32],
+        started_ms: u64,
+        unix_ms: u64,
+    ) -> Self {
+        let (id_seed, session_seed) = random.split_at(16);
+        let request_id = head
+            .headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_safe_id(v, 1..=128))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid_v4(id_seed.try_into().expect("16 bytes")));
+        RequestContext {
+            request_id,
+            started_ms,
+            unix_ms,
+            method: head.method.as_str().to_owned(),
+            path: head.uri.path().chars().take(256).collect(),
+            cors_origin: None,
+            mode: None,
+            session_id: None,
+            subject: None,
+            bytes_in: 0,
+            session_seed: session_seed.try_into().expect("16 bytes"),
+        }
+    }
+}
+
+/// A parsed invocation: the agent's payload and the gateway's decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationRequest {
+    pub payload: Bytes,
+    pub mode: ResponseMode,
+    pub session_id: String,
+}
+
+/// The client response head and the body transformer for a started stream.
+pub struct StreamStart {
+    pub head: http::response::Parts,
+    pub transformer: Transformer,
+}
+
+/// Shared, immutable per deployment: the configuration and what derives from it.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Config,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Self {
+        Gateway { config }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Phase 1: decide from the head alone. `Ok(Route::Answered)` comes with
+    /// the response to send in `answer`.
+    pub fn request_filter(
+        &self,
+        head: &http::request::Parts,
+        ctx: &mut RequestContext,
+    ) -> Result<(Route, Option<Response<Bytes>>), GatewayError> {
+        ctx.cors_origin = head
+            .headers
+            .get(header::ORIGIN)
+            .filter(|o| o.to_str().is_ok_and(|o| self.config.cors_allows(o)))
+            .cloned();
+
+        let path = head.uri.path();
+        let is_invoke = path == "/invocations" || path == "/";
+        match (&head.method, path) {
+            (&Method::OPTIONS, _) if is_invoke || path == "/ping" => {
+                Ok((Route::Answered, Some(self.preflight(head, ctx)?)))
+            }
+            (&Method::GET | &Method::HEAD, "/ping") => {
+                let mut response = Response::new(Bytes::from_static(br#"{"status":"Healthy"}"#));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok((Route::Answered, Some(response)))
+            }
+            (&Method::POST, _) if is_invoke => {
+                check_content_type(&head.headers)?;
+                let declared = head
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
+                    return Err(self.body_too_large());
+                }
+                Ok((Route::Invoke, None))
+            }
+            (_, "/ping") => Err(method_not_allowed("GET, HEAD, OPTIONS")),
+            (_, _) if is_invoke => Err(method_not_allowed("POST, OPTIONS")),
+            _ => Err(GatewayError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route: use POST /invocations",
+            )),
+        }
+    }
+
+    fn preflight(
+        &self,
+        head: &http::request::Parts,
+        ctx: &RequestContext,
+    ) -> Result<Response<Bytes>, GatewayError> {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        let headers = response.headers_mut();
+        if !head.headers.contains_key(header::ORIGIN) {
+            headers.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            return Ok(response);
+        }
+        if ctx.cors_origin.is_none() {
+            return Err(GatewayError::new(
+                StatusCode::FORBIDDEN,
+                "cors_origin_not_allowed",
+                "this origin is not allowed to call the gateway",
+            ));
+        }
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        Ok(response)
+    }
+
+    /// The 413 answer, also used by adapters when a body without a declared
+    /// length turns out too large.
+    pub fn body_too_large(&self) -> GatewayError {
+        GatewayError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is larger than {} bytes",
+                self.config.max_body_bytes
+            ),
+        )
+    }
+
+    /// Phase 3: the body. Control fields are taken out; everything else is
+    /// the agent's payload, forwarded with its values byte for byte.
+    pub fn parse_invocation(
+        &self,
+        head: &http::request::Parts,
+        body: &[u8],
+        ctx: &mut RequestContext,
+    ) -> Result<InvocationRequest, GatewayError> {
+        ctx.bytes_in = body.len();
+        if body.len() > self.config.max_body_bytes {
+            return Err(self.body_too_large());
+        }
+        // Values are kept raw so the payload is forwarded unchanged (numbers,
+        // escapes, nesting); only the control fields are taken out.
+        let raw: raw_object::RawObject = serde_json::from_slice(body).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                GatewayError::bad_request("invalid_body", "the request body must be a JSON object")
+            } else {
+                GatewayError::bad_request(
+                    "invalid_json",
+                    format!(
+                        "the request body is not valid JSON (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ),
+                )
+            }
+        })?;
+
+        let mut body_mode = None;
+        let mut body_session = None;
+        let mut payload = Vec::with_capacity(body.len());
+        payload.push(b'{');
+        let mut had_control_field = false;
+        for (key, value) in &raw.0 {
+            match key.as_ref() {
+                "response" => {
+                    had_control_field = true;
+                    body_mode = Some(control_string(value, "response")?);
+                }
+                "runtimeSessionId" => {
+                    had_control_field = true;
+                    body_session = Some(control_string(value, "runtimeSessionId")?);
+                }
+                _ => {
+                    if payload.len() > 1 {
+                        payload.push(b',');
+                    }
+                    serde_json::to_writer(&mut payload, key).expect("string to vec");
+                    payload.push(b':');
+                    payload.extend_from_slice(value.get().as_bytes());
+                }
+            }
+        }
+        payload.push(b'}');
+        let payload = if had_control_field {
+            Bytes::from(payload)
+        } else {
+            Bytes::copy_from_slice(body)
+        };
+
+        let mode = self.response_mode(head, body_mode.as_deref())?;
+        let session_id = match body_session.or_else(|| header_str(&head.headers, SESSION_HEADER)) {
+            Some(id) if is_safe_id(&id, SESSION_ID_LEN) => id,
+            Some(_) => {
+                return Err(GatewayError::bad_request(
+                    "invalid_session_id",
+                    "runtimeSessionId must be 33 to 256 visible ASCII characters",
+                ))
+            }
+            None => generated_session_id(&ctx.session_seed),
+        };
+        ctx.mode = Some(mode);
+        ctx.session_id = Some(session_id.clone());
+        Ok(InvocationRequest {
+            payload,
+            mode,
+            session_id,
+        })
+    }
+
+    /// Body field, then `?response=`, then `Accept: text/plain`, then the default.
+    fn response_mode(
+        &self,
+        head: &http::request::Parts,
+        body_mode: Option<&str>,
+    ) -> Result<ResponseMode, GatewayError> {
+        let query_mode = head.uri.query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .find(|(k, _)| *k == "response")
+                .map(|(_, v)| v)
+        });
+        if let Some(requested) = body_mode.or(query_mode) {
+            return requested.parse().map_err(|()| {
+                GatewayError::bad_request(
+                    "invalid_response_mode",
+                    "response must be \"original\" or \"transformed\"",
+                )
+            });
+        }
+        let wants_text = head
+            .headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|item| item.split(';').next().unwrap_or("").trim() == "text/plain");
+        Ok(if wants_text {
+            ResponseMode::Transformed
+        } else {
+            self.config.default_mode
+        })
+    }
+
+    /// Phase 4: the signed origin request.
+    pub fn upstream_request(
+        &self,
+        invocation: &InvocationRequest,
+        user_id: Option<&str>,
+        bearer_token: Option<&str>,
+        now: SystemTime,
+    ) -> Result<http::Request<Bytes>, GatewayError> {
+        origin::build_request(
+            &self.config.origin,
+            Invocation {
+                payload: invocation.payload.clone(),
+                session_id: &invocation.session_id,
+                user_id,
+                bearer_token,
+            },
+            now,
+        )
+    }
+
+    /// Phase 5: the origin answered with a head. A success starts the stream;
+    /// anything else is mapped to a gateway error without the origin's body.
+    pub fn response_filter(
+        &self,
+        origin: &http::response::Parts,
+        invocation: &InvocationRequest,
+        ctx: &RequestContext,
+        now_ms: u64,
+    ) -> Result<StreamStart, GatewayError> {
+        if !origin.status.is_success() {
+            return Err(map_origin_status(origin));
+        }
+        let content_type = header_str(&origin.headers, header::CONTENT_TYPE.as_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let body_kind = if content_type.starts_with("application/json") {
+            OriginBodyKind::Json
+        } else {
+            OriginBodyKind::EventStream
+        };
+        let keepalive = self.config.keepalive_seconds;
+        let transformer = Transformer::new(
+            TransformerOptions {
+                mode: invocation.mode,
+                body_kind,
+                max_event_bytes: self.config.max_event_bytes,
+                keepalive_ms: (keepalive > 0).then_some(keepalive * 1000),
+                session_id: invocation.session_id.clone(),
+            },
+            now_ms,
+        );
+        let mut response = Response::new(());
+        let headers = response.headers_mut();
+        let content_type = match (invocation.mode, body_kind) {
+            (ResponseMode::Transformed, _) => "text/plain; charset=utf-8",
+            (ResponseMode::Original, OriginBodyKind::Json) => "application/json",
+            (ResponseMode::Original, OriginBodyKind::EventStream) => "text/event-stream",
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&invocation.session_id) {
+            headers.insert(HeaderName::from_static(SESSION_HEADER), value);
+        }
+        self.finish_headers(headers, ctx);
+        let (head, ()) = response.into_parts();
+        Ok(StreamStart { head, transformer })
+    }
+
+    /// Headers every response carries: request id and, for allowed browser
+    /// origins, CORS.
+    pub fn finish_headers(&self, headers: &mut HeaderMap, ctx: &RequestContext) {
+        if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
+            headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+        }
+        if let Some(origin) = &ctx.cors_origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+
+    /// An error as the client sees it, with the common headers.
+    pub fn error_response(&self, error: &GatewayError, ctx: &RequestContext) -> Response<Bytes> {
+        let mut response = error.to_response();
+        if let Some(session) = ctx
+            .session_id
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(SESSION_HEADER), session);
+        }
+        self.finish_headers(response.headers_mut(), ctx);
+        response
+    }
+
+    /// Removes the runtime ARN and account id from operator-facing text
+    /// before it is logged.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        if let Some(runtime) = &self.config.origin.runtime {
+            let encoded = origin::encode_path_segment(&runtime.arn);
+            for secret in [runtime.arn.as_str(), encoded.as_str(), &runtime.account_id] {
+                out = out.replace(secret, "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+/// Maps an origin's failure status to ours. 401/403 from the origin mean our
+/// credentials or its policy failed, not the caller: 502, never 401.
+pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
+    let status = origin.status;
+    let error_type = header_str(&origin.headers, "x-amzn-errortype")
+        .map(|t| t.split(':').next().unwrap_or_default().to_owned());
+    let (status_out, code, message): (StatusCode, &'static str, Cow<'static, str>) =
+        match status.as_u16() {
+            429 => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "origin_throttled",
+                "the agent is busy; retry later".into(),
+            ),
+            408 | 504 => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "origin_timeout",
+                "the agent did not answer in time".into(),
+            ),
+            401 | 403 => (
+                StatusCode::BAD_GATEWAY,
+                "origin_auth_failed",
+                "the gateway could not authenticate to the agent".into(),
+            ),
+            404 => (
+                StatusCode::BAD_GATEWAY,
+                "origin_not_found",
+                "the agent runtime was not found".into(),
+            ),
+            400..=499 => (
+                StatusCode::BAD_GATEWAY,
+                "origin_rejected",
+                "the agent rejected the request".into(),
+            ),
+            _ => (
+                StatusCode::BAD_GATEWAY,
+                "origin_error",
+                "the agent failed to answer".into(),
+            ),
+        };
+    let mut error = GatewayError::new(status_out, code, message).with_detail(format!(
+        "origin status {}{}",
+        status.as_u16(),
+        error_type.map(|t| format!(" ({t})")).unwrap_or_default()
+    ));
+    if status_out == StatusCode::TOO_MANY_REQUESTS {
+        let retry = header_str(&origin.headers, "retry-after")
+            .filter(|v| v.parse::<u32>().is_ok())
+            .unwrap_or_else(|| "1".to_owned());
+        if let Ok(value) = HeaderValue::from_str(&retry) {
+            error = error.with_header(header::RETRY_AFTER, value);
+        }
+    }
+    error
+}
+
+fn method_not_allowed(allow: &'static str) -> GatewayError {
+    GatewayError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route allows {allow}"),
+    )
+    .with_header(header::ALLOW, HeaderValue::from_static(allow))
+}
+
+/// JSON (or no declared type, as from `curl --data-binary` without `-H`) only.
+fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the request body must be JSON (Content-Type: application/json)",
+        ))
+    }
+}
+
+fn control_string(value: &RawValue, field: &'static str) -> Result<String, GatewayError> {
+    serde_json::from_str::<String>(value.get()).map_err(|_| {
+        GatewayError::bad_request("invalid_field", format!("{field} must be a string"))
+    })
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Visible ASCII without spaces: safe in a header and a log line.
+fn is_safe_id(id: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A version-4 UUID from 16 random bytes.
+pub fn uuid_v4(bytes: [u8; 16]) -> String {
+    let mut b = bytes;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// AgentCore wants at least 33 characters; a UUID has 36.
+fn generated_session_id(seed: &[u8; 16]) -> String {
+    uuid_v4(*seed)
+}
+
+/// A JSON object read with its values kept raw and its keys in order.
+mod raw_object {
+    use serde::de::{MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+    use std::fmt;
+
+    pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = RawObject<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut fields = Vec::new();
+                    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                        let value: &'de RawValue = map.next_value()?;
+                        // A later duplicate replaces an earlier one, as JSON parsers do.
+                        fields.retain(|(k, _): &(Cow<'de, str>, &RawValue)| *k != key);
+                        fields.push((key, value));
+                    }
+                    Ok(RawObject(fields))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+}
+
+/// One structured line per request: no token, no ARN, no key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestLog {
+    pub time_ms: u64,
+    pub level: &'static str,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ResponseMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    pub bytes_in: usize,
+    pub bytes_out: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// How the stream ended: `complete`, `origin_error`, `client_closed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+}
+
+impl RequestLog {
+    pub fn new(ctx: &RequestContext, status: StatusCode) -> Self {
+        RequestLog {
+            time_ms: ctx.unix_ms,
+            level: if status.is_server_error() {
+                "error"
+            } else {
+                "info"
+            },
+            request_id: ctx.request_id.clone(),
+            method: ctx.method.clone(),
+            path: ctx.path.clone(),
+            status: status.as_u16(),
+            mode: ctx.mode,
+            session_id: ctx.session_id.clone(),
+            sub: ctx.subject.clone(),
+            bytes_in: ctx.bytes_in,
+            bytes_out: 0,
+            ttfb_ms: None,
+            duration_ms: 0,
+            usage: None,
+            error: None,
+            detail: None,
+            outcome: None,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"level\":\"error\"}".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests;

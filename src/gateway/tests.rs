@@ -1,0 +1,341 @@
+//! Phase-level tests of the gateway, without any I/O.
+
+use super::*;
+use std::collections::HashMap;
+
+const ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/demo-AbC123";
+
+fn gateway(extra: &[(&str, &str)]) -> Gateway {
+    let mut vars: HashMap<String, String> = [
+        ("AGENT_RUNTIME_ARN", ARN),
+        ("ORIGIN_URL", "http://127.0.0.1:9"),
+        ("ORIGIN_AUTH", "none"),
+        ("AUTH", "none"),
+        ("CORS_ALLOW_ORIGINS", "https://app.example.com"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    Gateway::new(Config::from_lookup(|n| vars.get(n).cloned()).unwrap())
+}
+
+fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+fn ctx(head: &http::request::Parts) -> RequestContext {
+    RequestContext::new(head, [7; 32], 0, 0)
+}
+
+fn filter(g: &Gateway, h: &http::request::Parts) -> Result<Route, GatewayError> {
+    g.request_filter(h, &mut ctx(h)).map(|(route, _)| route)
+}
+
+#[test]
+fn routes_and_methods() {
+    let g = gateway(&[]);
+    assert_eq!(
+        filter(&g, &head("POST", "/invocations", &[])),
+        Ok(Route::Invoke)
+    );
+    assert_eq!(filter(&g, &head("POST", "/", &[])), Ok(Route::Invoke));
+    assert_eq!(filter(&g, &head("GET", "/ping", &[])), Ok(Route::Answered));
+    let not_found = filter(&g, &head("POST", "/other", &[])).unwrap_err();
+    assert_eq!(
+        (not_found.status.as_u16(), not_found.code),
+        (404, "not_found")
+    );
+    let wrong_method = filter(&g, &head("GET", "/invocations", &[])).unwrap_err();
+    assert_eq!(wrong_method.status.as_u16(), 405);
+    assert_eq!(
+        wrong_method.to_response().headers()["allow"],
+        "POST, OPTIONS"
+    );
+}
+
+#[test]
+fn ping_answers_healthy() {
+    let g = gateway(&[]);
+    let h = head("GET", "/ping", &[]);
+    let (_, answer) = g.request_filter(&h, &mut ctx(&h)).unwrap();
+    assert_eq!(answer.unwrap().body().as_ref(), br#"{"status":"Healthy"}"#);
+}
+
+#[test]
+fn content_type_must_be_json() {
+    let g = gateway(&[]);
+    for ok in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/vnd.x+json",
+    ] {
+        assert!(filter(&g, &head("POST", "/invocations", &[("content-type", ok)])).is_ok());
+    }
+    let err = filter(
+        &g,
+        &head("POST", "/invocations", &[("content-type", "text/plain")]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.status.as_u16(), err.code),
+        (415, "unsupported_media_type")
+    );
+}
+
+#[test]
+fn declared_length_over_the_limit_is_413_before_reading() {
+    let g = gateway(&[("MAX_BODY_BYTES", "10")]);
+    let err = filter(
+        &g,
+        &head("POST", "/invocations", &[("content-length", "11")]),
+    )
+    .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (413, "body_too_large"));
+    assert!(filter(
+        &g,
+        &head("POST", "/invocations", &[("content-length", "10")])
+    )
+    .is_ok());
+    // Without a declared length the body itself is measured.
+    let h = head("POST", "/invocations", &[]);
+    let err = g
+        .parse_invocation(&h, br#"{"prompt":"12345678"}"#, &mut ctx(&h))
+        .unwrap_err();
+    assert_eq!(err.status.as_u16(), 413);
+}
+
+#[test]
+fn control_fields_are_removed_and_values_forwarded_unchanged() {
+    let g = gateway(&[]);
+    let h = head("POST", "/invocations", &[]);
+    let session = "s".repeat(40);
+    let body = format!(
+        r#"{{"prompt":"h\u00e9llo", "response":"transformed","n":1.50e3,"nested":{{"a":[1, 2]}},"runtimeSessionId":"{session}"}}"#
+    );
+    let inv = g
+        .parse_invocation(&h, body.as_bytes(), &mut ctx(&h))
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&inv.payload).unwrap(),
+        r#"{"prompt":"h\u00e9llo","n":1.50e3,"nested":{"a":[1, 2]}}"#
+    );
+    assert_eq!(inv.mode, ResponseMode::Transformed);
+    assert_eq!(inv.session_id, session);
+}
+
+#[test]
+fn a_body_without_control_fields_is_forwarded_as_sent() {
+    let g = gateway(&[]);
+    let h = head("POST", "/invocations", &[]);
+    let body = b"{ \"prompt\" : \"hi\" }";
+    let inv = g.parse_invocation(&h, body, &mut ctx(&h)).unwrap();
+    assert_eq!(inv.payload.as_ref(), body);
+}
+
+#[test]
+fn malformed_bodies_are_400_with_distinct_codes() {
+    let g = gateway(&[]);
+    let h = head("POST", "/invocations", &[]);
+    let cases: &[(&[u8], &str)] = &[
+        (b"{\"prompt\":", "invalid_json"),
+        (b"not json", "invalid_json"),
+        (b"[1,2]", "invalid_body"),
+        (b"\"text\"", "invalid_body"),
+        (b"{\"response\":1}", "invalid_field"),
+        (b"{\"response\":\"fancy\"}", "invalid_response_mode"),
+        (b"{\"runtimeSessionId\":\"short\"}", "invalid_session_id"),
+        (b"{\"runtimeSessionId\":7}", "invalid_field"),
+    ];
+    for (body, code) in cases {
+        let err = g.parse_invocation(&h, body, &mut ctx(&h)).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.code), (400, *code), "{body:?}");
+        // The body is the documented JSON shape.
+        let json: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+        assert_eq!(json["error"]["code"], *code);
+        assert!(json["error"]["message"].as_str().unwrap().len() > 5);
+    }
+}
+
+#[test]
+fn response_mode_precedence_body_then_query_then_accept_then_default() {
+    let g = gateway(&[("DEFAULT_RESPONSE_MODE", "original")]);
+    let mode = |uri: &str, accept: Option<&str>, body: &str| {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let h = head("POST", uri, &headers);
+        g.parse_invocation(&h, body.as_bytes(), &mut ctx(&h))
+            .unwrap()
+            .mode
+    };
+    use ResponseMode::*;
+    assert_eq!(mode("/invocations", None, "{}"), Original);
+    assert_eq!(mode("/invocations", Some("text/plain"), "{}"), Transformed);
+    assert_eq!(
+        mode(
+            "/invocations",
+            Some("text/event-stream, text/plain;q=0.5"),
+            "{}"
+        ),
+        Transformed
+    );
+    assert_eq!(
+        mode("/invocations?response=original", Some("text/plain"), "{}"),
+        Original
+    );
+    assert_eq!(
+        mode(
+            "/invocations?response=original",
+            None,
+            r#"{"response":"transformed"}"#
+        ),
+        Transformed
+    );
+    let g = gateway(&[("DEFAULT_RESPONSE_MODE", "transformed")]);
+    let h = head("POST", "/", &[]);
+    assert_eq!(
+        g.parse_invocation(&h, b"{}", &mut ctx(&h)).unwrap().mode,
+        Transformed
+    );
+}
+
+#[test]
+fn session_id_from_body_then_header_else_generated() {
+    let g = gateway(&[]);
+    let from_header = "h".repeat(33);
+    let h = head("POST", "/", &[(SESSION_HEADER, from_header.as_str())]);
+    assert_eq!(
+        g.parse_invocation(&h, b"{}", &mut ctx(&h))
+            .unwrap()
+            .session_id,
+        from_header
+    );
+    let from_body = "b".repeat(256);
+    let body = format!(r#"{{"runtimeSessionId":"{from_body}"}}"#);
+    assert_eq!(
+        g.parse_invocation(&h, body.as_bytes(), &mut ctx(&h))
+            .unwrap()
+            .session_id,
+        from_body
+    );
+    let too_long = format!(r#"{{"runtimeSessionId":"{}"}}"#, "b".repeat(257));
+    assert!(g
+        .parse_invocation(&h, too_long.as_bytes(), &mut ctx(&h))
+        .is_err());
+
+    let h = head("POST", "/", &[]);
+    let mut c1 = RequestContext::new(&h, [1; 32], 0, 0);
+    let mut c2 = RequestContext::new(&h, [2; 32], 0, 0);
+    let a = g.parse_invocation(&h, b"{}", &mut c1).unwrap().session_id;
+    let b = g.parse_invocation(&h, b"{}", &mut c2).unwrap().session_id;
+    assert!(a.len() >= 33 && b.len() >= 33);
+    assert_ne!(a, b);
+    assert_eq!(c1.session_id.as_deref(), Some(a.as_str()));
+}
+
+#[test]
+fn request_id_is_echoed_when_sane_else_generated() {
+    let h = head("POST", "/", &[(REQUEST_ID_HEADER, "abc-123")]);
+    assert_eq!(ctx(&h).request_id, "abc-123");
+    let h = head("POST", "/", &[(REQUEST_ID_HEADER, "has space")]);
+    assert_eq!(ctx(&h).request_id.len(), 36);
+}
+
+#[test]
+fn cors_preflight_for_allowed_and_refused_origins() {
+    let g = gateway(&[]);
+    let h = head(
+        "OPTIONS",
+        "/invocations",
+        &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    let mut c = ctx(&h);
+    let (_, answer) = g.request_filter(&h, &mut c).unwrap();
+    let mut answer = answer.unwrap();
+    g.finish_headers(answer.headers_mut(), &c);
+    assert_eq!(answer.status(), 204);
+    let headers = answer.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    assert!(headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("X-Amzn-Bedrock-AgentCore-Runtime-Session-Id"));
+
+    let h = head(
+        "OPTIONS",
+        "/invocations",
+        &[("origin", "https://evil.example")],
+    );
+    let err = g.request_filter(&h, &mut ctx(&h)).unwrap_err();
+    assert_eq!(
+        (err.status.as_u16(), err.code),
+        (403, "cors_origin_not_allowed")
+    );
+}
+
+#[test]
+fn origin_failures_map_to_gateway_errors_without_the_origin_body() {
+    let parts = |status: u16, headers: &[(&str, &str)]| {
+        let mut b = http::Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    };
+    let cases = [
+        (400, 502, "origin_rejected"),
+        (403, 502, "origin_auth_failed"),
+        (401, 502, "origin_auth_failed"),
+        (404, 502, "origin_not_found"),
+        (429, 429, "origin_throttled"),
+        (500, 502, "origin_error"),
+        (503, 502, "origin_error"),
+        (504, 504, "origin_timeout"),
+    ];
+    for (origin, ours, code) in cases {
+        let err = map_origin_status(&parts(
+            origin,
+            &[("x-amzn-errortype", "AccessDeniedException:http://internal/")],
+        ));
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (ours, code),
+            "origin {origin}"
+        );
+    }
+    let throttled = map_origin_status(&parts(429, &[("retry-after", "7")]));
+    assert_eq!(throttled.to_response().headers()["retry-after"], "7");
+}
+
+#[test]
+fn scrub_removes_arn_encoded_arn_and_account() {
+    let g = gateway(&[]);
+    let encoded = crate::origin::encode_path_segment(ARN);
+    let text = format!("denied for {ARN} at /runtimes/{encoded}/ by 123456789012");
+    let clean = g.scrub(&text);
+    assert!(!clean.contains("123456789012"), "{clean}");
+    assert!(!clean.contains("runtime/demo"), "{clean}");
+}
+
+#[test]
+fn uuid_v4_shape() {
+    let id = uuid_v4([0xff; 16]);
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4");
+    assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+}
