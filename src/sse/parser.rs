@@ -1,0 +1,751 @@
+//! The incremental Server-Sent Events parser, and the lighter boundary
+//! tracker that original mode uses instead of it.
+//!
+//! Both follow the WHATWG HTML algorithm, "Interpreting an event stream"
+//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation>),
+//! as `SPEC.md` ("SSE parsing") requires: LF, CR and CRLF line ends (a CR at
+//! the end of one chunk and its LF at the start of the next are one line end),
+//! one leading BOM stripped at the start of the stream only, comments,
+//! `event`/`id`/`retry` fields, multi-line `data`, an `id` containing NUL
+//! ignored, and lines, events and UTF-8 characters split anywhere across
+//! chunks.
+//!
+//! Like `httparse`, the state lives in the struct and the caller feeds byte
+//! slices; running out of input is not an error, it just returns `None`.
+//! Line ends are found with `memchr`, whole line slices are copied at once,
+//! and the buffers are reused from one event to the next.
+//!
+//! Memory is bounded: the field lines of one event (the line being read
+//! included, line ends excluded, comments not counted because they are never
+//! held) may total at most `max_event_bytes`; beyond that the parser reports
+//! [`ParseError::EventTooLarge`] and stays failed.
+//!
+//! UTF-8 is decoded per event with replacement characters, which gives the
+//! same text as the spec's stream decoder: CR and LF are ASCII, so no
+//! multi-byte sequence can span a line end.
+//!
+//! Hand-written rather than taken from `eventsource-stream` or similar crates
+//! because those are `Stream` adapters that allocate a `String` per field and
+//! event and have no size limit; the core needs a sans-IO parser that lends
+//! out borrowed events, and original mode needs [`BoundaryTracker`], which
+//! no crate offers.
+
+use std::fmt;
+use std::mem;
+
+use memchr::{memchr, memchr2};
+
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+/// Why the parser stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// One event's field lines exceeded the configured limit (in bytes).
+    EventTooLarge { limit: usize },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::EventTooLarge { limit } => {
+                write!(
+                    f,
+                    "an event from the agent exceeded the limit of {limit} bytes"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// One dispatched event, borrowed from the parser until the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The event type: the last `event` field, or `"message"` without one.
+    pub event: &'a str,
+    /// The `data` lines joined with `\n`.
+    pub data: &'a str,
+    /// The last event ID buffer at dispatch time (the event's `lastEventId`).
+    pub id: &'a str,
+}
+
+/// What is known about the line that has started but not ended yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartialLine {
+    /// At the start of a line.
+    None,
+    /// Bytes of a line are held in `Parser::line`.
+    Held,
+    /// A comment line: its bytes are skipped, never held.
+    Comment,
+}
+
+/// Incremental SSE parser. Feed it with [`Parser::next_event`].
+#[derive(Debug, Clone)]
+pub struct Parser {
+    max_event_bytes: usize,
+    bom_matched: u8,
+    bom_done: bool,
+    /// The last byte seen was a CR ending a line: an LF next belongs to it.
+    after_cr: bool,
+    partial: PartialLine,
+    line: Vec<u8>,
+    data: Vec<u8>,
+    event_type: String,
+    last_event_id: String,
+    retry: Option<u64>,
+    /// Field-line bytes of the event being read (see the module doc).
+    event_bytes: usize,
+    /// An event was handed out: its buffers are cleared on the next call.
+    dispatched: bool,
+    /// The handed-out data, when it was not valid UTF-8 and had to be repaired.
+    lossy: String,
+    failed: bool,
+}
+
+impl Parser {
+    /// A parser for a new stream whose events may hold at most
+    /// `max_event_bytes` of field lines.
+    pub fn new(max_event_bytes: usize) -> Self {
+        Parser {
+            max_event_bytes,
+            bom_matched: 0,
+            bom_done: false,
+            after_cr: false,
+            partial: PartialLine::None,
+            line: Vec::new(),
+            data: Vec::new(),
+            event_type: String::new(),
+            last_event_id: String::new(),
+            retry: None,
+            event_bytes: 0,
+            dispatched: false,
+            lossy: String::new(),
+            failed: false,
+        }
+    }
+
+    /// The reconnection time the stream asked for with `retry`, if any.
+    pub fn retry(&self) -> Option<u64> {
+        self.retry
+    }
+
+    /// The last event ID buffer.
+    pub fn last_event_id(&self) -> &str {
+        &self.last_event_id
+    }
+
+    /// Parses `input` up to the end of the next event and advances `input`
+    /// past the bytes consumed. `Ok(None)` means `input` is used up (it is
+    /// then empty) and more bytes are needed; an incomplete event at the end
+    /// of the stream is never dispatched, as the spec says. Once an error has
+    /// been returned, every later call returns it again.
+    pub fn next_event<'p>(
+        &'p mut self,
+        input: &mut &[u8],
+    ) -> Result<Option<Event<'p>>, ParseError> {
+        if self.failed {
+            *input = &[];
+            return Err(self.too_large());
+        }
+        if self.dispatched {
+            self.dispatched = false;
+            self.data.clear();
+            self.event_type.clear();
+        }
+        let buf: &[u8] = input;
+        let mut pos = 0;
+        if !self.bom_done {
+            pos = self.strip_bom(buf);
+            if !self.bom_done {
+                *input = &buf[buf.len()..];
+                return Ok(None);
+            }
+        }
+        if self.after_cr && pos < buf.len() {
+            self.after_cr = false;
+            if buf[pos] == b'\n' {
+                pos += 1;
+            }
+        }
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            let Some(len) = memchr2(b'\n', b'\r', rest) else {
+                if let Err(error) = self.hold(rest) {
+                    self.failed = true;
+                    *input = &buf[buf.len()..];
+                    return Err(error);
+                }
+                pos = buf.len();
+                break;
+            };
+            let mut next = pos + len + 1;
+            if buf[pos + len] == b'\r' {
+                match buf.get(next) {
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+            let outcome = match self.partial {
+                PartialLine::None => self.process_line(&rest[..len]),
+                PartialLine::Comment => {
+                    self.partial = PartialLine::None;
+                    Ok(false)
+                }
+                PartialLine::Held => {
+                    self.partial = PartialLine::None;
+                    let mut line = mem::take(&mut self.line);
+                    line.extend_from_slice(&rest[..len]);
+                    let outcome = self.process_line(&line);
+                    line.clear();
+                    self.line = line;
+                    outcome
+                }
+            };
+            pos = next;
+            match outcome {
+                Ok(false) => {}
+                Ok(true) => {
+                    *input = &buf[pos..];
+                    return Ok(Some(self.event()));
+                }
+                Err(error) => {
+                    self.failed = true;
+                    *input = &buf[buf.len()..];
+                    return Err(error);
+                }
+            }
+        }
+        *input = &buf[pos..];
+        Ok(None)
+    }
+
+    fn too_large(&self) -> ParseError {
+        ParseError::EventTooLarge {
+            limit: self.max_event_bytes,
+        }
+    }
+
+    /// Consumes the bytes of a leading BOM; returns how many were consumed.
+    fn strip_bom(&mut self, buf: &[u8]) -> usize {
+        for (pos, &byte) in buf.iter().enumerate() {
+            if byte == BOM[usize::from(self.bom_matched)] {
+                self.bom_matched += 1;
+                if usize::from(self.bom_matched) == BOM.len() {
+                    self.bom_done = true;
+                    return pos + 1;
+                }
+            } else {
+                // Not a BOM after all: what matched so far starts the first line.
+                let matched = usize::from(self.bom_matched);
+                if matched > 0 {
+                    self.line.extend_from_slice(&BOM[..matched]);
+                    self.partial = PartialLine::Held;
+                }
+                self.bom_done = true;
+                return pos;
+            }
+        }
+        buf.len()
+    }
+
+    /// Keeps the start of a line that has no end in this chunk.
+    fn hold(&mut self, rest: &[u8]) -> Result<(), ParseError> {
+        match self.partial {
+            PartialLine::Comment => Ok(()),
+            PartialLine::None if rest[0] == b':' => {
+                self.partial = PartialLine::Comment;
+                Ok(())
+            }
+            PartialLine::None | PartialLine::Held => {
+                if self.event_bytes + self.line.len() + rest.len() > self.max_event_bytes {
+                    return Err(self.too_large());
+                }
+                self.line.extend_from_slice(rest);
+                self.partial = PartialLine::Held;
+                Ok(())
+            }
+        }
+    }
+
+    /// One complete line; `Ok(true)` when it dispatched an event.
+    fn process_line(&mut self, line: &[u8]) -> Result<bool, ParseError> {
+        let Some(&first) = line.first() else {
+            return Ok(self.dispatch());
+        };
+        if first == b':' {
+            return Ok(false);
+        }
+        self.event_bytes += line.len();
+        if self.event_bytes > self.max_event_bytes {
+            return Err(self.too_large());
+        }
+        let (name, value) = match memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                self.data.extend_from_slice(value);
+                self.data.push(b'\n');
+            }
+            b"event" => {
+                self.event_type.clear();
+                self.event_type.push_str(&String::from_utf8_lossy(value));
+            }
+            b"id" => {
+                if memchr(0, value).is_none() {
+                    self.last_event_id.clear();
+                    self.last_event_id.push_str(&String::from_utf8_lossy(value));
+                }
+            }
+            b"retry" => {
+                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
+                    // Only digits, so valid UTF-8; an overflowing value is ignored.
+                    if let Some(ms) = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|digits| digits.parse().ok())
+                    {
+                        self.retry = Some(ms);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// A blank line: `true` if there is an event to hand out.
+    fn dispatch(&mut self) -> bool {
+        self.event_bytes = 0;
+        if self.data.is_empty() {
+            self.event_type.clear();
+            return false;
+        }
+        self.data.pop();
+        self.dispatched = true;
+        true
+    }
+
+    fn event(&mut self) -> Event<'_> {
+        let data = match std::str::from_utf8(&self.data) {
+            Ok(data) => data,
+            Err(_) => {
+                self.lossy = String::from_utf8_lossy(&self.data).into_owned();
+                &self.lossy
+            }
+        };
+        Event {
+            event: if self.event_type.is_empty() {
+                "message"
+            } else {
+                &self.event_type
+            },
+            data,
+            id: &self.last_event_id,
+        }
+    }
+}
+
+/// The kind of the line being read, as far as [`BoundaryTracker`] cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    /// At the start of a line.
+    Start,
+    Comment,
+    Field,
+}
+
+/// An event grew past the limit while [`BoundaryTracker::scan`] read a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTooLarge {
+    /// Where in the chunk the offending event's first field line starts, if
+    /// it starts in this chunk (otherwise its start was in an earlier one).
+    pub event_start: Option<usize>,
+}
+
+/// Follows a byte stream's SSE line and event boundaries without parsing
+/// fields: original mode forwards the origin's bytes untouched and only
+/// needs to know where a keepalive comment may go, how to close a cut-off
+/// event, and how large the current event is (same count as [`Parser`]).
+///
+/// It models what the client's parser sees, so inserted bytes (keepalives)
+/// must be reported with [`BoundaryTracker::inserted_keepalive`].
+#[derive(Debug, Clone, Copy)]
+pub struct BoundaryTracker {
+    max_event_bytes: usize,
+    bom_matched: u8,
+    bom_done: bool,
+    after_cr: bool,
+    line: LineKind,
+    event_has_fields: bool,
+    event_bytes: usize,
+}
+
+impl BoundaryTracker {
+    pub fn new(max_event_bytes: usize) -> Self {
+        BoundaryTracker {
+            max_event_bytes,
+            bom_matched: 0,
+            bom_done: false,
+            after_cr: false,
+            line: LineKind::Start,
+            event_has_fields: false,
+            event_bytes: 0,
+        }
+    }
+
+    /// True at a line start with no field line since the last dispatch (only
+    /// comments, or nothing): a comment and a blank line inserted here change
+    /// no event, no event type and no last event ID. Not while the first
+    /// bytes could still be a BOM: a comment there would make the client
+    /// read the rest of the BOM as content.
+    pub fn at_event_boundary(&self) -> bool {
+        self.line == LineKind::Start
+            && !self.event_has_fields
+            && (self.bom_done || self.bom_matched == 0)
+    }
+
+    /// True before the client has seen any byte (its BOM window is open).
+    pub fn at_stream_start(&self) -> bool {
+        !self.bom_done && self.bom_matched == 0
+    }
+
+    /// Records that `: keepalive\n\n` was inserted at an event boundary.
+    pub fn inserted_keepalive(&mut self) {
+        debug_assert!(self.at_event_boundary());
+        self.bom_done = true;
+        self.after_cr = false;
+    }
+
+    /// The bytes that end a cut-off line and event so that whatever follows
+    /// is parsed on its own: a line end if a line was started, then a blank
+    /// line if the event has field lines. After a CR, a lone LF would merge
+    /// with it into one CRLF line end, so a second one is needed then.
+    pub fn closing_bytes(&self) -> &'static [u8] {
+        match (self.line, self.event_has_fields, self.after_cr) {
+            (LineKind::Field, _, _) => b"\n\n",
+            (LineKind::Comment, true, _) => b"\n\n",
+            (LineKind::Comment, false, _) => b"\n",
+            (LineKind::Start, true, true) => b"\n\n",
+            (LineKind::Start, true, false) => b"\n",
+            (LineKind::Start, false, _) => b"",
+        }
+    }
+
+    /// Follows `buf`, the next bytes the client receives.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<(), EventTooLarge> {
+        let mut pos = 0;
+        let mut event_start = None;
+        if !self.bom_done {
+            while pos < buf.len() {
+                if buf[pos] == BOM[usize::from(self.bom_matched)] {
+                    self.bom_matched += 1;
+                    pos += 1;
+                    if usize::from(self.bom_matched) == BOM.len() {
+                        self.bom_done = true;
+                        break;
+                    }
+                } else {
+                    if self.bom_matched > 0 {
+                        // A BOM prefix that is not a BOM starts a field line.
+                        self.line = LineKind::Field;
+                        self.event_has_fields = true;
+                        self.event_bytes = usize::from(self.bom_matched);
+                    }
+                    self.bom_done = true;
+                    break;
+                }
+            }
+        }
+        if self.after_cr && pos < buf.len() {
+            self.after_cr = false;
+            if buf[pos] == b'\n' {
+                pos += 1;
+            }
+        }
+        while pos < buf.len() {
+            if self.line == LineKind::Start {
+                match buf[pos] {
+                    b'\n' | b'\r' => {
+                        // A blank line dispatches the event.
+                        self.event_has_fields = false;
+                        self.event_bytes = 0;
+                        pos = self.skip_line_end(buf, pos);
+                        continue;
+                    }
+                    b':' => self.line = LineKind::Comment,
+                    _ => {
+                        self.line = LineKind::Field;
+                        if !self.event_has_fields {
+                            self.event_has_fields = true;
+                            event_start = Some(pos);
+                        }
+                    }
+                }
+            }
+            let rest = &buf[pos..];
+            let found = memchr2(b'\n', b'\r', rest);
+            if self.line == LineKind::Field {
+                self.event_bytes += found.unwrap_or(rest.len());
+                if self.event_bytes > self.max_event_bytes {
+                    return Err(EventTooLarge { event_start });
+                }
+            }
+            match found {
+                Some(len) => {
+                    self.line = LineKind::Start;
+                    pos = self.skip_line_end(buf, pos + len);
+                }
+                None => pos = buf.len(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips the line end (LF, CR or CRLF) at `buf[at]`; returns the next position.
+    fn skip_line_end(&mut self, buf: &[u8], at: usize) -> usize {
+        if buf[at] == b'\r' {
+            match buf.get(at + 1) {
+                Some(b'\n') => return at + 2,
+                Some(_) => {}
+                None => self.after_cr = true,
+            }
+        }
+        at + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (event type, data, id) of every event in `chunks`, plus the error if any.
+    fn parse_chunks(
+        parser: &mut Parser,
+        chunks: &[&[u8]],
+    ) -> (Vec<(String, String, String)>, Option<ParseError>) {
+        let mut events = Vec::new();
+        for chunk in chunks {
+            let mut input = *chunk;
+            loop {
+                match parser.next_event(&mut input) {
+                    Ok(Some(ev)) => {
+                        events.push((ev.event.to_owned(), ev.data.to_owned(), ev.id.to_owned()))
+                    }
+                    Ok(None) => {
+                        assert!(input.is_empty());
+                        break;
+                    }
+                    Err(error) => return (events, Some(error)),
+                }
+            }
+        }
+        (events, None)
+    }
+
+    fn data_of(chunks: &[&[u8]]) -> Vec<String> {
+        let (events, error) = parse_chunks(&mut Parser::new(1 << 20), chunks);
+        assert_eq!(error, None);
+        events.into_iter().map(|(_, data, _)| data).collect()
+    }
+
+    #[test]
+    fn line_ends_lf_cr_crlf() {
+        assert_eq!(
+            data_of(&[b"data: a\n\ndata: b\r\rdata: c\r\n\r\n"]),
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn cr_at_chunk_end_then_lf_is_one_line_end() {
+        // Were the LF a second line end, "a" would be dispatched alone.
+        assert_eq!(
+            data_of(&[b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]),
+            ["a\nb"]
+        );
+    }
+
+    #[test]
+    fn cr_then_other_byte_in_next_chunk() {
+        assert_eq!(data_of(&[b"data: a\r", b"\r"]), ["a"]);
+        assert_eq!(data_of(&[b"data: a\r", b"data: b\r\r"]), ["a\nb"]);
+    }
+
+    #[test]
+    fn multi_line_data_event_id_and_comments() {
+        let mut parser = Parser::new(1024);
+        let (events, _) = parse_chunks(
+            &mut parser,
+            &[b": hi\nevent: delta\nid: 7\ndata: one\ndata:two\n\ndata: three\n\n"],
+        );
+        assert_eq!(
+            events,
+            [
+                ("delta".into(), "one\ntwo".into(), "7".into()),
+                ("message".into(), "three".into(), "7".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn id_with_nul_is_ignored_and_retry_needs_digits() {
+        let mut parser = Parser::new(1024);
+        let (events, _) = parse_chunks(
+            &mut parser,
+            &[b"id: 1\nretry: 500\nid: 2\0x\nretry: 7s\ndata: x\n\n"],
+        );
+        assert_eq!(events[0].2, "1");
+        assert_eq!(parser.retry(), Some(500));
+        assert_eq!(parser.last_event_id(), "1");
+    }
+
+    #[test]
+    fn only_the_first_bom_at_stream_start_is_stripped() {
+        assert_eq!(data_of(&[b"\xEF\xBB\xBFdata: a\n\n"]), ["a"]);
+        assert_eq!(data_of(&[b"\xEF", b"\xBB", b"\xBFdata: a\n\n"]), ["a"]);
+        // A second BOM makes the field name "\u{FEFF}data": unknown, ignored.
+        assert!(data_of(&[b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\n"]).is_empty());
+        // Not a BOM: the bytes stay part of the line (here an unknown field).
+        assert_eq!(data_of(&[b"\xEF\xBB", b"x\ndata: a\n\n"]), ["a"]);
+        assert_eq!(data_of(&[b"\xEF", b"\xBB:\ndata: a\n\n"]), ["a"]);
+    }
+
+    #[test]
+    fn utf8_split_across_chunks_and_invalid_bytes_replaced() {
+        let text = "data: h\u{e9}llo \u{1F600}\n\n".as_bytes();
+        for split in 0..=text.len() {
+            assert_eq!(
+                data_of(&[&text[..split], &text[split..]]),
+                ["h\u{e9}llo \u{1F600}"]
+            );
+        }
+        assert_eq!(
+            data_of(&[b"data: a\xFFb\xE2\x82\n\n"]),
+            ["a\u{FFFD}b\u{FFFD}"]
+        );
+    }
+
+    #[test]
+    fn incomplete_event_at_end_is_not_dispatched() {
+        assert_eq!(data_of(&[b"data: a\n\ndata: b\n"]), ["a"]);
+        assert_eq!(data_of(&[b"data: a"]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn event_over_the_limit_is_reported_and_sticks() {
+        let mut parser = Parser::new(16);
+        // 15 bytes of field lines is fine; "data: 0123456789" is 16 (still fine).
+        let (events, error) = parse_chunks(&mut parser, &[b"data: 0123456789\n\n"]);
+        assert_eq!((events.len(), error), (1, None));
+        // Two lines of 12 = 24 > 16, even though each line is small.
+        let (_, error) = parse_chunks(&mut parser, &[b"data: 012345\ndata: 012345\n\n"]);
+        assert_eq!(error, Some(ParseError::EventTooLarge { limit: 16 }));
+        let mut input: &[u8] = b"data: x\n\n";
+        assert!(parser.next_event(&mut input).is_err());
+    }
+
+    #[test]
+    fn held_partial_line_is_bounded() {
+        let mut parser = Parser::new(100);
+        let chunk = [b'a'; 40];
+        let mut input: &[u8] = b"data: ";
+        assert_eq!(parser.next_event(&mut input), Ok(None));
+        for _ in 0..2 {
+            let mut input: &[u8] = &chunk;
+            assert_eq!(parser.next_event(&mut input), Ok(None));
+        }
+        let mut input: &[u8] = &chunk;
+        assert!(parser.next_event(&mut input).is_err());
+        assert!(parser.line.capacity() <= 200);
+    }
+
+    #[test]
+    fn long_comments_across_chunks_are_not_held_or_counted() {
+        let mut parser = Parser::new(8);
+        let mut chunks: Vec<&[u8]> = vec![b":"];
+        let filler = [b'x'; 64];
+        chunks.extend(std::iter::repeat_n(&filler[..], 100));
+        chunks.push(b"\ndata: ok\n\n");
+        let (events, error) = parse_chunks(&mut parser, &chunks);
+        assert_eq!(error, None);
+        assert_eq!(events[0].1, "ok");
+        assert!(parser.line.capacity() < 64);
+    }
+
+    fn tracker_scan(chunks: &[&[u8]]) -> BoundaryTracker {
+        let mut tracker = BoundaryTracker::new(1 << 20);
+        for chunk in chunks {
+            tracker.scan(chunk).unwrap();
+        }
+        tracker
+    }
+
+    #[test]
+    fn tracker_boundaries() {
+        assert!(tracker_scan(&[]).at_event_boundary());
+        assert!(tracker_scan(&[b"data: a\n\n"]).at_event_boundary());
+        assert!(tracker_scan(&[b"data: a\r\r"]).at_event_boundary());
+        assert!(tracker_scan(&[b"data: a\n\n: c\n"]).at_event_boundary());
+        assert!(!tracker_scan(&[b"data: a\n\n: c"]).at_event_boundary());
+        assert!(!tracker_scan(&[b"data: a"]).at_event_boundary());
+        assert!(!tracker_scan(&[b"data: a\n"]).at_event_boundary());
+        // `event: x` with no data yet: a blank line would reset the type.
+        assert!(!tracker_scan(&[b"event: x\n"]).at_event_boundary());
+        assert!(!tracker_scan(&[b"id: 1\r"]).at_event_boundary());
+        // CR, then its LF in the next chunk: still inside the event.
+        assert!(!tracker_scan(&[b"data: a\r", b"\n"]).at_event_boundary());
+        assert!(tracker_scan(&[b"data: a\r", b"\n\r", b"\n"]).at_event_boundary());
+        assert!(tracker_scan(&[b"\xEF\xBB\xBF: c\n"]).at_event_boundary());
+        assert!(!tracker_scan(&[b"\xEF\xBB", b"x\n"]).at_event_boundary());
+        assert!(!tracker_scan(&[b"\xEF\xBB"]).at_event_boundary());
+        assert!(tracker_scan(&[b"\xEF\xBB", b"\xBF"]).at_event_boundary());
+    }
+
+    #[test]
+    fn tracker_closing_bytes() {
+        assert_eq!(tracker_scan(&[b"data: a"]).closing_bytes(), b"\n\n");
+        assert_eq!(tracker_scan(&[b"data: a\n"]).closing_bytes(), b"\n");
+        assert_eq!(tracker_scan(&[b"data: a\r"]).closing_bytes(), b"\n\n");
+        assert_eq!(tracker_scan(&[b"data: a\n\n: c"]).closing_bytes(), b"\n");
+        assert_eq!(tracker_scan(&[b"data: a\n: c"]).closing_bytes(), b"\n\n");
+        assert_eq!(tracker_scan(&[b"data: a\n\n"]).closing_bytes(), b"");
+        assert_eq!(tracker_scan(&[b"data: a\r\r"]).closing_bytes(), b"");
+    }
+
+    #[test]
+    fn tracker_counts_like_the_parser() {
+        let mut tracker = BoundaryTracker::new(16);
+        tracker
+            .scan(b"data: 0123456789\n\n: a very long comment line\n")
+            .unwrap();
+        let error = tracker
+            .scan(b"data: x\ndata: 012345\ndata: 1\n\n")
+            .unwrap_err();
+        assert_eq!(
+            error,
+            EventTooLarge {
+                event_start: Some(0)
+            }
+        );
+        let mut tracker = BoundaryTracker::new(16);
+        tracker.scan(b"data: 0123").unwrap();
+        let error = tracker.scan(b"\n\ndata: 012345\ndata: 012345").unwrap_err();
+        assert_eq!(
+            error,
+            EventTooLarge {
+                event_start: Some(2)
+            }
+        );
+        let mut tracker = BoundaryTracker::new(16);
+        tracker.scan(b"data: 0123").unwrap();
+        let error = tracker.scan(b"4567890123").unwrap_err();
+        assert_eq!(error, EventTooLarge { event_start: None });
+    }
+}

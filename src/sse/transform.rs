@@ -1,0 +1,1459 @@
+//! The response body filter: turns the origin's bytes into what the client
+//! receives, in either response mode.
+//!
+//! Spec: `SPEC.md`, "Original mode" and "Transformed mode".
+//!
+//! - **Original**: the origin's bytes unchanged (each chunk is returned
+//!   as-is, zero-copy). A [`BoundaryTracker`] follows line and event
+//!   boundaries so that, after `keepalive_ms` without origin bytes, a
+//!   `: keepalive\n\n` comment is inserted only where it changes nothing: at
+//!   a line start with no field line since the last dispatch. If the first
+//!   keepalive goes out before the origin's first byte, a BOM the origin then
+//!   starts with is dropped, because the client only strips a BOM at the very
+//!   start of its stream. When the origin fails mid-stream, a final
+//!   `event: error` event is appended. If the origin stopped inside a line or
+//!   an event, that line is ended and the event closed with a blank line
+//!   first (the client then receives the partial event as the origin sent
+//!   it, which is unavoidable once its first bytes have gone out), so that
+//!   the error event is parsed on its own and keeps its type and data.
+//! - **Transformed**: a [`Parser`] reads the events, each `data` payload is
+//!   deserialized into small borrowed structs (never a `serde_json::Value`,
+//!   except for the rare usage objects) and the text of every dialect in
+//!   SPEC's table is written out as it arrives; at the end, the trailer
+//!   `\n----------\n<metadata>\n<error>\n{"runtimeSessionId":..}`.
+//!
+//! Memory is bounded by `max_event_bytes` in both modes: an event larger than
+//! that (a JSON origin body, in transformed mode) ends the stream with the
+//! `event_too_large` error line or error event. In original mode the chunk is
+//! then cut at the start of the offending event if it starts in that chunk.
+//!
+//! A JSON (non-SSE) origin body is passed through in original mode (an error
+//! cannot be appended to it: the stream just ends), and printed before the
+//! trailer in transformed mode.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use bytes::{Bytes, BytesMut};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::parser::{BoundaryTracker, EventTooLarge, Parser};
+use crate::config::ResponseMode;
+use crate::error::error_json;
+
+/// The comment inserted when the origin is idle in original mode.
+pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
+/// The line between the text and the trailer in transformed mode.
+pub const TRAILER_SEPARATOR: &[u8] = b"\n----------\n";
+/// Error code of an event (or JSON body) over `max_event_bytes`.
+pub const EVENT_TOO_LARGE: &str = "event_too_large";
+/// Error code of an error the agent reported inside its stream.
+pub const AGENT_ERROR: &str = "agent_error";
+/// Longest agent error message kept for the trailer, in bytes.
+const MAX_AGENT_ERROR_MESSAGE: usize = 512;
+
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+/// What the origin answered with; the gateway picks it from the origin's
+/// `Content-Type` (see [`OriginBodyKind::from_content_type`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginBodyKind {
+    EventStream,
+    Json,
+}
+
+impl OriginBodyKind {
+    /// `text/event-stream` (any parameters) or JSON (`application/json` or a
+    /// `+json` type); `None` for anything else, which the gateway must not
+    /// treat as an event stream (the WHATWG algorithm fails such a
+    /// connection).
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("text/event-stream") {
+            Some(OriginBodyKind::EventStream)
+        } else if essence.eq_ignore_ascii_case("application/json")
+            || (essence.len() > 5
+                && essence.is_char_boundary(essence.len() - 5)
+                && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
+        {
+            Some(OriginBodyKind::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// How a [`Transformer`] behaves for one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformerOptions {
+    pub mode: ResponseMode,
+    pub body_kind: OriginBodyKind,
+    /// Largest event (field-line bytes) or JSON body held or passed;
+    /// usually [`crate::config::DEFAULT_MAX_EVENT_BYTES`].
+    pub max_event_bytes: usize,
+    /// Idle time before a keepalive comment; `None` (or 0) disables them.
+    /// Only original mode over an event stream sends keepalives.
+    pub keepalive_ms: Option<u64>,
+    /// The runtime session id printed in the transformed trailer.
+    pub session_id: String,
+}
+
+/// Why a stream ended early: the trailer's error line, or original mode's
+/// final `error` event. `message` is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl StreamError {
+    fn event_too_large(limit: usize) -> Self {
+        StreamError {
+            code: EVENT_TOO_LARGE,
+            message: format!("an event from the agent exceeded the limit of {limit} bytes"),
+        }
+    }
+}
+
+/// The response body filter of one request; see the module doc.
+#[derive(Debug)]
+pub struct Transformer {
+    mode: ResponseMode,
+    body_kind: OriginBodyKind,
+    max_event_bytes: usize,
+    keepalive_ms: Option<u64>,
+    session_id: String,
+    finished: bool,
+    /// Time of the last origin byte or keepalive.
+    last_activity_ms: u64,
+    /// Original mode: what the client's parser has seen.
+    tracker: BoundaryTracker,
+    /// Original mode: `Some(n)` once a keepalive went out before the origin's
+    /// first byte, until it is known whether the origin starts with a BOM;
+    /// `n` BOM bytes are held meanwhile.
+    bom_hold: Option<u8>,
+    /// Transformed mode over an event stream.
+    parser: Parser,
+    extract: Extractor,
+    /// Transformed mode over a JSON body.
+    json_body: Vec<u8>,
+}
+
+impl Transformer {
+    /// `now_ms`: monotonic milliseconds, any epoch; the keepalive clock starts here.
+    pub fn new(opts: TransformerOptions, now_ms: u64) -> Self {
+        Transformer {
+            mode: opts.mode,
+            body_kind: opts.body_kind,
+            max_event_bytes: opts.max_event_bytes,
+            keepalive_ms: opts.keepalive_ms.filter(|&ms| ms > 0),
+            session_id: opts.session_id,
+            finished: false,
+            last_activity_ms: now_ms,
+            tracker: BoundaryTracker::new(opts.max_event_bytes),
+            bom_hold: None,
+            parser: Parser::new(opts.max_event_bytes),
+            extract: Extractor::default(),
+            json_body: Vec::new(),
+        }
+    }
+
+    /// Origin bytes arrived at `now_ms`; returns the bytes to send to the
+    /// client now (maybe empty). Original mode returns `chunk` itself
+    /// (zero-copy) unless a limit ended the stream.
+    pub fn push(&mut self, chunk: Bytes, now_ms: u64) -> Bytes {
+        if self.finished || chunk.is_empty() {
+            return Bytes::new();
+        }
+        self.last_activity_ms = now_ms;
+        match (self.mode, self.body_kind) {
+            (ResponseMode::Original, OriginBodyKind::Json) => chunk,
+            (ResponseMode::Original, OriginBodyKind::EventStream) => self.push_original(chunk),
+            (ResponseMode::Transformed, OriginBodyKind::EventStream) => self.push_events(&chunk),
+            (ResponseMode::Transformed, OriginBodyKind::Json) => self.push_json(&chunk),
+        }
+    }
+
+    /// The adapter's idle timer fired: a `: keepalive\n\n` comment if one is
+    /// due and allowed here.
+    pub fn poll_idle(&mut self, now_ms: u64) -> Option<Bytes> {
+        if now_ms < self.idle_deadline()? {
+            return None;
+        }
+        if self.tracker.at_stream_start() && self.bom_hold.is_none() {
+            self.bom_hold = Some(0);
+        }
+        self.tracker.inserted_keepalive();
+        self.last_activity_ms = now_ms;
+        Some(Bytes::from_static(KEEPALIVE))
+    }
+
+    /// Absolute time (ms) at which [`Transformer::poll_idle`] should next be
+    /// called; `None` = never (keepalives off, or inside an event: the next
+    /// origin bytes move the deadline).
+    pub fn idle_deadline(&self) -> Option<u64> {
+        let keepalive_ms = self.keepalive_ms?;
+        let allowed = !self.finished
+            && self.mode == ResponseMode::Original
+            && self.body_kind == OriginBodyKind::EventStream
+            && self.tracker.at_event_boundary();
+        allowed.then(|| self.last_activity_ms.saturating_add(keepalive_ms))
+    }
+
+    /// End of the origin stream; `error` when it failed mid-stream. Returns
+    /// the final bytes (transformed: the trailer; original: the `event:
+    /// error` event if `error`). Idempotent: later calls return nothing.
+    pub fn finish(&mut self, error: Option<StreamError>) -> Bytes {
+        if self.finished {
+            return Bytes::new();
+        }
+        self.finished = true;
+        match (self.mode, self.body_kind) {
+            (ResponseMode::Original, OriginBodyKind::Json) => Bytes::new(),
+            (ResponseMode::Original, OriginBodyKind::EventStream) => {
+                let mut out = BytesMut::new();
+                if let Some(held @ 1..) = self.bom_hold.take() {
+                    // Held as a possible BOM, but the stream ended: it was content.
+                    let held = &BOM[..usize::from(held)];
+                    out.extend_from_slice(held);
+                    let _ = self.tracker.scan(held);
+                }
+                if let Some(error) = error {
+                    out.extend_from_slice(self.tracker.closing_bytes());
+                    write_error_event(&mut out, &error);
+                }
+                out.freeze()
+            }
+            (ResponseMode::Transformed, OriginBodyKind::EventStream) => {
+                self.extract.record_error(error);
+                self.trailer()
+            }
+            (ResponseMode::Transformed, OriginBodyKind::Json) => {
+                match error {
+                    None => print_json(&mut self.extract.out, &self.json_body),
+                    error => self.extract.record_error(error),
+                }
+                self.json_body = Vec::new();
+                self.trailer()
+            }
+        }
+    }
+
+    /// True once the stream is over (`finish` called, or a limit or the
+    /// origin's `[DONE]` ended it inside `push`); the adapter then stops
+    /// reading the origin and sends nothing more.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Token usage summed so far (the metadata `usage` object), for the log
+    /// line. Known in transformed mode only: original mode does not parse.
+    pub fn usage(&self) -> Option<&Value> {
+        self.extract.metadata.as_ref()?.get("usage")
+    }
+
+    fn push_original(&mut self, mut chunk: Bytes) -> Bytes {
+        if let Some(held) = self.bom_hold {
+            match settle_bom(held, &chunk) {
+                BomCheck::NeedMore(matched) => {
+                    self.bom_hold = Some(matched);
+                    return Bytes::new();
+                }
+                BomCheck::Bom { len } => {
+                    self.bom_hold = None;
+                    chunk = chunk.slice(len..);
+                    if chunk.is_empty() {
+                        return chunk;
+                    }
+                }
+                BomCheck::NotBom => {
+                    self.bom_hold = None;
+                    if held > 0 {
+                        let mut joined = BytesMut::with_capacity(usize::from(held) + chunk.len());
+                        joined.extend_from_slice(&BOM[..usize::from(held)]);
+                        joined.extend_from_slice(&chunk);
+                        chunk = joined.freeze();
+                    }
+                }
+            }
+        }
+        let before = self.tracker;
+        match self.tracker.scan(&chunk) {
+            Ok(()) => chunk,
+            Err(EventTooLarge { event_start }) => {
+                self.finished = true;
+                let mut out = BytesMut::new();
+                match event_start {
+                    // The cut leaves the client at an event boundary.
+                    Some(start) => out.extend_from_slice(&chunk[..start]),
+                    None => out.extend_from_slice(before.closing_bytes()),
+                }
+                write_error_event(
+                    &mut out,
+                    &StreamError::event_too_large(self.max_event_bytes),
+                );
+                out.freeze()
+            }
+        }
+    }
+
+    fn push_events(&mut self, chunk: &[u8]) -> Bytes {
+        let mut input = chunk;
+        loop {
+            match self.parser.next_event(&mut input) {
+                Ok(Some(event)) => {
+                    self.extract.on_event(event.event, event.data);
+                    if self.extract.done {
+                        self.finished = true;
+                        return self.trailer();
+                    }
+                }
+                Ok(None) => return self.extract.out.split().freeze(),
+                Err(_) => {
+                    self.finished = true;
+                    self.extract
+                        .record_error(Some(StreamError::event_too_large(self.max_event_bytes)));
+                    return self.trailer();
+                }
+            }
+        }
+    }
+
+    fn push_json(&mut self, chunk: &[u8]) -> Bytes {
+        if self.json_body.len() + chunk.len() > self.max_event_bytes {
+            self.finished = true;
+            self.json_body = Vec::new();
+            self.extract
+                .record_error(Some(StreamError::event_too_large(self.max_event_bytes)));
+            return self.trailer();
+        }
+        self.json_body.extend_from_slice(chunk);
+        Bytes::new()
+    }
+
+    /// The pending text, then `\n----------\n`, the metadata line, the error
+    /// line and the session line (no newline after it).
+    fn trailer(&mut self) -> Bytes {
+        let extract = &mut self.extract;
+        extract.fold_call_usage();
+        let out = &mut extract.out;
+        out.extend_from_slice(TRAILER_SEPARATOR);
+        if let Some(metadata) = &extract.metadata {
+            out.extend_from_slice(&serde_json::to_vec(metadata).unwrap_or_default());
+            out.extend_from_slice(b"\n");
+        }
+        if let Some(error) = &extract.error {
+            out.extend_from_slice(error_json(error.code, &error.message).as_bytes());
+            out.extend_from_slice(b"\n");
+        }
+        let session = serde_json::json!({ "runtimeSessionId": self.session_id });
+        out.extend_from_slice(session.to_string().as_bytes());
+        out.split().freeze()
+    }
+}
+
+enum BomCheck {
+    NeedMore(u8),
+    Bom { len: usize },
+    NotBom,
+}
+
+/// Whether `chunk` completes the BOM of which `matched` bytes were held.
+fn settle_bom(matched: u8, chunk: &[u8]) -> BomCheck {
+    let mut matched = usize::from(matched);
+    for (index, &byte) in chunk.iter().enumerate() {
+        if byte != BOM[matched] {
+            return BomCheck::NotBom;
+        }
+        matched += 1;
+        if matched == BOM.len() {
+            return BomCheck::Bom { len: index + 1 };
+        }
+    }
+    BomCheck::NeedMore(matched as u8)
+}
+
+fn write_error_event(out: &mut BytesMut, error: &StreamError) {
+    out.extend_from_slice(b"event: error\ndata: ");
+    out.extend_from_slice(error_json(error.code, &error.message).as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// A JSON origin body as text: a JSON string as its text, any other JSON
+/// compactly re-serialized, and anything that is not JSON as it is.
+fn print_json(out: &mut BytesMut, body: &[u8]) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::String(text)) => out.extend_from_slice(text.as_bytes()),
+        Ok(value) => out.extend_from_slice(value.to_string().as_bytes()),
+        Err(_) => out.extend_from_slice(String::from_utf8_lossy(body).as_bytes()),
+    }
+}
+
+/// What transformed mode has taken from the events so far.
+#[derive(Debug, Default)]
+struct Extractor {
+    /// Text not yet returned (and the trailer being built).
+    out: BytesMut,
+    /// The merged metadata object; `None` until the origin sends usage.
+    metadata: Option<Map<String, Value>>,
+    /// Anthropic: the usage of the message in progress (`message_delta`
+    /// counts are cumulative within a message, so they replace, not add).
+    call_usage: Option<Map<String, Value>>,
+    /// The first error reported, in-band or by `finish`.
+    error: Option<StreamError>,
+    /// OpenAI's `data: [DONE]` was seen.
+    done: bool,
+}
+
+impl Extractor {
+    fn on_event(&mut self, event_type: &str, data: &str) {
+        if data == "[DONE]" {
+            self.done = true;
+            return;
+        }
+        let is_error_event = event_type == "error";
+        match serde_json::from_str::<ObjOrStr<Payload>>(data) {
+            Ok(ObjOrStr::Obj(payload)) => self.on_payload(payload, is_error_event),
+            Ok(ObjOrStr::Str(text)) if is_error_event => self.agent_error(None, &text),
+            Ok(ObjOrStr::Str(text)) => self.out.extend_from_slice(text.as_bytes()),
+            Ok(ObjOrStr::Other) => {}
+            Err(_) => {
+                if serde_json::from_str::<IgnoredAny>(data).is_ok() {
+                    // JSON of a shape no dialect uses: not text, dropped.
+                } else if is_error_event {
+                    self.agent_error(None, data);
+                } else {
+                    self.out.extend_from_slice(data.as_bytes());
+                }
+            }
+        }
+    }
+
+    fn on_payload(&mut self, payload: Payload<'_>, is_error_event: bool) {
+        // Strands / Bedrock ConverseStream.
+        if let Some(ObjOrStr::Obj(event)) = payload.event {
+            if let Some(text) = event
+                .content_block_delta
+                .and_then(|block| block.delta)
+                .and_then(|delta| delta.text)
+            {
+                self.out.extend_from_slice(text.as_bytes());
+            }
+            if let Some(metadata) = event.metadata {
+                self.merge_metadata(metadata);
+            }
+        }
+        // AgentCore SDK errors (`error` is a string), Anthropic and our own
+        // error events (`error` is an object).
+        match &payload.error {
+            Some(ObjOrStr::Str(error)) => self.agent_error(payload.error_type.as_deref(), error),
+            Some(ObjOrStr::Obj(error)) => {
+                let label = error.kind.as_deref().or(match &error.code {
+                    Some(ObjOrStr::Str(code)) => Some(code.as_ref()),
+                    _ => None,
+                });
+                let message = error
+                    .message
+                    .as_deref()
+                    .unwrap_or("the agent reported an error");
+                self.agent_error(label, message);
+            }
+            _ if is_error_event || payload.kind.as_deref() == Some("error") => {
+                self.agent_error(None, "the agent reported an error");
+            }
+            _ => {}
+        }
+        match payload.kind.as_deref() {
+            // Anthropic Messages stream.
+            Some("content_block_delta") => {
+                if let Some(ObjOrStr::Obj(delta)) = payload.delta {
+                    if matches!(delta.kind.as_deref(), None | Some("text_delta")) {
+                        if let Some(text) = delta.text {
+                            self.out.extend_from_slice(text.as_bytes());
+                        }
+                    }
+                }
+            }
+            Some("message_start") => {
+                self.fold_call_usage();
+                if let Some(ObjOrStr::Obj(message)) = payload.message {
+                    if let Some(Value::Object(usage)) = message.usage {
+                        self.call_usage = Some(usage);
+                    }
+                }
+            }
+            Some("message_delta") => {
+                if let Some(Value::Object(usage)) = payload.usage {
+                    let call = self.call_usage.get_or_insert_with(Map::new);
+                    for (key, value) in usage {
+                        if !value.is_null() {
+                            call.insert(key, value);
+                        }
+                    }
+                }
+            }
+            Some("message_stop") => self.fold_call_usage(),
+            // OpenAI-style chunks, and any other event with a top-level usage.
+            _ => {
+                if let Some(First(Some(choice))) = payload.choices {
+                    if let Some(text) = choice.delta.and_then(|delta| delta.content) {
+                        self.out.extend_from_slice(text.as_bytes());
+                    }
+                }
+                if let Some(usage @ Value::Object(_)) = payload.usage {
+                    self.add_usage(usage);
+                }
+            }
+        }
+    }
+
+    fn agent_error(&mut self, label: Option<&str>, message: &str) {
+        let message = match label {
+            Some(label) => format!("{label}: {message}"),
+            None => message.to_owned(),
+        };
+        self.record_error(Some(StreamError {
+            code: AGENT_ERROR,
+            message: scrub_agent_message(&message),
+        }));
+    }
+
+    fn record_error(&mut self, error: Option<StreamError>) {
+        if self.error.is_none() {
+            self.error = error;
+        }
+    }
+
+    /// Adds one model call's metadata: `usage` and `metrics` are summed,
+    /// other keys take the latest value; keys keep their first position.
+    fn merge_metadata(&mut self, metadata: Map<String, Value>) {
+        let Some(merged) = &mut self.metadata else {
+            self.metadata = Some(metadata);
+            return;
+        };
+        for (key, value) in metadata {
+            match merged.get_mut(&key) {
+                Some(existing) if key == "usage" || key == "metrics" => sum_into(existing, value),
+                Some(existing) => *existing = value,
+                None => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+    }
+
+    fn add_usage(&mut self, usage: Value) {
+        let metadata = self.metadata.get_or_insert_with(Map::new);
+        match metadata.get_mut("usage") {
+            Some(existing) => sum_into(existing, usage),
+            None => {
+                metadata.insert("usage".to_owned(), usage);
+            }
+        }
+    }
+
+    fn fold_call_usage(&mut self) {
+        if let Some(usage) = self.call_usage.take() {
+            self.add_usage(Value::Object(usage));
+        }
+    }
+}
+
+/// Adds `src` into `dst`: numbers are summed (integers stay integers),
+/// objects recursively, new keys appended; null never overwrites.
+fn sum_into(dst: &mut Value, src: Value) {
+    match (dst, src) {
+        (_, Value::Null) => {}
+        (Value::Object(dst), Value::Object(src)) => {
+            for (key, value) in src {
+                match dst.get_mut(&key) {
+                    Some(existing) => sum_into(existing, value),
+                    None if value.is_null() => {}
+                    None => {
+                        dst.insert(key, value);
+                    }
+                }
+            }
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            let sum = if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+                x.checked_add(y).map(serde_json::Number::from)
+            } else if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+                x.checked_add(y).map(serde_json::Number::from)
+            } else {
+                None
+            };
+            let sum = sum.or_else(|| {
+                serde_json::Number::from_f64(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0))
+            });
+            if let Some(sum) = sum {
+                *a = sum;
+            }
+        }
+        (dst, src) => *dst = src,
+    }
+}
+
+/// An agent's error message goes to the client: drop what looks like an
+/// ARN, an AWS account id or an access key id (an exception text from the
+/// agent may quote its own role), and keep it short.
+fn scrub_agent_message(message: &str) -> String {
+    const REDACTED: &str = "[redacted]";
+    let bytes = message.as_bytes();
+    let mut out = String::with_capacity(message.len().min(MAX_AGENT_ERROR_MESSAGE));
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        let end = if word_start && bytes[i..].starts_with(b"arn:") {
+            Some(
+                bytes[i..]
+                    .iter()
+                    .position(|&b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b','))
+                    .map_or(bytes.len(), |len| i + len),
+            )
+        } else if word_start && bytes[i].is_ascii_digit() {
+            let len = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            (len == 12).then_some(i + len)
+        } else if word_start && (bytes[i..].starts_with(b"AKIA") || bytes[i..].starts_with(b"ASIA"))
+        {
+            let len = bytes[i..]
+                .iter()
+                .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                .count();
+            (len == 20).then_some(i + len)
+        } else {
+            None
+        };
+        match end {
+            Some(end) => {
+                out.push_str(&message[copied..i]);
+                out.push_str(REDACTED);
+                copied = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    out.push_str(&message[copied..]);
+    if out.len() > MAX_AGENT_ERROR_MESSAGE {
+        let mut cut = MAX_AGENT_ERROR_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+// ---- the borrowed shapes of the dialects' payloads ----
+// Every field is optional and unknown fields are skipped, so one struct
+// reads all dialects in a single pass.
+
+/// A top-level `data` payload object.
+#[derive(serde::Deserialize)]
+struct Payload<'a> {
+    /// Strands / Bedrock ConverseStream: `{"event":{..}}`.
+    #[serde(borrow)]
+    event: Option<ObjOrStr<'a, StrandsEvent<'a>>>,
+    /// Anthropic: the event type.
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    /// Anthropic: `content_block_delta`'s delta.
+    #[serde(borrow)]
+    delta: Option<ObjOrStr<'a, Delta<'a>>>,
+    /// Anthropic `message_start`'s message (an object), or the AgentCore
+    /// SDK's error message (a string).
+    #[serde(borrow)]
+    message: Option<ObjOrStr<'a, MessageStart>>,
+    /// Anthropic `message_delta`, OpenAI's final chunk.
+    usage: Option<Value>,
+    /// OpenAI-style chunks: only the first choice is read.
+    #[serde(borrow)]
+    choices: Option<First<Choice<'a>>>,
+    #[serde(borrow)]
+    error: Option<ObjOrStr<'a, ErrorObject<'a>>>,
+    #[serde(borrow)]
+    error_type: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StrandsEvent<'a> {
+    #[serde(rename = "contentBlockDelta", borrow)]
+    content_block_delta: Option<ContentBlockDelta<'a>>,
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContentBlockDelta<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+/// Strands' `{"text":..}` (tool-use and reasoning deltas have no `text`)
+/// and Anthropic's `{"type":"text_delta","text":..}`.
+#[derive(serde::Deserialize)]
+struct Delta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MessageStart {
+    usage: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Option<ChoiceDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorObject<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<ObjOrStr<'a, IgnoredAny>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
+/// A value that is an object read as `T`, a string, or anything else
+/// (skipped): fields whose type differs between dialects.
+enum ObjOrStr<'a, T> {
+    Obj(T),
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for ObjOrStr<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjOrStrVisitor<'a, T>(PhantomData<(&'a (), T)>);
+
+        impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for ObjOrStrVisitor<'a, T> {
+            type Value = ObjOrStr<'a, T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(ObjOrStr::Obj)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Str(Cow::Owned(s)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ObjOrStr::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ObjOrStr::Other)
+            }
+        }
+
+        deserializer.deserialize_any(ObjOrStrVisitor(PhantomData))
+    }
+}
+
+/// The first element of an array, the rest skipped without allocating.
+struct First<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for FirstVisitor<T> {
+            type Value = First<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+
+        deserializer.deserialize_seq(FirstVisitor(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_MAX_EVENT_BYTES;
+
+    const SESSION: &str = "afa31b91-a767-41f1-a7bc-d9cbf8c4cfd3";
+
+    fn transformer(mode: ResponseMode, body_kind: OriginBodyKind) -> Transformer {
+        Transformer::new(
+            TransformerOptions {
+                mode,
+                body_kind,
+                max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+                keepalive_ms: Some(1000),
+                session_id: SESSION.to_owned(),
+            },
+            0,
+        )
+    }
+
+    /// Transformed output of `stream` fed in one chunk, plus the trailer.
+    fn transform(stream: &str) -> String {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        let mut out = t
+            .push(Bytes::copy_from_slice(stream.as_bytes()), 0)
+            .to_vec();
+        out.extend_from_slice(&t.finish(None));
+        String::from_utf8(out).unwrap()
+    }
+
+    fn session_line() -> String {
+        format!("{{\"runtimeSessionId\":\"{SESSION}\"}}")
+    }
+
+    fn sse(payloads: &[&str]) -> String {
+        payloads.iter().map(|p| format!("data: {p}\n\n")).collect()
+    }
+
+    /// The "Keep original stream response" of `seeds/002_*.txt`, with the
+    /// usage and metrics of its transformed example.
+    const SEED_002_STREAM: &str = concat!(
+        "data: {\"event\": {\"messageStart\": {\"role\": \"assistant\"}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \"Hello! How can\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" I assist you today?\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" Feel free to ask me\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" any questions or let me know if there\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \"'s anything you'd like help with\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \".\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockStop\": {\"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"messageStop\": {\"stopReason\": \"end_turn\"}}}\n\n",
+        "data: {\"event\": {\"metadata\": {\"usage\": {\"inputTokens\": 8, \"outputTokens\": 30, \"totalTokens\": 38}, \"metrics\": {\"latencyMs\": 909}}}}\n\n",
+    );
+
+    #[test]
+    fn seed_002_example_is_byte_identical() {
+        let expected = concat!(
+            "Hello! How can I assist you today? Feel free to ask me any questions or let me know if there's anything you'd like help with.\n",
+            "----------\n",
+            "{\"usage\":{\"inputTokens\":8,\"outputTokens\":30,\"totalTokens\":38},\"metrics\":{\"latencyMs\":909}}\n",
+            "{\"runtimeSessionId\":\"afa31b91-a767-41f1-a7bc-d9cbf8c4cfd3\"}",
+        );
+        assert_eq!(transform(SEED_002_STREAM), expected);
+    }
+
+    #[test]
+    fn text_is_flushed_as_it_arrives() {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        let stream = SEED_002_STREAM.as_bytes();
+        let mut outputs = Vec::new();
+        for chunk in stream.chunks(7) {
+            outputs.push(t.push(Bytes::copy_from_slice(chunk), 0));
+        }
+        assert!(outputs.iter().filter(|out| !out.is_empty()).count() >= 6);
+        let text: Vec<u8> = outputs.concat();
+        assert!(text.ends_with(b"help with."));
+        assert!(!t.is_finished());
+        assert!(t.finish(None).starts_with(b"\n----------\n{\"usage\""));
+        assert!(t.is_finished());
+    }
+
+    #[test]
+    fn usage_and_metrics_are_summed_over_model_calls() {
+        let stream = sse(&[
+            r#"{"event":{"contentBlockDelta":{"delta":{"text":"a"}}}}"#,
+            r#"{"event":{"metadata":{"usage":{"inputTokens":8,"outputTokens":30,"totalTokens":38},"metrics":{"latencyMs":909,"score":0.5},"trace":{"id":1}}}}"#,
+            r#"{"event":{"contentBlockDelta":{"delta":{"text":"b"}}}}"#,
+            r#"{"event":{"metadata":{"usage":{"inputTokens":50,"outputTokens":2,"totalTokens":52,"cacheReadInputTokens":4},"metrics":{"latencyMs":91,"score":0.25},"trace":{"id":2}}}}"#,
+        ]);
+        let expected = format!(
+            "ab\n----------\n{}\n{}",
+            r#"{"usage":{"inputTokens":58,"outputTokens":32,"totalTokens":90,"cacheReadInputTokens":4},"metrics":{"latencyMs":1000,"score":0.75},"trace":{"id":2}}"#,
+            session_line()
+        );
+        assert_eq!(transform(&stream), expected);
+    }
+
+    #[test]
+    fn usage_is_reported_for_the_log() {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        assert_eq!(t.usage(), None);
+        t.push(
+            Bytes::from(sse(&[
+                r#"{"event":{"metadata":{"usage":{"totalTokens":3}}}}"#,
+            ])),
+            0,
+        );
+        assert_eq!(t.usage(), Some(&serde_json::json!({"totalTokens": 3})));
+    }
+
+    #[test]
+    fn no_metadata_means_no_metadata_line() {
+        let stream = sse(&[r#"{"event":{"contentBlockDelta":{"delta":{"text":"hi"}}}}"#]);
+        assert_eq!(
+            transform(&stream),
+            format!("hi\n----------\n{}", session_line())
+        );
+        assert_eq!(transform(""), format!("\n----------\n{}", session_line()));
+    }
+
+    #[test]
+    fn tool_use_reasoning_and_other_events_are_dropped() {
+        let stream = sse(&[
+            r#"{"event":{"messageStart":{"role":"assistant"}}}"#,
+            r#"{"event":{"contentBlockStart":{"start":{"toolUse":{"toolUseId":"t1","name":"calc"}}}}}"#,
+            r#"{"event":{"contentBlockDelta":{"delta":{"toolUse":{"input":"{\"x\":1}"}}}}}"#,
+            r#"{"event":{"contentBlockDelta":{"delta":{"reasoningContent":{"text":"hmm"}}}}}"#,
+            r#"{"event":{"contentBlockDelta":{"delta":{"text":"ok"}}}}"#,
+            r#"{"init_event_loop":true}"#,
+            r#"{"event":"message","weird":[1,2,{"a":null}]}"#,
+            r#"[1,2]"#,
+            r#"42"#,
+            r#"null"#,
+        ]);
+        assert_eq!(
+            transform(&stream),
+            format!("ok\n----------\n{}", session_line())
+        );
+    }
+
+    #[test]
+    fn agentcore_sdk_strings_and_raw_text() {
+        let stream = sse(&[r#""Hello""#, r#"" wor\u006cd\n""#, "not json: {", "[DONE]x"]);
+        let expected = format!(
+            "Hello world\nnot json: {{[DONE]x\n----------\n{}",
+            session_line()
+        );
+        assert_eq!(transform(&stream), expected);
+        // Multi-line data is one payload, joined with \n.
+        assert_eq!(
+            transform("data: line one\ndata: line two\n\n"),
+            format!("line one\nline two\n----------\n{}", session_line())
+        );
+    }
+
+    #[test]
+    fn agentcore_sdk_error_event_becomes_the_error_line() {
+        let stream = sse(&[
+            r#""partial""#,
+            r#"{"error": "Access denied for arn:aws:iam::123456789012:role/x (key AKIAABCDEFGHIJKLMNOP)", "error_type": "ValueError", "message": "An error occurred during streaming"}"#,
+        ]);
+        let expected = format!(
+            "partial\n----------\n{}\n{}",
+            r#"{"error":{"code":"agent_error","message":"ValueError: Access denied for [redacted] (key [redacted])"}}"#,
+            session_line()
+        );
+        assert_eq!(transform(&stream), expected);
+    }
+
+    #[test]
+    fn error_line_comes_after_metadata_and_first_error_wins() {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        let stream = sse(&[
+            r#"{"event":{"contentBlockDelta":{"delta":{"text":"Hi"}}}}"#,
+            r#"{"event":{"metadata":{"usage":{"totalTokens":3}}}}"#,
+        ]);
+        let mut out = t.push(Bytes::from(stream), 0).to_vec();
+        out.extend_from_slice(&t.finish(Some(StreamError {
+            code: "origin_stream_failed",
+            message: "the agent's stream broke off".into(),
+        })));
+        let expected = format!(
+            "Hi\n----------\n{}\n{}\n{}",
+            r#"{"usage":{"totalTokens":3}}"#,
+            r#"{"error":{"code":"origin_stream_failed","message":"the agent's stream broke off"}}"#,
+            session_line()
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        assert!(t.finish(None).is_empty());
+
+        let stream = sse(&[
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ]);
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        t.push(Bytes::from(stream), 0);
+        let tail = t.finish(Some(StreamError {
+            code: "later",
+            message: "later".into(),
+        }));
+        assert!(String::from_utf8_lossy(&tail).contains(
+            r#"{"error":{"code":"agent_error","message":"overloaded_error: Overloaded"}}"#
+        ));
+    }
+
+    #[test]
+    fn sse_error_events_become_the_error_line() {
+        // Another gateway's error event, and a plain-text one.
+        let out = transform(
+            "event: error\ndata: {\"error\":{\"code\":\"x_y\",\"message\":\"boom\"}}\n\n",
+        );
+        assert!(
+            out.contains(r#"{"error":{"code":"agent_error","message":"x_y: boom"}}"#),
+            "{out}"
+        );
+        let out = transform("event: error\ndata: it broke\n\n");
+        assert!(
+            out.starts_with(
+                "\n----------\n{\"error\":{\"code\":\"agent_error\",\"message\":\"it broke\"}}"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn anthropic_messages_stream() {
+        let message = |input: u64, output: u64, text: &str| {
+            sse(&[
+                &format!(
+                    r#"{{"type":"message_start","message":{{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"usage":{{"input_tokens":{input},"output_tokens":1,"cache_read_input_tokens":0}}}}}}"#
+                ),
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"let me see"}}"#,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}"#,
+                r#"{"type":"ping"}"#,
+                &format!(
+                    r#"{{"type":"content_block_delta","index":1,"delta":{{"type":"text_delta","text":"{text}"}}}}"#
+                ),
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+                &format!(
+                    r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{output}}}}}"#
+                ),
+                r#"{"type":"message_stop"}"#,
+            ])
+        };
+        let stream = message(25, 15, "Hello") + &message(40, 5, " there");
+        let expected = format!(
+            "Hello there\n----------\n{}\n{}",
+            r#"{"usage":{"input_tokens":65,"output_tokens":20,"cache_read_input_tokens":0}}"#,
+            session_line()
+        );
+        assert_eq!(transform(&stream), expected);
+        // With `event:` lines, as the API sends them, and no message_stop.
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+            event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
+            event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n";
+        assert_eq!(
+            transform(stream),
+            format!(
+                "Hi\n----------\n{{\"usage\":{{\"input_tokens\":3,\"output_tokens\":4}}}}\n{}",
+                session_line()
+            )
+        );
+    }
+
+    #[test]
+    fn openai_chunks_and_done() {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        let stream = sse(&[
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo"}},{"index":1,"delta":{"content":"ignored"}}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"finish_reason":"stop"}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            "[DONE]",
+            r#"{"choices":[{"delta":{"content":"after done"}}]}"#,
+        ]);
+        let out = t.push(Bytes::from(stream), 0);
+        let expected = format!(
+            "Hello\n----------\n{}\n{}",
+            r#"{"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            session_line()
+        );
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        assert!(t.is_finished());
+        assert!(t
+            .push(Bytes::from_static(b"data: \"more\"\n\n"), 0)
+            .is_empty());
+        assert!(t.finish(None).is_empty());
+    }
+
+    #[test]
+    fn transformed_event_too_large_ends_with_error_line() {
+        let mut t = Transformer::new(
+            TransformerOptions {
+                mode: ResponseMode::Transformed,
+                body_kind: OriginBodyKind::EventStream,
+                max_event_bytes: 64,
+                keepalive_ms: None,
+                session_id: SESSION.into(),
+            },
+            0,
+        );
+        let ok = t.push(Bytes::from(sse(&[r#""fits""#])), 0);
+        assert_eq!(&ok[..], b"fits");
+        let big = format!("data: \"{}", "x".repeat(40));
+        assert!(t.push(Bytes::from(big.clone()), 0).is_empty());
+        let out = t.push(Bytes::from(big), 0);
+        let expected = format!(
+            "\n----------\n{}\n{}",
+            r#"{"error":{"code":"event_too_large","message":"an event from the agent exceeded the limit of 64 bytes"}}"#,
+            session_line()
+        );
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        assert!(t.is_finished());
+        assert!(t.finish(None).is_empty());
+        assert!(t.parser.next_event(&mut &b"\n\n"[..]).is_err());
+    }
+
+    fn json_transformed(body: &[&[u8]], max: usize) -> String {
+        let mut t = Transformer::new(
+            TransformerOptions {
+                mode: ResponseMode::Transformed,
+                body_kind: OriginBodyKind::Json,
+                max_event_bytes: max,
+                keepalive_ms: Some(5),
+                session_id: SESSION.into(),
+            },
+            0,
+        );
+        let mut out = Vec::new();
+        for chunk in body {
+            out.extend_from_slice(&t.push(Bytes::copy_from_slice(chunk), 0));
+        }
+        assert_eq!(t.idle_deadline(), None);
+        out.extend_from_slice(&t.finish(None));
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_origin_transformed_is_printed_before_the_trailer() {
+        let trailer = format!("\n----------\n{}", session_line());
+        assert_eq!(
+            json_transformed(&[b"\"Hello", b" there\""], 1024),
+            format!("Hello there{trailer}")
+        );
+        assert_eq!(
+            json_transformed(&[b"{ \"b\": 1,\n \"a\": [true, null] }"], 1024),
+            format!("{{\"b\":1,\"a\":[true,null]}}{trailer}")
+        );
+        assert_eq!(
+            json_transformed(&[b"oops {"], 1024),
+            format!("oops {{{trailer}")
+        );
+        let too_large = json_transformed(&[b"\"12345", b"67890\""], 8);
+        assert!(
+            too_large.starts_with("\n----------\n{\"error\":{\"code\":\"event_too_large\""),
+            "{too_large}"
+        );
+    }
+
+    #[test]
+    fn json_origin_original_is_passed_through() {
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::Json);
+        let chunk = Bytes::from_static(b"{\"a\":");
+        let out = t.push(chunk.clone(), 0);
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+        assert_eq!(t.idle_deadline(), None);
+        assert_eq!(t.poll_idle(1_000_000), None);
+        assert!(t
+            .finish(Some(StreamError {
+                code: "x",
+                message: "y".into()
+            }))
+            .is_empty());
+    }
+
+    #[test]
+    fn original_mode_returns_the_chunk_itself() {
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        for chunk in SEED_002_STREAM.as_bytes().chunks(33) {
+            let chunk = Bytes::copy_from_slice(chunk);
+            let out = t.push(chunk.clone(), 0);
+            assert_eq!((out.as_ptr(), out.len()), (chunk.as_ptr(), chunk.len()));
+        }
+        assert!(t.finish(None).is_empty());
+        assert_eq!(t.usage(), None);
+    }
+
+    #[test]
+    fn keepalive_only_when_idle_and_between_events() {
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        assert_eq!(t.idle_deadline(), Some(1000));
+        assert_eq!(t.poll_idle(999), None);
+        assert_eq!(t.poll_idle(1000).as_deref(), Some(&b": keepalive\n\n"[..]));
+        assert_eq!(t.idle_deadline(), Some(2000));
+        t.push(Bytes::from_static(b"data: a\n\n"), 1500);
+        assert_eq!(t.idle_deadline(), Some(2500));
+        assert_eq!(t.poll_idle(2000), None);
+        assert!(t.poll_idle(2500).is_some());
+        // Inside an event (after `event: x`, or mid-line): no deadline at all.
+        for partial in ["event: x\n", "data: {\"a\"", "data: a\r", ": comment"] {
+            let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+            t.push(Bytes::copy_from_slice(partial.as_bytes()), 10);
+            assert_eq!(t.idle_deadline(), None, "{partial:?}");
+            assert_eq!(t.poll_idle(1_000_000), None);
+            t.push(Bytes::from_static(b"\n\n"), 20);
+            assert_eq!(t.idle_deadline(), Some(1020), "{partial:?}");
+        }
+        // A comment line that ended is a boundary.
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        t.push(Bytes::from_static(b"data: a\n\n: ping\n"), 10);
+        assert_eq!(t.idle_deadline(), Some(1010));
+    }
+
+    #[test]
+    fn keepalives_off() {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        assert_eq!(t.idle_deadline(), None);
+        assert_eq!(t.poll_idle(1_000_000), None);
+        for keepalive_ms in [None, Some(0)] {
+            let mut t = Transformer::new(
+                TransformerOptions {
+                    mode: ResponseMode::Original,
+                    body_kind: OriginBodyKind::EventStream,
+                    max_event_bytes: 1024,
+                    keepalive_ms,
+                    session_id: SESSION.into(),
+                },
+                0,
+            );
+            assert_eq!(t.idle_deadline(), None);
+            assert_eq!(t.poll_idle(1_000_000), None);
+        }
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        t.finish(None);
+        assert_eq!(t.idle_deadline(), None);
+    }
+
+    #[test]
+    fn keepalive_after_a_cr_is_parsed_as_the_client_would() {
+        // "\r" ended the event; its LF arrives after the keepalive and must
+        // then be a harmless blank line, not glue to anything.
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        let mut wire = t.push(Bytes::from_static(b"data: a\n\r"), 0).to_vec();
+        wire.extend_from_slice(&t.poll_idle(1000).unwrap());
+        wire.extend_from_slice(&t.push(Bytes::from_static(b"\nevent: x\ndata: b\r"), 1100));
+        assert_eq!(t.idle_deadline(), None);
+        wire.extend_from_slice(&t.push(Bytes::from_static(b"\n\r\n"), 1200));
+        let mut parser = Parser::new(1024);
+        let mut input = &wire[..];
+        let mut events = Vec::new();
+        while let Some(event) = parser.next_event(&mut input).unwrap() {
+            events.push((event.event.to_owned(), event.data.to_owned()));
+        }
+        assert_eq!(
+            events,
+            [("message".into(), "a".into()), ("x".into(), "b".into())]
+        );
+    }
+
+    #[test]
+    fn origin_bom_after_an_early_keepalive_is_dropped() {
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        assert!(t.poll_idle(1000).is_some());
+        assert!(t.push(Bytes::from_static(b"\xEF"), 1100).is_empty());
+        assert!(t.push(Bytes::from_static(b"\xBB"), 1100).is_empty());
+        assert_eq!(
+            &t.push(Bytes::from_static(b"\xBFdata: a\n\n"), 1100)[..],
+            b"data: a\n\n"
+        );
+        // Only the first bytes: a BOM later is content.
+        assert_eq!(
+            &t.push(Bytes::from_static(b"\xEF\xBB\xBF"), 1100)[..],
+            b"\xEF\xBB\xBF"
+        );
+
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        assert!(t.poll_idle(1000).is_some());
+        assert!(t.push(Bytes::from_static(b"\xEF\xBB"), 1100).is_empty());
+        assert_eq!(&t.push(Bytes::from_static(b"x"), 1100)[..], b"\xEF\xBBx");
+
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        assert!(t.poll_idle(1000).is_some());
+        assert!(t.push(Bytes::from_static(b"\xEF"), 1100).is_empty());
+        assert_eq!(&t.finish(None)[..], b"\xEF");
+
+        // Without an early keepalive the client strips the BOM itself.
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        assert_eq!(
+            &t.push(Bytes::from_static(b"\xEF\xBB\xBFdata: a\n\n"), 10)[..],
+            b"\xEF\xBB\xBFdata: a\n\n"
+        );
+        // And while the start could still be a BOM, no keepalive.
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        t.push(Bytes::from_static(b"\xEF\xBB"), 10);
+        assert_eq!(t.idle_deadline(), None);
+    }
+
+    fn original_failure(stream: &[u8]) -> String {
+        let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
+        let mut wire = t.push(Bytes::copy_from_slice(stream), 0).to_vec();
+        wire.extend_from_slice(&t.finish(Some(StreamError {
+            code: "origin_stream_failed",
+            message: "broke".into(),
+        })));
+        assert!(t.is_finished());
+        assert!(t.finish(None).is_empty());
+        String::from_utf8(wire).unwrap()
+    }
+
+    #[test]
+    fn original_mid_stream_failure_appends_an_error_event() {
+        let error = "event: error\ndata: {\"error\":{\"code\":\"origin_stream_failed\",\"message\":\"broke\"}}\n\n";
+        assert_eq!(
+            original_failure(b"data: a\n\n"),
+            format!("data: a\n\n{error}")
+        );
+        assert_eq!(original_failure(b""), error);
+        assert_eq!(
+            original_failure(b"data: {\"a"),
+            format!("data: {{\"a\n\n{error}")
+        );
+        assert_eq!(
+            original_failure(b"event: x\n"),
+            format!("event: x\n\n{error}")
+        );
+        assert_eq!(
+            original_failure(b"data: a\r"),
+            format!("data: a\r\n\n{error}")
+        );
+        assert_eq!(
+            original_failure(b"data: a\n\n: com"),
+            format!("data: a\n\n: com\n{error}")
+        );
+        // Whatever the cut, the client parses the error event on its own.
+        for stream in [
+            "data: {\"a",
+            "data: a\r",
+            "event: x\ndata: y\n",
+            ": c",
+            "data: a\r\n\r",
+        ] {
+            let wire = original_failure(stream.as_bytes());
+            let mut parser = Parser::new(1024);
+            let mut input = wire.as_bytes();
+            let mut last = None;
+            while let Some(event) = parser.next_event(&mut input).unwrap() {
+                last = Some((event.event.to_owned(), event.data.to_owned()));
+            }
+            let expected = r#"{"error":{"code":"origin_stream_failed","message":"broke"}}"#;
+            assert_eq!(last, Some(("error".into(), expected.into())), "{stream:?}");
+        }
+    }
+
+    #[test]
+    fn original_event_too_large_ends_the_stream() {
+        let limited = || {
+            Transformer::new(
+                TransformerOptions {
+                    mode: ResponseMode::Original,
+                    body_kind: OriginBodyKind::EventStream,
+                    max_event_bytes: 32,
+                    keepalive_ms: Some(1000),
+                    session_id: SESSION.into(),
+                },
+                0,
+            )
+        };
+        let error = "event: error\ndata: {\"error\":{\"code\":\"event_too_large\",\"message\":\"an event from the agent exceeded the limit of 32 bytes\"}}\n\n";
+        // The event starts in this chunk: cut before it.
+        let mut t = limited();
+        let big = format!("data: ok\n\n: c\ndata: {}\n\n", "x".repeat(40));
+        let out = t.push(Bytes::from(big), 0);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("data: ok\n\n: c\n{error}")
+        );
+        assert!(t.is_finished());
+        assert!(t.push(Bytes::from_static(b"data: more\n\n"), 0).is_empty());
+        assert!(t.finish(None).is_empty());
+        assert_eq!(t.idle_deadline(), None);
+        // It started earlier: close it, then the error event.
+        let mut t = limited();
+        assert_eq!(
+            &t.push(Bytes::from_static(b"data: 0123456789"), 0)[..],
+            b"data: 0123456789"
+        );
+        let out = t.push(Bytes::from_static(b"0123456789012345678\n\n"), 0);
+        assert_eq!(String::from_utf8_lossy(&out), format!("\n\n{error}"));
+    }
+
+    #[test]
+    fn content_type_to_body_kind() {
+        use OriginBodyKind::*;
+        assert_eq!(
+            OriginBodyKind::from_content_type("text/event-stream"),
+            Some(EventStream)
+        );
+        assert_eq!(
+            OriginBodyKind::from_content_type("Text/Event-Stream; charset=utf-8"),
+            Some(EventStream)
+        );
+        assert_eq!(
+            OriginBodyKind::from_content_type("text/event-stream;"),
+            Some(EventStream)
+        );
+        assert_eq!(
+            OriginBodyKind::from_content_type("application/json"),
+            Some(Json)
+        );
+        assert_eq!(
+            OriginBodyKind::from_content_type("application/problem+json"),
+            Some(Json)
+        );
+        assert_eq!(OriginBodyKind::from_content_type("text/x-bogus"), None);
+        assert_eq!(OriginBodyKind::from_content_type("x bogus"), None);
+        assert_eq!(OriginBodyKind::from_content_type(""), None);
+    }
+
+    #[test]
+    fn agent_messages_are_scrubbed_and_bounded() {
+        let scrubbed = scrub_agent_message(
+            "User: arn:aws:sts::123456789012:assumed-role/r/s is not authorized; account 123456789012, \
+             request 1234567890123, key ASIAABCDEFGHIJKLMNOP",
+        );
+        assert_eq!(
+            scrubbed,
+            "User: [redacted] is not authorized; account [redacted], request 1234567890123, key [redacted]"
+        );
+        let long = "é".repeat(1000);
+        let scrubbed = scrub_agent_message(&long);
+        assert!(
+            scrubbed.len() <= MAX_AGENT_ERROR_MESSAGE
+                && scrubbed.len() >= MAX_AGENT_ERROR_MESSAGE - 1
+        );
+    }
+
+    #[test]
+    fn sum_into_keeps_integers_and_handles_mixed_numbers() {
+        let mut total = serde_json::json!({"a": 1, "b": 1.5, "c": u64::MAX, "d": -2, "e": "x"});
+        sum_into(
+            &mut total,
+            serde_json::json!({"a": 2, "b": 1, "c": 1, "d": 1, "e": "y", "f": null, "g": {"h": 1}}),
+        );
+        assert_eq!(
+            total.to_string(),
+            r#"{"a":3,"b":2.5,"c":1.8446744073709552e+19,"d":-1,"e":"y","g":{"h":1}}"#
+        );
+    }
+}
