@@ -1,0 +1,1060 @@
+//! Authenticator tests: tokens minted here with `jwt-compact` and the
+//! test-only keys of `tests/data/jwt/`, a fake issuer answering fetches, and a
+//! fake clock.
+
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPrivateKey};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmSignature as _};
+use serde_json::{json, Value};
+
+use super::jwks::tests::{public, ED25519, P256, RSA_A, RSA_ATTACKER, RSA_B};
+use super::*;
+use crate::config::TokenUse;
+
+const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Test";
+const JWKS_URL: &str =
+    "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Test/.well-known/jwks.json";
+const CLIENT: &str = "client-a";
+const NOW: u64 = 1_700_000_000;
+
+// ---- keys and token minting ----
+
+struct Keys {
+    rsa_a: RsaPrivateKey,
+    rsa_b: RsaPrivateKey,
+    attacker: RsaPrivateKey,
+    p256: <Es256 as Algorithm>::SigningKey,
+    ed25519: <Ed25519 as Algorithm>::SigningKey,
+}
+
+fn jwk(text: &str) -> JsonWebKey<'static> {
+    serde_json::from_str(text).unwrap()
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys {
+        rsa_a: RsaPrivateKey::try_from(&jwk(RSA_A)).unwrap(),
+        rsa_b: RsaPrivateKey::try_from(&jwk(RSA_B)).unwrap(),
+        attacker: RsaPrivateKey::try_from(&jwk(RSA_ATTACKER)).unwrap(),
+        p256: TryFrom::try_from(&jwk(P256)).unwrap(),
+        ed25519: TryFrom::try_from(&jwk(ED25519)).unwrap(),
+    })
+}
+
+enum Signer {
+    Rsa(Rsa, &'static RsaPrivateKey),
+    Es256,
+    Ed25519,
+    Hs256(Vec<u8>),
+    Unsigned,
+}
+
+fn b64(value: &Value) -> String {
+    B64.encode(value.to_string())
+}
+
+/// A compact JWS over exactly this header and these claims.
+fn mint(signer: Signer, header: Value, claims: &Value) -> String {
+    let input = format!("{}.{}", b64(&header), b64(claims));
+    let k = keys();
+    let signature: Vec<u8> = match signer {
+        Signer::Rsa(alg, key) => alg.sign(key, input.as_bytes()).as_bytes().into_owned(),
+        Signer::Es256 => Es256
+            .sign(&k.p256, input.as_bytes())
+            .as_bytes()
+            .into_owned(),
+        Signer::Ed25519 => Ed25519
+            .sign(&k.ed25519, input.as_bytes())
+            .as_bytes()
+            .into_owned(),
+        Signer::Hs256(secret) => Hs256
+            .sign(&Hs256Key::new(secret), input.as_bytes())
+            .as_bytes()
+            .into_owned(),
+        Signer::Unsigned => Vec::new(),
+    };
+    format!("{input}.{}", B64.encode(signature))
+}
+
+/// A Cognito-shaped ID token, valid at `NOW`.
+fn id_claims() -> Value {
+    json!({
+        "sub": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "email_verified": true,
+        "iss": ISSUER,
+        "cognito:username": "alice",
+        "origin_jti": "11111111-2222-3333-4444-555555555555",
+        "aud": CLIENT,
+        "event_id": "66666666-7777-8888-9999-000000000000",
+        "token_use": "id",
+        "auth_time": NOW - 10,
+        "exp": NOW + 3600,
+        "iat": NOW - 10,
+        "jti": "abcdef01-2345-6789-abcd-ef0123456789",
+        "email": "alice@example.com"
+    })
+}
+
+/// A Cognito-shaped access token (no `aud`; `client_id`), valid at `NOW`.
+fn access_claims() -> Value {
+    json!({
+        "sub": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "iss": ISSUER,
+        "client_id": CLIENT,
+        "origin_jti": "11111111-2222-3333-4444-555555555555",
+        "event_id": "66666666-7777-8888-9999-000000000000",
+        "token_use": "access",
+        "scope": "openid email",
+        "auth_time": NOW - 10,
+        "exp": NOW + 3600,
+        "iat": NOW - 10,
+        "jti": "abcdef01-2345-6789-abcd-ef0123456789",
+        "username": "alice"
+    })
+}
+
+fn with(mut claims: Value, changes: Value) -> Value {
+    for (name, value) in changes.as_object().unwrap() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
+    claims
+}
+
+fn rs256_header(kid: &str) -> Value {
+    json!({"alg": "RS256", "kid": kid})
+}
+
+fn rs256_a(claims: &Value) -> String {
+    mint(
+        Signer::Rsa(Rsa::rs256(), &keys().rsa_a),
+        rs256_header("rsa-a"),
+        claims,
+    )
+}
+
+fn rs256_b(claims: &Value) -> String {
+    mint(
+        Signer::Rsa(Rsa::rs256(), &keys().rsa_b),
+        rs256_header("rsa-b"),
+        claims,
+    )
+}
+
+// ---- a fake issuer and the adapter's fetch loop ----
+
+fn config() -> JwtConfig {
+    JwtConfig {
+        issuer: ISSUER.to_owned(),
+        audiences: vec![CLIENT.to_owned(), "client-b".to_owned()],
+        jwks_url: None,
+        token_use: TokenUse::Any,
+        leeway_seconds: 60,
+        user_id_claim: Some("cognito:username".to_owned()),
+    }
+}
+
+struct FakeIssuer {
+    keys: Vec<Value>,
+    reachable: bool,
+    status: u16,
+    cache_control: Option<String>,
+    discovery_issuer: String,
+    /// Served instead of the key set, when set.
+    raw_key_set: Option<&'static str>,
+    fetches: Vec<FetchPurpose>,
+}
+
+impl FakeIssuer {
+    fn answer(&mut self, request: &FetchRequest) -> Result<FetchResponse, String> {
+        self.fetches.push(request.purpose);
+        if !self.reachable {
+            return Err("connection refused".to_owned());
+        }
+        let body = match request.purpose {
+            FetchPurpose::Discovery => {
+                assert_eq!(
+                    request.url,
+                    format!("{ISSUER}/.well-known/openid-configuration")
+                );
+                json!({"issuer": self.discovery_issuer, "jwks_uri": JWKS_URL})
+            }
+            FetchPurpose::KeySet => {
+                assert_eq!(request.url, JWKS_URL);
+                json!({ "keys": self.keys })
+            }
+        };
+        let body = match (request.purpose, self.raw_key_set) {
+            (FetchPurpose::KeySet, Some(raw)) => raw.to_owned(),
+            _ => body.to_string(),
+        };
+        Ok(FetchResponse {
+            status: self.status,
+            cache_control: self.cache_control.clone(),
+            body: body.into(),
+        })
+    }
+
+    fn key_set_fetches(&self) -> usize {
+        self.fetches
+            .iter()
+            .filter(|p| **p == FetchPurpose::KeySet)
+            .count()
+    }
+}
+
+struct Harness {
+    auth: Authenticator,
+    issuer: FakeIssuer,
+    logged: Vec<String>,
+}
+
+impl Harness {
+    fn new(config: JwtConfig, keys: &[&str]) -> Self {
+        Harness {
+            auth: Authenticator::new(config),
+            issuer: FakeIssuer {
+                keys: keys.iter().map(|k| public(k)).collect(),
+                reachable: true,
+                status: 200,
+                cache_control: Some("public, max-age=3600".to_owned()),
+                discovery_issuer: ISSUER.to_owned(),
+                raw_key_set: None,
+                fetches: Vec::new(),
+            },
+            logged: Vec::new(),
+        }
+    }
+
+    fn with_keys(keys: &[&str]) -> Self {
+        Harness::new(config(), keys)
+    }
+
+    /// The adapter's loop, as the gateway drives it.
+    fn check_header(
+        &mut self,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<Verified, GatewayError> {
+        for _ in 0..3 {
+            match self.auth.check(authorization, now) {
+                Check::Verified(v) => return Ok(v),
+                Check::Rejected(e) => return Err(e),
+                Check::Fetch(request) => {
+                    let response = self.issuer.answer(&request);
+                    self.logged
+                        .extend(self.auth.on_fetched(&request, response, now));
+                }
+            }
+        }
+        panic!("the fetch loop did not end after 3 fetches");
+    }
+
+    fn check(&mut self, token: &str, now: u64) -> Result<Verified, GatewayError> {
+        self.check_header(Some(&format!("Bearer {token}")), now)
+    }
+
+    /// The rejection reason for `token` (panics if accepted).
+    fn reason(&mut self, token: &str, now: u64) -> String {
+        let error = self.check(token, now).expect_err("token must be rejected");
+        assert_token_not_echoed(&error, token);
+        error.detail.unwrap()
+    }
+}
+
+/// A rejection is a 401 with an RFC 6750 challenge, and says nothing of the token.
+fn assert_token_not_echoed(error: &GatewayError, token: &str) {
+    let challenge = error
+        .headers
+        .iter()
+        .find(|(name, _)| name == http::header::WWW_AUTHENTICATE)
+        .map(|(_, v)| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = String::from_utf8(error.body().to_vec()).unwrap();
+    for part in token.split('.').filter(|p| p.len() >= 8) {
+        assert!(
+            !challenge.contains(part) && !body.contains(part),
+            "{error:?}"
+        );
+    }
+}
+
+fn expect_invalid_token(harness: &mut Harness, token: &str, reason: Reason) {
+    let error = harness.check(token, NOW).expect_err("must be rejected");
+    assert_token_not_echoed(&error, token);
+    assert_eq!(error.detail.as_deref(), Some(reason.as_str()), "{error:?}");
+    assert_eq!(error.status, http::StatusCode::UNAUTHORIZED);
+    assert_eq!(error.code, "invalid_token");
+    let challenge = &error
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+        .unwrap()
+        .1;
+    assert_eq!(
+        challenge.to_str().unwrap(),
+        format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            reason.description()
+        )
+    );
+}
+
+// ---- accepted tokens ----
+
+#[test]
+fn cognito_id_token_is_accepted_with_subject_and_user_id() {
+    let mut h = Harness::with_keys(&[RSA_A, RSA_B]);
+    let verified = h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    assert_eq!(
+        verified,
+        Verified {
+            subject: Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into()),
+            user_id: Some("alice".into()),
+            expires_at: NOW + 3600,
+        }
+    );
+    assert_eq!(
+        h.issuer.fetches,
+        [FetchPurpose::Discovery, FetchPurpose::KeySet]
+    );
+    assert!(h.logged.is_empty(), "{:?}", h.logged);
+}
+
+#[test]
+fn cognito_access_token_is_accepted_by_client_id() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let verified = h.check(&rs256_a(&access_claims()), NOW).unwrap();
+    assert_eq!(
+        verified.user_id, None,
+        "no cognito:username in access tokens"
+    );
+    let mut access_only = config();
+    access_only.token_use = TokenUse::Access;
+    let mut h = Harness::new(access_only, &[RSA_A]);
+    h.check(&rs256_a(&access_claims()), NOW).unwrap();
+}
+
+#[test]
+fn aud_array_and_absent_token_use_are_accepted() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let generic_oidc = with(
+        id_claims(),
+        json!({"aud": ["other", "client-b"], "token_use": null}),
+    );
+    h.check(&rs256_a(&generic_oidc), NOW).unwrap();
+}
+
+#[test]
+fn es256_and_eddsa_tokens_are_accepted() {
+    let mut h = Harness::with_keys(&[RSA_A, P256, ED25519]);
+    let es = mint(
+        Signer::Es256,
+        json!({"alg": "ES256", "kid": "p256"}),
+        &id_claims(),
+    );
+    h.check(&es, NOW).unwrap();
+    let ed = mint(
+        Signer::Ed25519,
+        json!({"alg": "EdDSA", "kid": "ed25519"}),
+        &id_claims(),
+    );
+    h.check(&ed, NOW).unwrap();
+}
+
+#[test]
+fn rsa_key_without_alg_verifies_the_rsa_family() {
+    let mut rsa_b = public(RSA_B);
+    rsa_b.as_object_mut().unwrap().remove("alg");
+    let mut h = Harness::with_keys(&[]);
+    h.issuer.keys = vec![rsa_b];
+    for (alg, name) in [
+        (Rsa::rs256(), "RS256"),
+        (Rsa::rs384(), "RS384"),
+        (Rsa::rs512(), "RS512"),
+        (Rsa::ps256(), "PS256"),
+    ] {
+        let token = mint(
+            Signer::Rsa(alg, &keys().rsa_b),
+            json!({"alg": name, "kid": "rsa-b"}),
+            &id_claims(),
+        );
+        h.check(&token, NOW)
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+}
+
+#[test]
+fn a_token_without_kid_uses_the_only_fitting_key() {
+    let mut h = Harness::with_keys(&[RSA_A, P256]);
+    let token = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().rsa_a),
+        json!({"alg": "RS256"}),
+        &id_claims(),
+    );
+    h.check(&token, NOW).unwrap();
+    let mut h = Harness::with_keys(&[RSA_A, RSA_B]);
+    assert_eq!(h.reason(&token, NOW), "ambiguous_kid");
+}
+
+#[test]
+fn times_are_checked_with_leeway() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&with(
+        id_claims(),
+        json!({"exp": NOW - 30, "nbf": NOW + 30, "iat": NOW + 30}),
+    ));
+    h.check(&token, NOW).expect("within the 60 s leeway");
+}
+
+// ---- rejected requests: one test each ----
+
+#[test]
+fn missing_header_gets_a_bare_challenge() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let error = h.check_header(None, NOW).unwrap_err();
+    assert_eq!(error.status, http::StatusCode::UNAUTHORIZED);
+    assert_eq!(error.detail.as_deref(), Some("missing_token"));
+    let (_, challenge) = &error.headers[0];
+    assert_eq!(challenge, "Bearer realm=\"agent-edge\"");
+    assert!(h.issuer.fetches.is_empty(), "no fetch for a missing token");
+}
+
+#[test]
+fn non_bearer_scheme_gets_a_bare_challenge() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let error = h
+        .check_header(Some("Basic YWxpY2U6c2VjcmV0"), NOW)
+        .unwrap_err();
+    assert_eq!(error.status, http::StatusCode::UNAUTHORIZED);
+    assert_eq!(error.detail.as_deref(), Some("missing_token"));
+    assert!(!error.headers[0].1.to_str().unwrap().contains("error="));
+}
+
+#[test]
+fn malformed_bearer_header_is_invalid_request() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    let error = h
+        .check_header(Some(&format!("Bearer {token} extra")), NOW)
+        .unwrap_err();
+    assert_eq!(error.status, http::StatusCode::BAD_REQUEST);
+    assert_eq!(error.code, "invalid_request");
+    assert!(error.headers[0]
+        .1
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_request\""));
+    assert_token_not_echoed(&error, &token);
+}
+
+#[test]
+fn malformed_base64_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    let (header, rest) = token.split_once('.').unwrap();
+    let broken = format!("{}+{}.{rest}", &header[..4], &header[5..]);
+    expect_invalid_token(&mut h, &broken, Reason::MalformedBase64);
+}
+
+#[test]
+fn malformed_structure_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    let two_parts = token.rsplit_once('.').unwrap().0.to_owned();
+    expect_invalid_token(&mut h, &two_parts, Reason::MalformedStructure);
+    expect_invalid_token(&mut h, &format!("{token}.x"), Reason::MalformedStructure);
+}
+
+#[test]
+fn malformed_header_json_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    let rest = token.split_once('.').unwrap().1;
+    let broken = format!("{}.{rest}", B64.encode(b"{\"alg\":\"RS256\",\"kid\":"));
+    expect_invalid_token(&mut h, &broken, Reason::MalformedHeaderJson);
+}
+
+#[test]
+fn malformed_claims_json_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let input = format!(
+        "{}.{}",
+        b64(&rs256_header("rsa-a")),
+        B64.encode(b"{\"sub\":")
+    );
+    let signature = Rsa::rs256().sign(&keys().rsa_a, input.as_bytes());
+    let token = format!("{input}.{}", B64.encode(signature.as_bytes()));
+    expect_invalid_token(&mut h, &token, Reason::MalformedClaims);
+}
+
+#[test]
+fn alg_none_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    for alg in ["none", "None", "NONE"] {
+        let token = mint(
+            Signer::Unsigned,
+            json!({"alg": alg, "kid": "rsa-a"}),
+            &id_claims(),
+        );
+        expect_invalid_token(&mut h, &token, Reason::AlgNone);
+    }
+}
+
+#[test]
+fn hs256_signed_with_the_rsa_public_key_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    // The classic confusion: the verifier's public key used as HMAC secret.
+    for secret in [public(RSA_A).to_string(), public(RSA_A)["n"].to_string()] {
+        let token = mint(
+            Signer::Hs256(secret.into_bytes()),
+            json!({"alg": "HS256", "kid": "rsa-a"}),
+            &id_claims(),
+        );
+        expect_invalid_token(&mut h, &token, Reason::SymmetricAlgorithm);
+    }
+}
+
+#[test]
+fn valid_signature_by_a_key_not_in_the_set_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let forged = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        rs256_header("rsa-a"),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &forged, Reason::BadSignature);
+}
+
+#[test]
+fn unknown_kid_is_rejected_after_one_refresh() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    let fetches = h.issuer.key_set_fetches();
+    let unknown = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        rs256_header("rsa-attacker"),
+        &id_claims(),
+    );
+    // A minute later: one refresh, then the rejection.
+    expect_invalid_token_at(&mut h, &unknown, Reason::UnknownKid, NOW + 60);
+    assert_eq!(h.issuer.key_set_fetches(), fetches + 1);
+    // Within the next minute: no more fetches however many tries.
+    for t in 0..10 {
+        expect_invalid_token_at(&mut h, &unknown, Reason::UnknownKid, NOW + 61 + t);
+    }
+    assert_eq!(h.issuer.key_set_fetches(), fetches + 1);
+}
+
+fn expect_invalid_token_at(h: &mut Harness, token: &str, reason: Reason, now: u64) {
+    assert_eq!(h.reason(token, now), reason.as_str());
+}
+
+#[test]
+fn algorithm_not_allowed_by_the_key_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A, P256]);
+    // RS384 by the right key, but the JWK says RS256.
+    let rs384 = mint(
+        Signer::Rsa(Rsa::rs384(), &keys().rsa_a),
+        json!({"alg": "RS384", "kid": "rsa-a"}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &rs384, Reason::AlgorithmMismatch);
+    // ES256 naming the RSA key.
+    let es256 = mint(
+        Signer::Es256,
+        json!({"alg": "ES256", "kid": "rsa-a"}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &es256, Reason::AlgorithmMismatch);
+}
+
+#[test]
+fn unsupported_algorithm_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().rsa_a),
+        json!({"alg": "ES384", "kid": "rsa-a"}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &token, Reason::UnsupportedAlgorithm);
+}
+
+#[test]
+fn wrong_issuer_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    for iss in [
+        json!("https://evil.example"),
+        json!(null),
+        json!(7),
+        json!(format!("{ISSUER}/")),
+    ] {
+        let token = rs256_a(&with(id_claims(), json!({ "iss": iss })));
+        expect_invalid_token(&mut h, &token, Reason::WrongIssuer);
+    }
+}
+
+#[test]
+fn wrong_audience_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    for aud in [json!("other"), json!(["x", "y"]), json!(null), json!(42)] {
+        let token = rs256_a(&with(id_claims(), json!({ "aud": aud })));
+        expect_invalid_token(&mut h, &token, Reason::WrongAudience);
+    }
+    // An ID token's client_id does not stand in for aud.
+    let token = rs256_a(&with(
+        id_claims(),
+        json!({"aud": "other", "client_id": CLIENT}),
+    ));
+    expect_invalid_token(&mut h, &token, Reason::WrongAudience);
+}
+
+#[test]
+fn wrong_client_id_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    for client_id in [json!("other"), json!(null)] {
+        let token = rs256_a(&with(access_claims(), json!({ "client_id": client_id })));
+        expect_invalid_token(&mut h, &token, Reason::WrongClientId);
+    }
+}
+
+#[test]
+fn wrong_token_use_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    for token_use in [json!("refresh"), json!("other"), json!(1)] {
+        let token = rs256_a(&with(id_claims(), json!({ "token_use": token_use })));
+        expect_invalid_token(&mut h, &token, Reason::WrongTokenUse);
+    }
+    let mut id_only = config();
+    id_only.token_use = TokenUse::Id;
+    let mut h = Harness::new(id_only, &[RSA_A]);
+    expect_invalid_token(&mut h, &rs256_a(&access_claims()), Reason::WrongTokenUse);
+    let no_claim = rs256_a(&with(id_claims(), json!({"token_use": null})));
+    expect_invalid_token(&mut h, &no_claim, Reason::WrongTokenUse);
+    let mut access_only = config();
+    access_only.token_use = TokenUse::Access;
+    let mut h = Harness::new(access_only, &[RSA_A]);
+    expect_invalid_token(&mut h, &rs256_a(&id_claims()), Reason::WrongTokenUse);
+}
+
+#[test]
+fn expired_token_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&with(id_claims(), json!({"exp": NOW - 61})));
+    expect_invalid_token(&mut h, &token, Reason::Expired);
+}
+
+#[test]
+fn token_without_exp_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&with(id_claims(), json!({"exp": null})));
+    expect_invalid_token(&mut h, &token, Reason::MissingExpiry);
+}
+
+#[test]
+fn nbf_in_the_future_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&with(id_claims(), json!({"nbf": NOW + 61})));
+    expect_invalid_token(&mut h, &token, Reason::NotYetValid);
+}
+
+#[test]
+fn iat_in_the_future_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&with(id_claims(), json!({"iat": NOW + 61})));
+    expect_invalid_token(&mut h, &token, Reason::IssuedInFuture);
+}
+
+#[test]
+fn crit_header_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().rsa_a),
+        json!({"alg": "RS256", "kid": "rsa-a", "crit": ["exp"], "exp": NOW + 10}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &token, Reason::CriticalHeader);
+}
+
+#[test]
+fn jku_header_is_rejected_and_never_fetched() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        json!({"alg": "RS256", "kid": "rsa-attacker", "jku": "https://evil.example/jwks.json"}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &token, Reason::KeySetUrlHeader);
+    assert!(h.issuer.fetches.is_empty());
+}
+
+#[test]
+fn x5u_header_is_rejected_and_never_fetched() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        json!({"alg": "RS256", "kid": "rsa-a", "x5u": "https://evil.example/cert.pem"}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &token, Reason::CertificateUrlHeader);
+    assert!(h.issuer.fetches.is_empty());
+}
+
+#[test]
+fn embedded_jwk_header_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        json!({"alg": "RS256", "jwk": public(RSA_ATTACKER)}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &token, Reason::EmbeddedKeyHeader);
+    let x5c = mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        json!({"alg": "RS256", "kid": "rsa-a", "x5c": ["MIIB"]}),
+        &id_claims(),
+    );
+    expect_invalid_token(&mut h, &x5c, Reason::EmbeddedKeyHeader);
+}
+
+#[test]
+fn token_over_16_kib_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let padding = "x".repeat(MAX_TOKEN_BYTES);
+    let token = rs256_a(&with(id_claims(), json!({ "padding": padding })));
+    assert!(token.len() > MAX_TOKEN_BYTES);
+    expect_invalid_token(&mut h, &token, Reason::TooLarge);
+    assert!(h.issuer.fetches.is_empty());
+}
+
+#[test]
+fn signature_altered_by_one_bit_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A, P256]);
+    for token in [
+        rs256_a(&id_claims()),
+        mint(
+            Signer::Es256,
+            json!({"alg": "ES256", "kid": "p256"}),
+            &id_claims(),
+        ),
+    ] {
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let mut bytes = B64.decode(signature).unwrap();
+        bytes[17] ^= 0x04;
+        let altered = format!("{input}.{}", B64.encode(&bytes));
+        expect_invalid_token(&mut h, &altered, Reason::BadSignature);
+    }
+}
+
+#[test]
+fn claims_altered_after_signing_are_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    let parts: Vec<&str> = token.split('.').collect();
+    let altered_claims = with(id_claims(), json!({"sub": "admin"}));
+    let altered = format!("{}.{}.{}", parts[0], b64(&altered_claims), parts[2]);
+    expect_invalid_token(&mut h, &altered, Reason::BadSignature);
+}
+
+// ---- key set fetching ----
+
+#[test]
+fn configured_jwks_url_skips_discovery() {
+    let mut configured = config();
+    configured.jwks_url = Some(JWKS_URL.to_owned());
+    let mut h = Harness::new(configured, &[RSA_A]);
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    assert_eq!(h.issuer.fetches, [FetchPurpose::KeySet]);
+}
+
+#[test]
+fn discovery_of_another_issuer_is_refused_and_reported() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.issuer.discovery_issuer = "https://evil.example".to_owned();
+    let error = h.check(&rs256_a(&id_claims()), NOW).unwrap_err();
+    assert_eq!(error.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.issuer.fetches, [FetchPurpose::Discovery]);
+    assert!(h.logged[0].contains("JWT_ISSUER"), "{:?}", h.logged);
+    // Retried a minute later, not before.
+    h.check(&rs256_a(&id_claims()), NOW + 59).unwrap_err();
+    assert_eq!(h.issuer.fetches.len(), 1);
+    h.issuer.discovery_issuer = ISSUER.to_owned();
+    h.check(&rs256_a(&id_claims()), NOW + 60).unwrap();
+}
+
+#[test]
+fn key_set_lives_for_its_max_age() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.issuer.cache_control = Some("max-age=300".to_owned());
+    // Distinct tokens, so the verified-token cache does not answer.
+    let token_at = |t: u64| rs256_a(&with(id_claims(), json!({ "jti": t.to_string() })));
+    h.check(&token_at(0), NOW).unwrap();
+    h.check(&token_at(1), NOW + 299).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 1);
+    h.check(&token_at(2), NOW + 300).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 2);
+    // Without Cache-Control: 10 minutes.
+    h.issuer.cache_control = None;
+    h.check(&token_at(3), NOW + 600).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 3);
+    h.check(&token_at(4), NOW + 600 + 599).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 3);
+    h.check(&token_at(5), NOW + 600 + 600).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 4);
+}
+
+#[test]
+fn unreachable_issuer_the_last_good_set_serves_for_24_hours() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.issuer.cache_control = Some("max-age=600".to_owned());
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    h.issuer.reachable = false;
+    let long_lived = |jti: u64| {
+        rs256_a(&with(
+            id_claims(),
+            json!({"exp": NOW + 3 * 86400, "jti": jti.to_string()}),
+        ))
+    };
+    // Stale: one failed refresh, reported, and the old keys still serve.
+    h.check(&long_lived(1), NOW + 600).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 2);
+    assert_eq!(h.logged.len(), 1);
+    assert!(h.logged[0].contains("connection refused"), "{:?}", h.logged);
+    assert!(h.logged[0].contains("still serving"), "{:?}", h.logged);
+    // Retries at most once a minute.
+    h.check(&long_lived(2), NOW + 630).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 2);
+    h.check(&long_lived(3), NOW + 660).unwrap();
+    assert_eq!(h.issuer.key_set_fetches(), 3);
+    // Up to 24 hours past the set's lifetime, then refused (503).
+    h.check(&long_lived(4), NOW + 600 + 86399).unwrap();
+    let error = h.check(&long_lived(5), NOW + 600 + 86400).unwrap_err();
+    assert_eq!(error.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error.detail.as_deref(), Some("keys_unavailable"));
+    // Cached tokens are refused too.
+    let error = h.check(&long_lived(4), NOW + 600 + 86400 + 60).unwrap_err();
+    assert_eq!(error.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    // The issuer is back: accepted again.
+    h.issuer.reachable = true;
+    h.check(&long_lived(4), NOW + 600 + 86400 + 120).unwrap();
+}
+
+#[test]
+fn fetch_loop_ends_for_every_kind_of_failure() {
+    type BreakIssuer = fn(&mut FakeIssuer);
+    let failures: [(&str, BreakIssuer); 4] = [
+        ("unreachable", |i| i.reachable = false),
+        ("404", |i| i.status = 404),
+        ("no usable key", |i| {
+            i.keys = vec![json!({"kty": "oct", "k": "c2VjcmV0"})]
+        }),
+        ("not JSON", |i| i.raw_key_set = Some("<html>502</html>")),
+    ];
+    for (name, break_issuer) in failures {
+        let mut h = Harness::with_keys(&[RSA_A]);
+        break_issuer(&mut h.issuer);
+        // check_header panics if the loop needs more than 3 fetches.
+        let error = h.check(&rs256_a(&id_claims()), NOW).unwrap_err();
+        assert_eq!(
+            error.status,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "{name}"
+        );
+        assert!(!h.logged.is_empty(), "{name}: the failure is reported");
+        let fetches = h.issuer.fetches.len();
+        h.check(&rs256_a(&id_claims()), NOW + 30).unwrap_err();
+        assert_eq!(
+            h.issuer.fetches.len(),
+            fetches,
+            "{name}: no retry within a minute"
+        );
+    }
+}
+
+#[test]
+fn skipped_keys_are_reported_without_failing_the_set() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.issuer
+        .keys
+        .push(json!({"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}));
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    assert_eq!(h.logged.len(), 1);
+    assert!(h.logged[0].contains("\"hmac\""), "{:?}", h.logged);
+    assert!(!h.logged[0].contains("c2VjcmV0"));
+}
+
+#[test]
+fn concurrent_callers_share_one_refresh() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    h.issuer.keys.push(public(RSA_B));
+    let first = format!("Bearer {}", rs256_b(&id_claims()));
+    let second = format!(
+        "Bearer {}",
+        rs256_b(&with(id_claims(), json!({"sub": "bob"})))
+    );
+    let now = NOW + 120;
+    // Both see the unknown kid before either refresh completes.
+    let Check::Fetch(request) = h.auth.check(Some(&first), now) else {
+        panic!()
+    };
+    assert!(matches!(h.auth.check(Some(&second), now), Check::Fetch(_)));
+    // The first refreshes; the second, re-checking after it, needs no fetch.
+    let response = h.issuer.answer(&request);
+    assert_eq!(h.auth.on_fetched(&request, response, now), None);
+    assert!(matches!(
+        h.auth.check(Some(&second), now),
+        Check::Verified(_)
+    ));
+    assert!(matches!(
+        h.auth.check(Some(&first), now),
+        Check::Verified(_)
+    ));
+    assert_eq!(h.issuer.key_set_fetches(), 2);
+}
+
+#[test]
+fn exported_key_set_imports_into_another_instance() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    let (document, fetched_at, max_age) = h.auth.export_key_set().unwrap();
+    assert_eq!((fetched_at, max_age), (NOW, 3600));
+
+    let mut other = Authenticator::new(config());
+    other
+        .import_key_set(document.clone(), fetched_at, max_age)
+        .unwrap();
+    let header = format!("Bearer {}", rs256_a(&id_claims()));
+    assert!(matches!(
+        other.check(Some(&header), NOW + 10),
+        Check::Verified(_)
+    ));
+    // Once stale, the imported set is refreshed like a fetched one.
+    assert!(matches!(
+        other.check(Some(&header), NOW + 3600),
+        Check::Fetch(_)
+    ));
+    // An older document does not replace a newer set.
+    other.import_key_set(document, NOW - 100, 3600).unwrap();
+    assert_eq!(other.export_key_set().unwrap().1, NOW);
+    assert!(other.import_key_set("{}".into(), NOW + 1, 60).is_err());
+}
+
+// ---- the verified-token cache ----
+
+#[test]
+fn a_cache_hit_skips_signature_verification() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    let first = h.check(&token, NOW).unwrap();
+    assert_eq!(h.auth.stats().signature_checks, 1);
+    for t in 1..=5 {
+        assert_eq!(h.check(&token, NOW + t).unwrap(), first);
+    }
+    assert_eq!(
+        h.auth.stats(),
+        AuthStats {
+            signature_checks: 1,
+            cache_hits: 5
+        }
+    );
+}
+
+#[test]
+fn the_altered_twin_of_a_cached_token_is_rejected() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&id_claims());
+    h.check(&token, NOW).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let altered_claims = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&with(id_claims(), json!({"sub": "admin"}))),
+        parts[2]
+    );
+    expect_invalid_token(&mut h, &altered_claims, Reason::BadSignature);
+    let mut signature = B64.decode(parts[2]).unwrap();
+    signature[0] ^= 1;
+    let altered_signature = format!("{}.{}.{}", parts[0], parts[1], B64.encode(signature));
+    expect_invalid_token(&mut h, &altered_signature, Reason::BadSignature);
+    assert_eq!(h.auth.stats().cache_hits, 0);
+    h.check(&token, NOW).unwrap();
+    assert_eq!(h.auth.stats().cache_hits, 1);
+}
+
+#[test]
+fn a_cached_token_still_expires() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token = rs256_a(&with(id_claims(), json!({"exp": NOW + 100})));
+    h.check(&token, NOW).unwrap();
+    h.check(&token, NOW + 160).unwrap();
+    assert_eq!(h.reason(&token, NOW + 161), "expired");
+    assert_eq!(h.auth.stats().signature_checks, 1);
+    // A clock set back before nbf also counts.
+    let nbf = rs256_a(&with(id_claims(), json!({"nbf": NOW})));
+    h.check(&nbf, NOW).unwrap();
+    assert_eq!(h.reason(&nbf, NOW - 61), "not_yet_valid");
+}
+
+#[test]
+fn disabled_cache_verifies_every_time() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.auth = Authenticator::new(config()).with_token_cache_capacity(0);
+    let token = rs256_a(&id_claims());
+    for _ in 0..3 {
+        h.check(&token, NOW).unwrap();
+    }
+    assert_eq!(h.auth.stats().signature_checks, 3);
+}
+
+// ---- rotation ----
+
+/// The issuer adds key B, signs with it, later drops key A: B's tokens are
+/// accepted without a restart, A's are refused once the set is refreshed,
+/// including tokens already in the verified-token cache.
+#[test]
+fn key_rotation_without_restart() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.issuer.cache_control = Some("max-age=600".to_owned());
+    let long = |claims: Value| with(claims, json!({"exp": NOW + 86400}));
+    let old_token = rs256_a(&long(id_claims()));
+    h.check(&old_token, NOW).unwrap();
+
+    // Day 1: the issuer publishes B next to A and starts signing with B.
+    h.issuer.keys.push(public(RSA_B));
+    let new_token = rs256_b(&long(id_claims()));
+    h.check(&new_token, NOW + 100)
+        .expect("unknown kid -> refresh -> accepted");
+    assert_eq!(h.issuer.key_set_fetches(), 2);
+    h.check(&old_token, NOW + 100)
+        .expect("A is still published");
+
+    // Later: A is dropped. Until the set is refreshed, A's cached token holds…
+    h.issuer.keys.remove(0);
+    h.check(&old_token, NOW + 500).unwrap();
+    // …and at the next refresh (the set's max-age), it is refused, cached or not.
+    assert_eq!(h.reason(&old_token, NOW + 700), "unknown_kid");
+    assert_eq!(h.issuer.key_set_fetches(), 3);
+    let fresh_old = rs256_a(&long(with(id_claims(), json!({"jti": "x"}))));
+    assert_eq!(h.reason(&fresh_old, NOW + 800), "unknown_kid");
+    h.check(&new_token, NOW + 800).unwrap();
+}
+
+#[test]
+fn an_unknown_kid_refresh_also_drops_removed_keys() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let old_token = rs256_a(&id_claims());
+    h.check(&old_token, NOW).unwrap();
+    // A swapped for B in one step; a B token triggers the refresh.
+    h.issuer.keys = vec![public(RSA_B)];
+    h.check(&rs256_b(&id_claims()), NOW + 60).unwrap();
+    assert_eq!(h.reason(&old_token, NOW + 61), "unknown_kid");
+}
