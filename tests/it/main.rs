@@ -1,0 +1,3 @@
+//! The single integration-test binary; one submodule per area.
+
+mod sigv4;
