@@ -1,3 +1,4 @@
 //! The single integration-test binary; one submodule per area.
 
 mod sigv4;
+mod sse;
