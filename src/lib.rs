@@ -25,13 +25,10 @@
 pub mod auth;
 pub mod config;
 pub mod error;
-// TEMPORARY while sse/auth land: gateway needs them.
-#[cfg(agent_edge_gateway)]
 pub mod gateway;
 pub mod origin;
 pub mod sse;
 
-#[cfg(agent_edge_gateway)]
 pub mod platform;
 
 #[cfg(not(target_arch = "wasm32"))]

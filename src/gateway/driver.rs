@@ -47,7 +47,7 @@ pub enum BodyError {
 
 /// What a runtime provides. Clocks: `now_ms` is monotonic, `now` is the wall
 /// clock (JWT times, SigV4 dates). Nothing in the core reads either itself.
-pub trait Platform: Clone {
+pub trait Platform: Clone + Unpin {
     /// The origin's response body, chunk by chunk.
     type OriginBody: Stream<Item = Result<Bytes, String>> + Unpin;
     /// A timer completing at a monotonic deadline.

@@ -88,7 +88,7 @@ impl Platform for NativePlatform {
     fn fetch_origin(
         &self,
         request: http::Request<Bytes>,
-    ) -> impl Future<Output = Result<http::Response<OriginBody>, FetchError>> + Send {
+    ) -> impl Future<Output = Result<http::Response<OriginBody>, FetchError>> {
         let client = self.client.clone();
         async move {
             let request = reqwest::Request::try_from(request)
@@ -111,7 +111,7 @@ impl Platform for NativePlatform {
     fn fetch_auth(
         &self,
         request: &FetchRequest,
-    ) -> impl Future<Output = Result<FetchResponse, String>> + Send {
+    ) -> impl Future<Output = Result<FetchResponse, String>> {
         let client = self.client.clone();
         let url = request.url.clone();
         async move {
