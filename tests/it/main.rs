@@ -1,4 +1,5 @@
 //! The single integration-test binary; one submodule per area.
 
 mod sigv4;
+mod smoke;
 mod sse;
