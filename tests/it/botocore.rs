@@ -1,0 +1,244 @@
+//! Interop: botocore recomputes the SigV4 signature of origin requests that
+//! the demo origin actually received, and must find the same one.
+//!
+//! The requests go client → native gateway → demo origin over real HTTP
+//! (and once straight from `origin::build_request`, to cover the user-id
+//! header the gateway only sends with JWT auth). `scripts/botocore_sign.py`
+//! rebuilds each received request from its signed headers and signs it with
+//! botocore's `SigV4Auth`, the signer boto3 uses for bedrock-agentcore; it
+//! also reports the path botocore's own `InvokeAgentRuntime` would use.
+//!
+//! botocore is installed with pip into a virtualenv at `target/pyenv` on the
+//! first run (needs `python3` and network access once).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use agent_edge::config::{Config, Secret};
+use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings, RecordedRequest};
+use agent_edge::origin::{build_request, Invocation};
+use agent_edge::platform::native;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+#[tokio::test]
+async fn botocore_computes_the_same_signature_as_the_gateway() {
+    let python = botocore_python();
+    let cases = [
+        ("through the gateway", None, false),
+        (
+            "through the gateway, session token",
+            Some("demo-session-token/ABC+=="),
+            false,
+        ),
+        (
+            "build_request with user id and session token",
+            Some("tok"),
+            true,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, session_token, direct) in cases {
+        let mut settings = DemoOriginSettings::demo();
+        settings.credentials.session_token = session_token.map(Secret::new);
+        let origin = demo::spawn(settings, TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .await
+            .unwrap();
+        let status = if direct {
+            send_direct(&origin).await
+        } else {
+            send_through_gateway(&origin).await
+        };
+        assert_eq!(status, 200, "{name}: the demo origin rejected the request");
+        let received = origin.requests().pop().expect("the origin got a request");
+        if let Err(why) = check_with_botocore(&python, &origin, &received) {
+            failures.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+async fn send_through_gateway(origin: &DemoOrigin) -> u16 {
+    let mut vars = origin.gateway_vars();
+    vars.push(("AUTH", "none".into()));
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let gateway = native::spawn(
+        config,
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Arc::new(|_: &str| {}),
+    )
+    .await
+    .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/invocations", gateway.url()))
+        .header("content-type", "application/json")
+        .body(r#"{"prompt":"héllo, botocore","response":"original"}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let _ = response.bytes().await;
+    gateway.shutdown().await;
+    status
+}
+
+async fn send_direct(origin: &DemoOrigin) -> u16 {
+    let request = build_request(
+        &origin.origin_config(),
+        Invocation {
+            payload: Bytes::from_static(br#"{"prompt":"direct"}"#),
+            session_id: "botocore-interop-session-0123456789abcdef",
+            user_id: Some("user@example.com"),
+            bearer_token: None,
+        },
+        SystemTime::now(),
+    )
+    .unwrap();
+    let request = reqwest::Request::try_from(request).unwrap();
+    let response = reqwest::Client::new().execute(request).await.unwrap();
+    let status = response.status().as_u16();
+    let _ = response.bytes().await;
+    status
+}
+
+fn check_with_botocore(
+    python: &Path,
+    origin: &DemoOrigin,
+    received: &RecordedRequest,
+) -> Result<(), String> {
+    let settings = origin.settings();
+    let header = |name: &str| {
+        received
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .ok_or(format!("no {name} header received"))
+    };
+    let spec = json!({
+        "method": received.method.as_str(),
+        "url": format!("http://{}{}", header("host")?, received.uri),
+        "headers": received.headers.iter()
+            .map(|(k, v)| [k.as_str(), v.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(&received.body),
+        "access_key_id": settings.credentials.access_key_id,
+        "secret_access_key": settings.credentials.secret_access_key.expose(),
+        "session_token": settings.credentials.session_token.as_ref().map(Secret::expose),
+        "region": settings.region,
+        "service": "bedrock-agentcore",
+        "runtime_arn": settings.runtime_arn,
+        "qualifier": settings.qualifier,
+    });
+    let botocore = run_script(python, &spec)?;
+
+    let sent = header("authorization")?;
+    if botocore["authorization"] != sent.as_str() {
+        return Err(format!(
+            "signatures differ\n  sent:     {sent}\n  botocore: {}\n  botocore canonical request:\n{}",
+            botocore["authorization"],
+            botocore["canonical_request"].as_str().unwrap_or_default()
+        ));
+    }
+    if botocore["body_sha256"] != header("x-amz-content-sha256")?.as_str() {
+        return Err("x-amz-content-sha256 is not the SHA-256 of the body received".into());
+    }
+    let path = received.uri.to_string();
+    if botocore["invoke_agent_runtime_path"] != path.as_str() {
+        return Err(format!(
+            "path differs from botocore's InvokeAgentRuntime\n  sent:     {path}\n  botocore: {}",
+            botocore["invoke_agent_runtime_path"]
+        ));
+    }
+    // The ARN path segment was signed re-encoded, as AWS verifies it.
+    let canonical = botocore["canonical_request"].as_str().unwrap_or_default();
+    if !canonical.contains("/runtimes/arn%253Aaws%253Abedrock-agentcore%253A") {
+        return Err(format!("unexpected canonical path:\n{canonical}"));
+    }
+    let signed = sent.split("SignedHeaders=").nth(1).unwrap_or_default();
+    for required in ["host;", "x-amz-content-sha256;", "x-amz-date;"] {
+        if !signed.contains(required) {
+            return Err(format!("{required} not signed: {sent}"));
+        }
+    }
+    Ok(())
+}
+
+fn run_script(python: &Path, spec: &Value) -> Result<Value, String> {
+    let script = repo().join("scripts/botocore_sign.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    if !output.status.success() {
+        return Err(format!(
+            "botocore_sign.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("botocore_sign.py output: {e}"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/pyenv/bin/python` with botocore, created on first use. Only one
+/// test process sets it up at a time.
+fn botocore_python() -> PathBuf {
+    static SETUP: Mutex<()> = Mutex::new(());
+    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = repo().join("target/pyenv");
+    let python = venv.join("bin/python");
+    let has_botocore = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import botocore"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_botocore(&python) {
+        return python;
+    }
+    let run = |program: &Path, args: &[&str]| {
+        let status = Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        assert!(status.success(), "{} {args:?} failed", program.display());
+    };
+    run(
+        Path::new("python3"),
+        &["-m", "venv", venv.to_str().unwrap()],
+    );
+    run(
+        &venv.join("bin/pip"),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "botocore",
+        ],
+    );
+    assert!(has_botocore(&python), "botocore did not install");
+    python
+}
