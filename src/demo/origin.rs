@@ -918,7 +918,9 @@ fn sse_event(value: &Value) -> String {
     format!("data: {}\n\n", python_json(value))
 }
 
-/// JSON with Python's default separators, `", "` and `": "`.
+/// JSON with Python's default separators, `", "` and `": "`. serde_json only
+/// ships compact and pretty formatters, hence this small one. Escaping is the
+/// same as Python's with `ensure_ascii=False`: control characters, `"` and `\`.
 pub fn python_json(value: &Value) -> String {
     struct PythonFormatter;
     impl serde_json::ser::Formatter for PythonFormatter {
