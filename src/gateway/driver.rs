@@ -134,7 +134,7 @@ pub async fn handle<P: Platform>(
             Response::from_parts(parts, ResponseBody::Full(Some(body)))
         }
         Ok(Outcome::Stream(start, origin_body)) => {
-            let StreamStart { head, transformer } = start;
+            let StreamStart { head, transformer } = *start;
             let log = RequestLog::new(&ctx, head.status);
             let stream = StreamBody {
                 platform: platform.clone(),
@@ -163,7 +163,7 @@ pub async fn handle<P: Platform>(
 
 enum Outcome<B> {
     Answered(Response<Bytes>),
-    Stream(StreamStart, B),
+    Stream(Box<StreamStart>, B),
 }
 
 async fn invoke<P: Platform>(
@@ -229,7 +229,7 @@ async fn invoke<P: Platform>(
     // Phase 5: response filter.
     let (origin_head, origin_body) = origin.into_parts();
     let start = gateway.response_filter(&origin_head, &invocation, ctx, platform.now_ms())?;
-    Ok(Outcome::Stream(start, origin_body))
+    Ok(Outcome::Stream(Box::new(start), origin_body))
 }
 
 async fn authenticate<P: Platform>(
