@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing agent-edge needs, skipping what
+# is already there (a few seconds when everything is present):
+#   - the wasm32-unknown-unknown Rust target, rustfmt and clippy;
+#   - worker-build (pinned) and wasm-bindgen-cli at exactly the version of the
+#     wasm-bindgen library in Cargo.lock (the two must match);
+#   - wrangler, workerd, esbuild and binaryen's wasm-opt: `npm ci`, rerun only
+#     when package-lock.json changed;
+#   - a Python venv in target/pyenv with botocore, PyJWT and cryptography, the
+#     reference implementations the interoperability tests compare against.
+# Idempotent; stops at the first failing step and names it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+PYTHON_REQUIREMENTS=(botocore==1.43.107 PyJWT==2.15.1 cryptography==50.0.2)
+PYENV=target/pyenv
+
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$cargo_bin:$PATH"
+
+current_step=""
+trap 'status=$?; [[ $status -eq 0 ]] || echo "setup.sh: FAILED at step: $current_step (exit $status)" >&2' EXIT
+step() {
+  current_step="$1"
+  echo "setup: $1"
+}
+
+# The version a program reports: the last word of the first line of its
+# `--version` output ("" when the program is absent).
+version_of() {
+  "$@" --version 2>/dev/null | awk 'NR == 1 { print $NF }' || true
+}
+
+# --- Rust toolchain pieces -------------------------------------------------
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  step "rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    step "rustup component add $component"
+    rustup component add "$component"
+  fi
+done
+
+if [[ "$(version_of worker-build)" != "$WORKER_BUILD_VERSION" ]]; then
+  step "cargo install worker-build --version $WORKER_BUILD_VERSION (about 6 minutes)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --force
+fi
+
+current_step="read the wasm-bindgen version from Cargo.lock"
+wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+[[ -n "$wasm_bindgen_version" ]]
+if [[ "$(version_of wasm-bindgen)" != "$wasm_bindgen_version" ]]; then
+  # Not --locked: its lock file does not resolve for 0.2.130 (webpki-roots).
+  step "cargo install wasm-bindgen-cli --version $wasm_bindgen_version (about 3 minutes)"
+  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
+fi
+
+# --- Node packages: wrangler (with workerd and esbuild), binaryen --------------
+npm_stamp=node_modules/.agent-edge-package-lock.sha256
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -d node_modules || "$(cat "$npm_stamp" 2>/dev/null)" != "$lock_hash" ]]; then
+  step "npm ci (package-lock.json changed or node_modules missing)"
+  npm ci --no-audit --no-fund
+  echo "$lock_hash" >"$npm_stamp"
+fi
+
+# --- Python reference implementations for the interoperability tests ---------
+py_stamp="$PYENV/.agent-edge-requirements"
+if [[ ! -x "$PYENV/bin/python" || "$(cat "$py_stamp" 2>/dev/null)" != "${PYTHON_REQUIREMENTS[*]}" ]]; then
+  step "python3 -m venv $PYENV; pip install ${PYTHON_REQUIREMENTS[*]}"
+  python3 -m venv "$PYENV"
+  "$PYENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PYTHON_REQUIREMENTS[@]}"
+  echo "${PYTHON_REQUIREMENTS[*]}" >"$py_stamp"
+fi
+
+current_step=""
+echo "setup: ready (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $wasm_bindgen_version," \
+  "wrangler $(node -p 'require("wrangler/package.json").version'))"
