@@ -1,6 +1,8 @@
 //! The single integration-test binary; one submodule per area.
 
 mod botocore;
+mod conformance;
+mod pyjwt;
 mod sigv4;
 mod smoke;
 mod sse;

@@ -1,0 +1,189 @@
+//! Caller authentication over HTTP: valid tokens pass, and each kind of bad
+//! token is a 401 with an RFC 6750 challenge and the JSON error shape,
+//! never echoing the token (SPEC "Errors before the stream starts"; issue 3,
+//! item 2). The full attack list, minted by an independent library, is in
+//! the `pyjwt` module.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use serde_json::json;
+
+use super::client::{client, invoke, send, unique, Reply};
+use super::tokens::{header, id_claims, mint, token, unix_now, Signer, AUDIENCE};
+use super::{every_target, Target};
+
+const PROMPT: &str = r#"{"prompt":"/events 1 1"}"#;
+
+/// A 401 for a bad token: `invalid_token` challenge, JSON error, no echo.
+fn assert_invalid_token(reply: &Reply, token: &str, what: &str) {
+    assert_eq!(reply.status, 401, "{what}: {}", reply.text());
+    reply.assert_error(401, "invalid_token");
+    let challenge = reply
+        .header("www-authenticate")
+        .unwrap_or_else(|| panic!("{what}: no WWW-Authenticate"));
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
+        "{what}: WWW-Authenticate: {challenge}"
+    );
+    assert!(
+        challenge.contains("error_description=\""),
+        "{what}: {challenge}"
+    );
+    let signature = token.rsplit('.').next().unwrap_or(token);
+    for leak in [token, signature] {
+        if leak.len() > 8 {
+            assert!(
+                !reply.text().contains(leak),
+                "{what}: the body echoes the token"
+            );
+            assert!(
+                !challenge.contains(leak),
+                "{what}: the challenge echoes the token"
+            );
+        }
+    }
+}
+
+async fn valid_id_token_is_accepted(t: Arc<Target>) {
+    let reply = send(invoke(&t, Some(&token(&unique("jwt-ok"))), PROMPT)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+async fn valid_access_token_is_accepted(t: Arc<Target>) {
+    // Cognito access tokens: client_id instead of aud.
+    let mut claims = id_claims(&unique("jwt-access"));
+    let claims_map = claims.as_object_mut().unwrap();
+    claims_map.remove("aud");
+    claims_map.insert("client_id".into(), json!(AUDIENCE));
+    claims_map.insert("token_use".into(), json!("access"));
+    claims_map.insert("scope".into(), json!("openid"));
+    let reply = send(invoke(
+        &t,
+        Some(&mint(Signer::Issuer, &header(), &claims)),
+        PROMPT,
+    ))
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+async fn missing_token_is_401_with_a_bearer_challenge(t: Arc<Target>) {
+    let reply = send(invoke(&t, None, PROMPT)).await;
+    reply.assert_error(401, "missing_token");
+    let challenge = reply.header("www-authenticate").expect("WWW-Authenticate");
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+
+    // Another scheme counts as no token (RFC 6750 §3.1).
+    let reply = send(
+        client()
+            .post(t.url("/invocations"))
+            .header("content-type", "application/json")
+            .header("authorization", "Basic dXNlcjpwYXNz")
+            .body(PROMPT),
+    )
+    .await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert!(reply
+        .header("www-authenticate")
+        .is_some_and(|c| c.starts_with("Bearer")));
+}
+
+async fn garbage_tokens_are_401(t: Arc<Target>) {
+    for garbage in ["garbage", "a.b.c", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "....."] {
+        let reply = send(invoke(&t, Some(garbage), PROMPT)).await;
+        assert_invalid_token(&reply, garbage, garbage);
+    }
+}
+
+async fn expired_token_is_401(t: Arc<Target>) {
+    let mut claims = id_claims(&unique("jwt-expired"));
+    let now = unix_now();
+    // Beyond the default 60 s leeway.
+    claims["exp"] = json!(now - 600);
+    claims["iat"] = json!(now - 4200);
+    claims["auth_time"] = json!(now - 4200);
+    let token = mint(Signer::Issuer, &header(), &claims);
+    assert_invalid_token(
+        &send(invoke(&t, Some(&token), PROMPT)).await,
+        &token,
+        "expired",
+    );
+}
+
+async fn wrong_audience_and_issuer_are_401(t: Arc<Target>) {
+    let mut claims = id_claims(&unique("jwt-aud"));
+    claims["aud"] = json!("another-client");
+    let token = mint(Signer::Issuer, &header(), &claims);
+    assert_invalid_token(
+        &send(invoke(&t, Some(&token), PROMPT)).await,
+        &token,
+        "wrong aud",
+    );
+
+    let mut claims = id_claims(&unique("jwt-iss"));
+    claims["iss"] = json!("https://issuer.example.com");
+    let token = mint(Signer::Issuer, &header(), &claims);
+    assert_invalid_token(
+        &send(invoke(&t, Some(&token), PROMPT)).await,
+        &token,
+        "wrong iss",
+    );
+}
+
+async fn token_from_another_key_is_401(t: Arc<Target>) {
+    let claims = id_claims(&unique("jwt-forged"));
+    // Same kid as the issuer's key: only the signature can tell.
+    let token = mint(Signer::Attacker, &header(), &claims);
+    assert_invalid_token(
+        &send(invoke(&t, Some(&token), PROMPT)).await,
+        &token,
+        "same kid, other key",
+    );
+
+    let mut other_kid = header();
+    other_kid["kid"] = json!("rsa-attacker");
+    let token = mint(Signer::Attacker, &other_kid, &claims);
+    assert_invalid_token(
+        &send(invoke(&t, Some(&token), PROMPT)).await,
+        &token,
+        "unknown kid",
+    );
+}
+
+async fn unsigned_and_tampered_tokens_are_401(t: Arc<Target>) {
+    let claims = id_claims(&unique("jwt-tamper"));
+    let none = format!(
+        "{}.{}.",
+        B64.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
+        B64.encode(claims.to_string())
+    );
+    assert_invalid_token(
+        &send(invoke(&t, Some(&none), PROMPT)).await,
+        &none,
+        "alg none",
+    );
+
+    let good = mint(Signer::Issuer, &header(), &claims);
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let mut altered = claims.clone();
+    altered["sub"] = json!("admin");
+    parts[1] = B64.encode(altered.to_string());
+    let tampered = parts.join(".");
+    assert_invalid_token(
+        &send(invoke(&t, Some(&tampered), PROMPT)).await,
+        &tampered,
+        "altered claims",
+    );
+}
+
+every_target!(
+    valid_id_token_is_accepted,
+    valid_access_token_is_accepted,
+    missing_token_is_401_with_a_bearer_challenge,
+    garbage_tokens_are_401,
+    expired_token_is_401,
+    wrong_audience_and_issuer_are_401,
+    token_from_another_key_is_401,
+    unsigned_and_tampered_tokens_are_401,
+);

@@ -1,0 +1,109 @@
+//! The HTTP-level conformance suite: one set of checks run against every
+//! deployment target of the gateway, the native server and the Cloudflare
+//! Worker under `wrangler dev`, both in front of the same demo AgentCore
+//! origin and the same development JWT issuer. A response that differs
+//! between the two is a bug (issue 4, item 6).
+//!
+//! Layout:
+//! - [`stack`]: the servers the tests share (demo origin behind an
+//!   [`tap`]ping proxy, JWT issuer, native gateway, `wrangler dev`), started
+//!   once on a runtime of their own, because each `#[tokio::test]` has a
+//!   runtime that dies with it.
+//! - [`worker`]: starting `scripts/wrangler-dev.sh` and tying its life to
+//!   the test process.
+//! - [`tokens`]: bearer tokens, good ones and attacks.
+//! - [`client`]: requests and timed, chunk-by-chunk reading.
+//! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
+//!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
+//!   and [`parity`] (the same requests to both targets, compared).
+//!
+//! Every check is an `async fn(Arc<Target>)` written once; [`every_target!`]
+//! makes it a test that runs it on each target; a failure names the target. The Worker target is skipped only
+//! when `AGENT_EDGE_SKIP_WORKER=1`; if `wrangler dev` cannot start, its
+//! checks fail with the reason.
+//!
+//! Spec: `SPEC.md` ("HTTP interface", "Errors before the stream starts",
+//! "Configuration"); issues 2 (item 5), 3 (items 2, 5) and 4 (item 6).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::FutureExt;
+
+mod client;
+mod stack;
+mod tap;
+pub mod tokens;
+mod worker;
+
+mod cors;
+mod jwt;
+mod logs;
+mod modes;
+mod origin_errors;
+mod parity;
+mod rate_limit;
+mod routes;
+mod session;
+mod streaming;
+
+pub use stack::Target;
+
+/// A check's body for one target.
+pub type Check = fn(Arc<Target>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Makes each listed check, an `async fn(Arc<Target>)` of the calling
+/// module, a `#[tokio::test]` (in a submodule `every_target`) that runs it
+/// on every target at once and fails naming each target it failed on.
+macro_rules! every_target {
+    ($($check:ident),* $(,)?) => {
+        mod every_target {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    $crate::conformance::on_every_target(stringify!($check), |target| {
+                        Box::pin(super::$check(target))
+                    })
+                    .await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use every_target;
+
+/// Runs `check` on every target at once; panics listing the targets it
+/// failed on (each failure's own panic message is printed above it).
+pub async fn on_every_target(name: &str, check: Check) {
+    let runs = stack::kinds().into_iter().map(|kind| async move {
+        let outcome = match stack::target(kind).await {
+            Ok(target) => AssertUnwindSafe(check(target))
+                .catch_unwind()
+                .await
+                .map_err(panic_message),
+            Err(unavailable) => Err(unavailable.reason),
+        };
+        (kind.name(), outcome)
+    });
+    let failures: Vec<String> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .filter_map(|(label, outcome)| outcome.err().map(|why| format!("[{label}] {why}")))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "conformance check `{name}` failed on {} target(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panicked".to_owned())
+}

@@ -1,0 +1,236 @@
+//! The origin side: the request is SigV4-signed with its body hash (the demo
+//! origin verifies both, so a 200 proves it), origin failures are mapped to
+//! gateway errors, and nothing a client sees or a log line holds contains
+//! the runtime ARN, the account id, an AWS credential or the caller's token.
+
+use std::sync::Arc;
+
+use agent_edge::demo::origin::{DEMO_ACCESS_KEY_ID, DEMO_RUNTIME_ARN, DEMO_SECRET_ACCESS_KEY};
+use agent_edge::origin::encode_path_segment;
+use sha2::{Digest, Sha256};
+
+use super::client::{invoke, send, session_id, unique, Reply, SESSION_HEADER};
+use super::every_target;
+use super::stack::{spawn_native, stack, vars_with, Target};
+use super::tokens::token;
+
+/// What must never reach a client or a log line, with a name for messages.
+pub fn secrets() -> Vec<(&'static str, String)> {
+    vec![
+        ("the runtime ARN", DEMO_RUNTIME_ARN.to_owned()),
+        ("the URL-encoded ARN", encode_path_segment(DEMO_RUNTIME_ARN)),
+        ("the account id", "123456789012".to_owned()),
+        ("the access key id", DEMO_ACCESS_KEY_ID.to_owned()),
+        ("the secret key", DEMO_SECRET_ACCESS_KEY.to_owned()),
+    ]
+}
+
+/// Asserts that no secret (nor `token`) is in the reply's body or headers.
+pub fn assert_no_leak(reply: &Reply, token: &str, what: &str) {
+    let headers: String = reply
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    let mut secrets = secrets();
+    secrets.push(("the bearer token", token.to_owned()));
+    for (name, secret) in secrets {
+        assert!(
+            !reply.text().contains(&secret),
+            "{what}: the body contains {name}: {}",
+            reply.text()
+        );
+        assert!(
+            !headers.contains(&secret),
+            "{what}: a header contains {name}:\n{headers}"
+        );
+    }
+}
+
+/// Asserts that no log line of `target` holds a secret or a token.
+pub fn assert_logs_clean(target: &Target, tokens: &[&str]) {
+    let lines = target.logs.lines();
+    let mut secrets = secrets();
+    for token in tokens {
+        secrets.push(("a bearer token", (*token).to_owned()));
+    }
+    for line in &lines {
+        for (name, secret) in &secrets {
+            assert!(
+                !line.contains(secret.as_str()),
+                "a log line contains {name}: {line}"
+            );
+        }
+        // Any JWT at all (`{"` in base64url).
+        assert!(
+            !line.contains("eyJ"),
+            "a log line contains what looks like a JWT: {line}"
+        );
+    }
+}
+
+async fn origin_request_is_sigv4_signed_with_the_body_hash(t: Arc<Target>) {
+    let session = session_id("sigv4");
+    let token = token(&unique("sigv4"));
+    let reply = send(
+        invoke(&t, Some(&token), r#"{"prompt":"/events 1 1"}"#).header(SESSION_HEADER, &session),
+    )
+    .await;
+    // The demo origin recomputes the signature and the body hash: a 200
+    // means both matched.
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let requests = stack().demo.requests();
+    let request = requests
+        .iter()
+        .rev()
+        .find(|r| {
+            r.headers
+                .get(SESSION_HEADER)
+                .is_some_and(|v| v == session.as_str())
+        })
+        .expect("the origin got the request");
+    assert_eq!(
+        request.uri.to_string(),
+        format!(
+            "/runtimes/{}/invocations?qualifier=DEFAULT",
+            encode_path_segment(DEMO_RUNTIME_ARN)
+        )
+    );
+    let authorization = request.headers["authorization"].to_str().unwrap();
+    assert!(
+        authorization.starts_with(&format!(
+            "AWS4-HMAC-SHA256 Credential={DEMO_ACCESS_KEY_ID}/"
+        )) && authorization.contains("/us-east-1/bedrock-agentcore/aws4_request"),
+        "{authorization}"
+    );
+    let signed = authorization
+        .split("SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    assert!(
+        signed.split(';').any(|h| h == "x-amz-content-sha256"),
+        "body hash signed: {signed}"
+    );
+    assert_eq!(
+        request.headers["x-amz-content-sha256"].to_str().unwrap(),
+        hex::encode(Sha256::digest(&request.body))
+    );
+    // The caller's token stays at the gateway.
+    for (name, value) in &request.headers {
+        assert!(
+            !value
+                .as_bytes()
+                .windows(token.len())
+                .any(|w| w == token.as_bytes()),
+            "{name} carries the token"
+        );
+    }
+}
+
+async fn origin_failures_are_mapped_without_leaks(t: Arc<Target>) {
+    let token = token(&unique("origin-error"));
+    for (status, code) in [
+        (500, "origin_error"),
+        (503, "origin_error"),
+        (403, "origin_auth_failed"),
+        (401, "origin_auth_failed"),
+        (404, "origin_not_found"),
+        (400, "origin_rejected"),
+    ] {
+        let reply = send(invoke(
+            &t,
+            Some(&token),
+            format!(r#"{{"prompt":"/origin-error {status}"}}"#),
+        ))
+        .await;
+        reply.assert_error(502, code);
+        assert_no_leak(&reply, &token, &format!("origin {status}"));
+    }
+    let reply = send(invoke(
+        &t,
+        Some(&token),
+        r#"{"prompt":"/origin-error 429"}"#,
+    ))
+    .await;
+    reply.assert_error(429, "origin_throttled");
+    assert!(reply.header("retry-after").is_some(), "Retry-After on 429");
+    assert_no_leak(&reply, &token, "origin 429");
+}
+
+async fn log_lines_hold_no_secret_and_no_token(t: Arc<Target>) {
+    let token = token(&unique("log-leak"));
+    for prompt in [
+        "/origin-error 500",
+        "/origin-error 403",
+        "/abort-after 1",
+        "/error-after 1",
+        "/events 1 1",
+    ] {
+        let reply = send(invoke(
+            &t,
+            Some(&token),
+            format!(r#"{{"prompt":"{prompt}"}}"#),
+        ))
+        .await;
+        assert!(
+            reply.status == 200 || reply.status == 502,
+            "{prompt}: {}",
+            reply.status
+        );
+    }
+    let _ = send(invoke(&t, Some("not.a.token"), "{}")).await;
+    // Every line so far, from every check that ran on this target.
+    assert_logs_clean(&t, &[&token]);
+}
+
+#[tokio::test]
+async fn native_wrong_aws_secret_is_502_origin_auth_failed() {
+    let wrong = "wrongSecretKey/NotTheDemoOne0000000000000";
+    let (_server, gateway) = spawn_native(&vars_with(&[("AWS_SECRET_ACCESS_KEY", wrong)])).await;
+    let token = token(&unique("wrong-secret"));
+    let reply = send(invoke(
+        &gateway,
+        Some(&token),
+        r#"{"prompt":"/events 1 1"}"#,
+    ))
+    .await;
+    reply.assert_error(502, "origin_auth_failed");
+    assert_no_leak(&reply, &token, "wrong secret");
+    assert!(!reply.text().contains(wrong));
+    assert_logs_clean(&gateway, &[&token]);
+    assert!(
+        gateway.logs.lines().iter().all(|l| !l.contains(wrong)),
+        "the wrong secret is logged"
+    );
+}
+
+#[tokio::test]
+async fn native_unreachable_origin_is_502_origin_unreachable() {
+    // A port nobody listens on: bind, note it, close.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_server, gateway) =
+        spawn_native(&vars_with(&[("ORIGIN_URL", &format!("http://{closed}"))])).await;
+    let token = token(&unique("unreachable"));
+    let reply = send(invoke(
+        &gateway,
+        Some(&token),
+        r#"{"prompt":"/events 1 1"}"#,
+    ))
+    .await;
+    reply.assert_error(502, "origin_unreachable");
+    assert_no_leak(&reply, &token, "unreachable");
+    assert_logs_clean(&gateway, &[&token]);
+}
+
+every_target!(
+    origin_request_is_sigv4_signed_with_the_body_hash,
+    origin_failures_are_mapped_without_leaks,
+    log_lines_hold_no_secret_and_no_token,
+);

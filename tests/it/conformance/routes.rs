@@ -1,0 +1,163 @@
+//! Routes, methods, content types, body limits and the errors before a
+//! stream starts (SPEC "HTTP interface", "Errors before the stream starts").
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::client::{client, invoke, send, unique};
+use super::stack::MAX_BODY_BYTES;
+use super::tokens::token;
+use super::{every_target, Target};
+
+async fn ping_is_healthy(t: Arc<Target>) {
+    let reply = send(client().get(t.url("/ping"))).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), r#"{"status":"Healthy"}"#);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert!(reply
+        .header("x-request-id")
+        .is_some_and(|id| !id.is_empty()));
+}
+
+async fn unknown_route_is_404(t: Arc<Target>) {
+    let reply = send(client().post(t.url("/nope")).body("{}")).await;
+    reply.assert_error(404, "not_found");
+    let reply = send(client().get(t.url("/invocations/extra"))).await;
+    reply.assert_error(404, "not_found");
+}
+
+async fn wrong_method_is_405_with_allow(t: Arc<Target>) {
+    let reply = send(client().get(t.url("/invocations"))).await;
+    reply.assert_error(405, "method_not_allowed");
+    let allow = reply.header("allow").expect("Allow on a 405");
+    assert!(allow.contains("POST"), "Allow: {allow}");
+
+    let reply = send(client().delete(t.url("/ping"))).await;
+    reply.assert_error(405, "method_not_allowed");
+    let allow = reply.header("allow").expect("Allow on a 405");
+    assert!(
+        allow.contains("GET") && !allow.contains("POST"),
+        "Allow: {allow}"
+    );
+}
+
+async fn non_json_content_type_is_415(t: Arc<Target>) {
+    let token = token(&unique("415"));
+    let reply = send(
+        client()
+            .post(t.url("/invocations"))
+            .bearer_auth(&token)
+            .header("content-type", "text/plain")
+            .body(r#"{"prompt":"hi"}"#),
+    )
+    .await;
+    reply.assert_error(415, "unsupported_media_type");
+}
+
+async fn malformed_json_is_400(t: Arc<Target>) {
+    let token = token(&unique("400"));
+    let reply = send(invoke(&t, Some(&token), r#"{"prompt": "unterminated"#)).await;
+    reply.assert_error(400, "invalid_json");
+    let reply = send(invoke(&t, Some(&token), r#"["not", "an", "object"]"#)).await;
+    reply.assert_error(400, "invalid_body");
+    let reply = send(invoke(
+        &t,
+        Some(&token),
+        r#"{"prompt":"x","response":"loud"}"#,
+    ))
+    .await;
+    reply.assert_error(400, "invalid_response_mode");
+}
+
+async fn declared_body_over_the_limit_is_413(t: Arc<Target>) {
+    let token = token(&unique("413"));
+    let prompt = "x".repeat(MAX_BODY_BYTES);
+    let reply = send(invoke(
+        &t,
+        Some(&token),
+        format!(r#"{{"prompt":"{prompt}"}}"#),
+    ))
+    .await;
+    reply.assert_error(413, "body_too_large");
+}
+
+async fn chunked_body_over_the_limit_is_413(t: Arc<Target>) {
+    // No Content-Length: the limit must hold while reading.
+    let token = token(&unique("413-chunked"));
+    let pieces: Vec<Result<Bytes, std::io::Error>> =
+        std::iter::once(Ok(Bytes::from_static(b"{\"prompt\":\"")))
+            .chain((0..MAX_BODY_BYTES / 512 + 2).map(|_| Ok(Bytes::from(vec![b'y'; 512]))))
+            .chain(std::iter::once(Ok(Bytes::from_static(b"\"}"))))
+            .collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(pieces));
+    let reply = send(
+        client()
+            .post(t.url("/invocations"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    reply.assert_error(413, "body_too_large");
+}
+
+async fn body_at_the_limit_is_accepted(t: Arc<Target>) {
+    let token = token(&unique("limit"));
+    let head = r#"{"prompt":"/events 1 1","pad":""#;
+    let pad = "p".repeat(MAX_BODY_BYTES - head.len() - 2);
+    let body = format!("{head}{pad}\"}}");
+    assert_eq!(body.len(), MAX_BODY_BYTES);
+    let reply = send(invoke(&t, Some(&token), body)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+async fn root_path_invokes_like_invocations(t: Arc<Target>) {
+    // For clients of the CloudFront setup.
+    let token = token(&unique("root"));
+    let reply = send(
+        client()
+            .post(t.url("/"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(r#"{"prompt":"/events 2 1","response":"transformed"}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply.text().starts_with("1 2\n----------\n"),
+        "{}",
+        reply.text()
+    );
+}
+
+async fn request_id_is_echoed_or_generated(t: Arc<Target>) {
+    let id = unique("conformance-request");
+    let reply = send(client().get(t.url("/ping")).header("x-request-id", &id)).await;
+    assert_eq!(reply.header("x-request-id"), Some(id.as_str()));
+
+    let first = send(client().get(t.url("/ping"))).await;
+    let second = send(client().get(t.url("/ping"))).await;
+    let (a, b) = (
+        first.header("x-request-id").unwrap(),
+        second.header("x-request-id").unwrap(),
+    );
+    assert!(a.len() >= 16 && a != b, "generated request ids {a} {b}");
+
+    // On errors too.
+    let reply = send(client().post(t.url("/nope")).header("x-request-id", &id)).await;
+    assert_eq!(reply.header("x-request-id"), Some(id.as_str()));
+}
+
+every_target!(
+    ping_is_healthy,
+    unknown_route_is_404,
+    wrong_method_is_405_with_allow,
+    non_json_content_type_is_415,
+    malformed_json_is_400,
+    declared_body_over_the_limit_is_413,
+    chunked_body_over_the_limit_is_413,
+    body_at_the_limit_is_accepted,
+    root_path_invokes_like_invocations,
+    request_id_is_echoed_or_generated,
+);

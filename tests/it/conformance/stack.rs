@@ -1,0 +1,351 @@
+//! The servers every check shares, started once per test binary on a
+//! runtime of their own (a thread that lives as long as the process):
+//! the demo AgentCore origin behind the [`OriginTap`], the JWT issuer, the
+//! native gateway, and `wrangler dev` with the same configuration.
+//!
+//! The native target is ready as soon as the stack is; the Worker target
+//! becomes ready (or fails) later, so native checks do not wait for the
+//! Worker's build.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use agent_edge::config::{Config, OriginConfig};
+use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings};
+use agent_edge::platform::native::{self, GatewayServer};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::tap::OriginTap;
+use super::tokens::{self, Issuer};
+use super::worker;
+
+/// Browser origin allowed by `CORS_ALLOW_ORIGINS`.
+pub const CORS_ORIGIN: &str = "https://app.example.com";
+/// `MAX_BODY_BYTES` of the shared stack.
+pub const MAX_BODY_BYTES: usize = 4096;
+/// `KEEPALIVE_SECONDS` of the shared stack.
+pub const KEEPALIVE_SECONDS: u64 = 1;
+/// Pause between the demo agent's words (prompts that are not `/events`).
+const WORD_DELAY: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Native,
+    Worker,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Native => "native",
+            TargetKind::Worker => "worker",
+        }
+    }
+}
+
+/// Log lines as a target wrote them (the native log sink; the output of
+/// `wrangler dev`).
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<String>>>);
+
+impl LogBuffer {
+    pub fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One deployment of the gateway under test.
+pub struct Target {
+    pub kind: TargetKind,
+    pub base_url: String,
+    pub logs: LogBuffer,
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base_url)
+    }
+
+    /// The JSON request log line of `request_id`, waiting up to 3 s for it
+    /// (a stream's line is written when it ends).
+    pub async fn request_log(&self, request_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            if let Some(line) = self.find_request_log(request_id) {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with request_id {request_id} among:\n{}",
+                self.logs.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn find_request_log(&self, request_id: &str) -> Option<Value> {
+        self.logs.lines().iter().find_map(|line| {
+            // Wrangler may prefix console output; the JSON object is the rest.
+            let json = &line[line.find('{')?..];
+            let value: Value = serde_json::from_str(json).ok()?;
+            (value["request_id"] == request_id).then_some(value)
+        })
+    }
+}
+
+/// A target that cannot run the checks.
+pub struct Unavailable {
+    pub reason: String,
+}
+
+/// The shared servers.
+pub struct Stack {
+    pub demo: DemoOrigin,
+    pub tap: Arc<OriginTap>,
+    pub issuer: Issuer,
+    /// The variables both gateways are configured with.
+    pub vars: Vec<(String, String)>,
+    native: Arc<Target>,
+    _native_server: GatewayServer,
+    worker: watch::Receiver<Option<Result<Arc<Target>, String>>>,
+}
+
+impl Stack {
+    /// The origin configuration that calls the demo origin directly,
+    /// bypassing the gateway (and the tap).
+    pub fn direct_origin(&self) -> OriginConfig {
+        self.demo.origin_config()
+    }
+}
+
+/// The stack, started on first use.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("conformance-stack".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("the stack's runtime");
+                runtime.block_on(async move {
+                    let _ = ready.send(start().await);
+                    std::future::pending::<()>().await
+                })
+            })
+            .expect("the stack's thread");
+        started.recv().expect("the stack started")
+    })
+}
+
+pub fn issuer_url() -> &'static str {
+    &stack().issuer.url
+}
+
+/// The configuration shared by both targets.
+fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = demo
+        .gateway_vars()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    let set = |vars: &mut Vec<(String, String)>, name: &str, value: String| {
+        vars.retain(|(n, _)| n != name);
+        vars.push((name.to_owned(), value));
+    };
+    set(&mut vars, "ORIGIN_URL", tap.url());
+    set(&mut vars, "AUTH", "jwt".into());
+    set(&mut vars, "JWT_ISSUER", issuer.url.clone());
+    set(&mut vars, "JWT_AUDIENCE", tokens::AUDIENCE.into());
+    set(&mut vars, "JWT_TOKEN_USE", "any".into());
+    set(&mut vars, "DEFAULT_RESPONSE_MODE", "original".into());
+    set(&mut vars, "CORS_ALLOW_ORIGINS", CORS_ORIGIN.into());
+    set(
+        &mut vars,
+        "KEEPALIVE_SECONDS",
+        KEEPALIVE_SECONDS.to_string(),
+    );
+    set(&mut vars, "MAX_BODY_BYTES", MAX_BODY_BYTES.to_string());
+    set(&mut vars, "RATE_LIMIT_PER_MINUTE", rate_limit().to_string());
+    vars
+}
+
+/// The per-minute limit of the Worker's `RATE_LIMITER` binding in
+/// `wrangler.toml`; the native gateway is given the same.
+pub fn rate_limit() -> u32 {
+    static LIMIT: OnceLock<u32> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/wrangler.toml");
+        let text = std::fs::read_to_string(path).expect("wrangler.toml");
+        let line = text
+            .lines()
+            .skip_while(|l| !l.contains("name = \"RATE_LIMITER\""))
+            .find(|l| l.trim_start().starts_with("simple"))
+            .expect("wrangler.toml: a [[ratelimits]] RATE_LIMITER with simple = {...}");
+        assert!(
+            line.contains("period = 60"),
+            "the RATE_LIMITER period must be 60 s to compare with RATE_LIMIT_PER_MINUTE: {line}"
+        );
+        let limit = line.split("limit").nth(1).expect("limit = N");
+        let digits: String = limit
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().expect("a numeric limit")
+    })
+}
+
+async fn start() -> Stack {
+    let mut settings = DemoOriginSettings::demo();
+    settings.word_delay = WORD_DELAY;
+    let demo = demo::spawn(settings, bind().await)
+        .await
+        .expect("demo origin");
+    let tap = OriginTap::spawn(demo.addr).await;
+    let issuer = Issuer::spawn().await;
+    let vars = shared_vars(&demo, &tap, &issuer);
+
+    let config = config_from(&vars).expect("the shared configuration");
+    let native_logs = LogBuffer::default();
+    let sink = native_logs.clone();
+    let native_server = native::spawn(
+        config,
+        bind().await,
+        Arc::new(move |line: &str| sink.push(line.to_owned())),
+    )
+    .await
+    .expect("native gateway");
+    let native = Arc::new(Target {
+        kind: TargetKind::Native,
+        base_url: native_server.url(),
+        logs: native_logs,
+    });
+
+    let (worker_tx, worker) = watch::channel(None);
+    if !worker::skipped() {
+        let vars = vars.clone();
+        std::thread::spawn(move || {
+            let logs = LogBuffer::default();
+            let result = worker::start(&vars, logs.clone()).map(|base_url| {
+                Arc::new(Target {
+                    kind: TargetKind::Worker,
+                    base_url,
+                    logs,
+                })
+            });
+            let _ = worker_tx.send(Some(result));
+        });
+    }
+
+    Stack {
+        demo,
+        tap,
+        issuer,
+        vars,
+        native,
+        _native_server: native_server,
+        worker,
+    }
+}
+
+pub async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A gateway configuration from `(name, value)` pairs.
+pub fn config_from(vars: &[(String, String)]) -> Result<Config, agent_edge::config::ConfigError> {
+    Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.clone())
+    })
+}
+
+/// The targets the checks run on: native, and the Worker unless
+/// `AGENT_EDGE_SKIP_WORKER=1`.
+pub fn kinds() -> Vec<TargetKind> {
+    static ANNOUNCED: OnceLock<()> = OnceLock::new();
+    if worker::skipped() {
+        ANNOUNCED.get_or_init(|| {
+            eprintln!(
+                "conformance: the Worker target is SKIPPED ({}=1); only the native server is checked",
+                worker::SKIP_VAR
+            )
+        });
+        vec![TargetKind::Native]
+    } else {
+        vec![TargetKind::Native, TargetKind::Worker]
+    }
+}
+
+/// A target, once it is ready.
+pub async fn target(kind: TargetKind) -> Result<Arc<Target>, Unavailable> {
+    let stack = stack();
+    match kind {
+        TargetKind::Native => Ok(stack.native.clone()),
+        TargetKind::Worker => {
+            let mut worker = stack.worker.clone();
+            let ready = worker
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| Unavailable {
+                    reason: "the Worker target was not started".into(),
+                })?;
+            match ready.as_ref().expect("waited for Some") {
+                Ok(target) => Ok(target.clone()),
+                Err(reason) => Err(Unavailable {
+                    reason: reason.clone(),
+                }),
+            }
+        }
+    }
+}
+
+/// The shared configuration with some variables replaced (an empty value
+/// unsets one), for checks that need a gateway of their own.
+pub fn vars_with(changes: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut vars = stack().vars.clone();
+    for (name, value) in changes {
+        vars.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            vars.push(((*name).to_owned(), (*value).to_owned()));
+        }
+    }
+    vars
+}
+
+/// A native gateway of the calling test's own, with its log lines.
+pub async fn spawn_native(vars: &[(String, String)]) -> (GatewayServer, Target) {
+    let config = config_from(vars).expect("a valid configuration");
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    let server = native::spawn(
+        config,
+        bind().await,
+        Arc::new(move |line: &str| sink.push(line.to_owned())),
+    )
+    .await
+    .expect("native gateway");
+    let target = Target {
+        kind: TargetKind::Native,
+        base_url: server.url(),
+        logs,
+    };
+    (server, target)
+}

@@ -1,0 +1,310 @@
+//! Streaming without buffering, measured by client-side arrival times;
+//! keepalive comments; a stream failing mid-way; a client that goes away
+//! (SPEC "Original mode", "Transformed mode"; issue 2, item 5).
+
+use std::sync::Arc;
+
+use std::time::{Duration, Instant};
+
+use super::client::{
+    data_events, delta_texts, invoke, send, send_timed, session_id, split_transformed, unique,
+    Timed, SESSION_HEADER,
+};
+use super::origin_errors::assert_no_leak;
+use super::stack::{stack, TargetKind};
+use super::tokens::token;
+use super::{every_target, Target};
+
+/// Per read: its arrival time and how many complete delta events it
+/// completed (an event split across reads counts where it ends).
+fn delta_arrivals(timed: &Timed) -> Vec<(Duration, usize)> {
+    let mut seen = Vec::new();
+    let mut completed = 0;
+    timed
+        .chunks
+        .iter()
+        .map(|(at, chunk)| {
+            seen.extend_from_slice(chunk);
+            let text = String::from_utf8_lossy(&seen);
+            let now = text
+                .split_inclusive("\n\n")
+                .filter(|event| event.ends_with("\n\n") && event.contains("contentBlockDelta"))
+                .count();
+            let new = now - completed;
+            completed = now;
+            (*at, new)
+        })
+        .collect()
+}
+
+async fn original_mode_events_arrive_as_they_are_sent(t: Arc<Target>) {
+    let timed = send_timed(
+        invoke(
+            &t,
+            Some(&token(&unique("arrivals"))),
+            r#"{"prompt":"/events 20 100"}"#,
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(timed.status, 200);
+    assert_eq!(timed.header("content-type"), Some("text/event-stream"));
+    let arrivals: Vec<(Duration, usize)> = delta_arrivals(&timed)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let total: usize = arrivals.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 20, "all 20 events arrived: {arrivals:?}");
+    let spread = arrivals.last().unwrap().0 - arrivals[0].0;
+    assert!(
+        spread >= Duration::from_millis(1500),
+        "the 20 events, sent over 1.9 s, arrived within {spread:?} (buffered): {arrivals:?}"
+    );
+    let most = arrivals.iter().map(|(_, n)| *n).max().unwrap();
+    assert!(
+        most <= 5,
+        "one read carried {most} of 20 events (buffered): {arrivals:?}"
+    );
+    assert!(
+        arrivals.len() >= 10,
+        "only {} separate arrivals: {arrivals:?}",
+        arrivals.len()
+    );
+}
+
+async fn transformed_mode_text_arrives_long_before_the_end(t: Arc<Target>) {
+    let timed = send_timed(
+        invoke(
+            &t,
+            Some(&token(&unique("arrivals-text"))),
+            r#"{"prompt":"/events 20 100","response":"transformed"}"#,
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(timed.status, 200);
+    let (first_text, first_chunk) = timed.chunks.first().cloned().expect("some text");
+    assert!(first_chunk.starts_with(b"1"), "{first_chunk:?}");
+    assert!(
+        timed.ended - first_text >= Duration::from_millis(1500),
+        "the first text came at {first_text:?}, the end at {:?}: buffered",
+        timed.ended
+    );
+    assert!(
+        first_text < Duration::from_secs(1),
+        "first text only at {first_text:?}"
+    );
+    let text_reads = timed
+        .chunks
+        .iter()
+        .filter(|(at, _)| *at < timed.ended - Duration::from_millis(150))
+        .count();
+    assert!(
+        text_reads >= 10,
+        "only {text_reads} reads before the end: {:?}",
+        timed.chunks
+    );
+    let body = timed.body();
+    let parts = split_transformed(&body);
+    assert_eq!(
+        parts.text,
+        (1..=20)
+            .map(|i| if i == 1 {
+                "1".to_owned()
+            } else {
+                format!(" {i}")
+            })
+            .collect::<String>()
+    );
+}
+
+async fn keepalive_comments_only_between_events(t: Arc<Target>) {
+    // KEEPALIVE_SECONDS=1; the origin is silent 2.5 s between events.
+    let timed = send_timed(
+        invoke(
+            &t,
+            Some(&token(&unique("keepalive"))),
+            r#"{"prompt":"/events 2 2500"}"#,
+        ),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(timed.status, 200);
+    let body = timed.body();
+    let keepalive = ": keepalive\n\n";
+    let count = body.matches(keepalive).count();
+    assert!(
+        count >= 2,
+        "expected keepalive comments in 5 s of silence: {body:?}"
+    );
+    for (at, _) in body.match_indices(keepalive) {
+        assert!(
+            at == 0 || body[..at].ends_with("\n\n"),
+            "a keepalive inside an event at byte {at}: {body:?}"
+        );
+    }
+    // Without the comments, the origin's events.
+    let events = body.replace(keepalive, "");
+    let texts = delta_texts(&data_events(&events));
+    assert_eq!(texts, ["1", " 2"]);
+    assert!(
+        events.split("\n\n").all(|e| !e.starts_with(':')),
+        "{events:?}"
+    );
+    // And they went out during the silence, not at the end.
+    let second_delta = timed
+        .chunks
+        .iter()
+        .scan(String::new(), |seen, (at, chunk)| {
+            seen.push_str(&String::from_utf8_lossy(chunk));
+            Some((*at, seen.contains("\" 2\"")))
+        })
+        .find(|(_, has)| *has)
+        .map(|(at, _)| at)
+        .expect("the second delta");
+    let first_keepalive = timed
+        .chunks
+        .iter()
+        .find(|(_, chunk)| String::from_utf8_lossy(chunk).contains(": keepalive"))
+        .map(|(at, _)| *at)
+        .expect("a keepalive read");
+    assert!(
+        first_keepalive < second_delta,
+        "keepalive at {first_keepalive:?}, after the event that ended the silence ({second_delta:?})"
+    );
+}
+
+async fn agent_error_mid_stream_is_the_trailer_error_line(t: Arc<Target>) {
+    let session = session_id("agent-error");
+    let token = token(&unique("agent-error"));
+    let reply = send(
+        invoke(
+            &t,
+            Some(&token),
+            r#"{"prompt":"/error-after 3","response":"transformed"}"#,
+        )
+        .header(SESSION_HEADER, &session),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let body = reply.text();
+    let parts = split_transformed(&body);
+    assert_eq!(parts.text, "1 2 3");
+    assert_eq!(parts.trailer.len(), 2, "error and session lines: {body:?}");
+    let error: serde_json::Value = serde_json::from_str(&parts.trailer[0]).expect("error line");
+    assert_eq!(error["error"]["code"], "agent_error", "{error}");
+    assert!(error["error"]["message"].is_string(), "{error}");
+    assert_eq!(
+        parts.trailer[1],
+        format!(r#"{{"runtimeSessionId":"{session}"}}"#)
+    );
+    assert_no_leak(&reply, &token, "agent error");
+}
+
+async fn origin_cut_mid_stream_ends_with_an_error_not_a_hang(t: Arc<Target>) {
+    let token = token(&unique("abort"));
+    let timed = send_timed(
+        invoke(&t, Some(&token), r#"{"prompt":"/abort-after 3"}"#),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(timed.status, 200);
+    assert_eq!(
+        timed.error, None,
+        "the gateway should end its stream cleanly"
+    );
+    let body = timed.body();
+    assert_eq!(delta_texts(&data_events(&body)), ["1", " 2", " 3"]);
+    let last_event = body.trim_end_matches("\n\n").rsplit("\n\n").next().unwrap();
+    assert!(
+        last_event.starts_with(
+            "event: error\ndata: {\"error\":{\"code\":\"origin_stream_failed\",\"message\":"
+        ),
+        "the final event: {body:?}"
+    );
+    assert!(body.ends_with("\n\n"));
+
+    let session = session_id("abort");
+    let reply = send(
+        invoke(
+            &t,
+            Some(&token),
+            r#"{"prompt":"/abort-after 3","response":"transformed"}"#,
+        )
+        .header(SESSION_HEADER, &session),
+    )
+    .await;
+    let text = reply.text();
+    let parts = split_transformed(&text);
+    assert_eq!(parts.text, "1 2 3");
+    let error: serde_json::Value = serde_json::from_str(&parts.trailer[0]).expect("error line");
+    assert_eq!(error["error"]["code"], "origin_stream_failed", "{text:?}");
+    assert_eq!(
+        parts.trailer.last().unwrap(),
+        &format!(r#"{{"runtimeSessionId":"{session}"}}"#)
+    );
+    assert_no_leak(&reply, &token, "origin cut");
+}
+
+async fn client_disconnect_cancels_the_origin_request(t: Arc<Target>) {
+    let session = session_id("disconnect");
+    let request_id = unique("conformance-disconnect");
+    // 40 events 100 ms apart: 4 s if nobody hangs up.
+    let mut response = invoke(
+        &t,
+        Some(&token(&unique("disconnect"))),
+        r#"{"prompt":"/events 40 100"}"#,
+    )
+    .header(SESSION_HEADER, &session)
+    .header("x-request-id", &request_id)
+    .send()
+    .await
+    .expect("an answer");
+    assert_eq!(response.status(), 200);
+    let mut seen = Vec::new();
+    while String::from_utf8_lossy(&seen)
+        .matches("contentBlockDelta")
+        .count()
+        < 3
+    {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .expect("events within 5 s")
+            .expect("a chunk")
+            .expect("not the end yet");
+        seen.extend_from_slice(&chunk);
+    }
+    drop(response);
+    let hung_up = Instant::now();
+
+    let tap = &stack().tap;
+    let closed = loop {
+        if let Some(at) = tap.gateway_closed(&session) {
+            break at;
+        }
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(3),
+            "the gateway kept the origin request open 3 s after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let delay = closed.saturating_duration_since(hung_up);
+    assert!(
+        delay < Duration::from_millis(1500),
+        "origin request cancelled only after {delay:?}"
+    );
+
+    if t.kind == TargetKind::Native {
+        let line = t.request_log(&request_id).await;
+        assert_eq!(line["outcome"], "client_closed", "{line}");
+    }
+}
+
+every_target!(
+    original_mode_events_arrive_as_they_are_sent,
+    transformed_mode_text_arrives_long_before_the_end,
+    keepalive_comments_only_between_events,
+    agent_error_mid_stream_is_the_trailer_error_line,
+    origin_cut_mid_stream_ends_with_an_error_not_a_hang,
+    client_disconnect_cancels_the_origin_request,
+);

@@ -1,0 +1,219 @@
+//! Interop (issue 3, item 7): tokens minted by an independent library,
+//! PyJWT with `cryptography`, against a running native gateway. RS256 and
+//! ES256, Cognito-shaped ID and access tokens must be accepted; each attack
+//! token (alg none, HS256 keyed with the RSA public key, expired, wrong
+//! iss/aud/client_id/token_use, unknown kid, another key, embedded jwk,
+//! jku, x5u, crit, a flipped signature bit, altered claims, oversized) must
+//! be refused with 401 for the reason the script names, which the gateway
+//! writes to its log line's `detail`.
+//!
+//! `tests/data/pyjwt_tokens.py` generates fresh keys, prints their JWKS and
+//! the tokens; the test serves that JWKS (and a discovery document) as the
+//! issuer. PyJWT lives in the virtualenv `target/pyenv` (made by
+//! `scripts/setup.sh`, or here on first use: needs `python3` and PyPI once).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use agent_edge::config::Config;
+use agent_edge::demo::origin::{self as demo, DemoOriginSettings};
+use agent_edge::platform::native;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::conformance::tokens::serve_documents;
+
+const AUDIENCE: &str = "pyjwt-client";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The virtualenv's python with PyJWT and cryptography, created if missing.
+fn pyjwt_python() -> PathBuf {
+    static SETUP: Mutex<()> = Mutex::new(());
+    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = repo().join("target/pyenv");
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import jwt, cryptography"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        return python;
+    }
+    let run = |program: &Path, args: &[&str]| {
+        let status = Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        assert!(status.success(), "{} {args:?} failed", program.display());
+    };
+    if !python.exists() {
+        run(
+            Path::new("python3"),
+            &["-m", "venv", venv.to_str().unwrap()],
+        );
+    }
+    run(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "pyjwt",
+            "cryptography",
+        ],
+    );
+    assert!(ready(&python), "PyJWT and cryptography did not install");
+    python
+}
+
+/// Runs the minting script for `issuer`.
+fn mint_with_pyjwt(issuer: &str) -> Value {
+    let output = Command::new(pyjwt_python())
+        .arg(repo().join("tests/data/pyjwt_tokens.py"))
+        .args([issuer, AUDIENCE])
+        .output()
+        .expect("run pyjwt_tokens.py");
+    assert!(
+        output.status.success(),
+        "pyjwt_tokens.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+#[tokio::test]
+async fn pyjwt_tokens_against_the_native_gateway() {
+    // The issuer's address is in the tokens: bind first, mint, then serve.
+    let issuer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", issuer_listener.local_addr().unwrap());
+    let minted = tokio::task::spawn_blocking({
+        let issuer = issuer.clone();
+        move || mint_with_pyjwt(&issuer)
+    })
+    .await
+    .unwrap();
+    serve_documents(
+        issuer_listener,
+        vec![
+            (
+                "/.well-known/openid-configuration".into(),
+                json!({"issuer": issuer, "jwks_uri": format!("{issuer}/keys")}),
+            ),
+            ("/keys".into(), minted["jwks"].clone()),
+        ],
+    );
+
+    let origin = demo::spawn(
+        DemoOriginSettings::demo(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut vars: Vec<(&str, String)> = origin.gateway_vars();
+    vars.extend([
+        ("AUTH", "jwt".to_owned()),
+        ("JWT_ISSUER", issuer.clone()),
+        ("JWT_AUDIENCE", AUDIENCE.to_owned()),
+    ]);
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let logs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = logs.clone();
+    let gateway = native::spawn(
+        config,
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_owned())),
+    )
+    .await
+    .unwrap();
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = |token: &str, request_id: String| {
+        client
+            .post(format!("{}/invocations", gateway.url()))
+            .header("content-type", "application/json")
+            .header("x-request-id", request_id)
+            .bearer_auth(token)
+            .body(r#"{"prompt":"/events 1 1"}"#)
+            .send()
+    };
+    let log_detail = |request_id: &str| {
+        logs.lock().unwrap().iter().find_map(|line| {
+            let line: Value = serde_json::from_str(line).ok()?;
+            (line["request_id"] == request_id).then(|| line["detail"].clone())
+        })
+    };
+
+    let mut failures = Vec::new();
+    let accepted = minted["accepted"].as_array().expect("accepted tokens");
+    for case in accepted {
+        let name = case["name"].as_str().unwrap();
+        let request_id = format!("pyjwt-{name}");
+        let response = call(case["token"].as_str().unwrap(), request_id.clone())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status != 200 {
+            failures.push(format!(
+                "{name}: expected 200, got {status} {body} (log detail {:?})",
+                log_detail(&request_id)
+            ));
+        }
+    }
+    let rejected = minted["rejected"].as_array().expect("attack tokens");
+    for case in rejected {
+        let name = case["name"].as_str().unwrap();
+        let token = case["token"].as_str().unwrap();
+        let reason = case["reason"].as_str().unwrap();
+        let request_id = format!("pyjwt-{name}");
+        let response = call(token, request_id.clone()).await.unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.text().await.unwrap_or_default();
+        let detail = log_detail(&request_id);
+        if status != 401 {
+            failures.push(format!("{name}: expected 401, got {status} {body}"));
+        } else if !challenge.contains(r#"Bearer error="invalid_token""#) {
+            failures.push(format!("{name}: WWW-Authenticate {challenge:?}"));
+        } else if detail.as_ref().and_then(Value::as_str) != Some(reason) {
+            failures.push(format!(
+                "{name}: refused for {detail:?}, expected {reason:?}"
+            ));
+        }
+        if body.contains(token) || challenge.contains(token) {
+            failures.push(format!("{name}: the answer echoes the token"));
+        }
+    }
+    for line in logs.lock().unwrap().iter() {
+        if line.contains("eyJ") {
+            failures.push(format!("a log line holds a token: {line}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} PyJWT cases failed:\n{}",
+        failures.len(),
+        accepted.len() + rejected.len(),
+        failures.join("\n")
+    );
+    assert!(accepted.len() >= 5 && rejected.len() >= 20);
+}
