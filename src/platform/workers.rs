@@ -1,20 +1,384 @@
-//! Cloudflare Workers adapter (temporary): the `#[event(fetch)]` entry.
+//! The Cloudflare Workers adapter: the `fetch` event converts the request,
+//! runs [`crate::gateway::driver::handle`] and streams its body back as it
+//! is produced. I/O goes through the Workers runtime: `Fetch` for the origin
+//! and the issuer, `setTimeout` for keepalive timers, the Cache API to share
+//! the issuer's key set across isolates, and the optional `RATE_LIMITER`
+//! binding. The clock is `Date.now()` (it does not advance during
+//! computation, which only makes our timings conservative).
 //!
-//! For now it only answers `GET /ping` with `{"status":"Healthy"}` (SPEC.md,
-//! "HTTP interface"), so the worker-build / wrangler pipeline can be proven end
-//! to end. The real adapter, which hands requests to the gateway, replaces it.
+//! Configuration comes from `[vars]` and secrets, validated on the first
+//! request: a bad value answers 500 naming the variable, never a panic.
 
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use worker::{
+    console_log, event, Cache, Context, Date, Delay, Env, Fetch, Headers, Method, Request,
+    RequestInit, Response, ResponseBuilder,
+};
+
+use crate::auth::{FetchRequest, FetchResponse};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::gateway::driver::{self, BodyError, FetchError, Platform, Shared};
+use crate::gateway::rate_limit::RateDecision;
+use crate::gateway::Gateway;
+
+/// Every variable of SPEC's configuration table (plus the gateway's own
+/// tuning knobs), looked up among `[vars]` and secrets.
+const VARIABLES: &[&str] = &[
+    "AGENT_RUNTIME_ARN",
+    "AGENT_QUALIFIER",
+    "ORIGIN_URL",
+    "ORIGIN_AUTH",
+    "SIGV4_SERVICE",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AUTH",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_JWKS_URL",
+    "JWT_TOKEN_USE",
+    "JWT_LEEWAY_SECONDS",
+    "JWT_USER_ID_CLAIM",
+    "DEFAULT_RESPONSE_MODE",
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_BYTES",
+    "KEEPALIVE_SECONDS",
+    "CORS_ALLOW_ORIGINS",
+    "RATE_LIMIT_PER_MINUTE",
+    "ORIGIN_TIMEOUT_SECONDS",
+];
+
+const RATE_LIMITER_BINDING: &str = "RATE_LIMITER";
+/// Cache API key under which the issuer's key set is shared across isolates.
+const KEY_SET_CACHE_PREFIX: &str = "https://agent-edge.internal/jwks?issuer=";
+
+thread_local! {
+    /// One gateway per isolate: configuration, key and token caches.
+    static SHARED: RefCell<Option<Rc<Shared>>> = const { RefCell::new(None) };
+}
 
 #[event(fetch)]
-async fn fetch(req: Request, _env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(request: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     console_error_panic_hook::set_once();
-    if req.method() == Method::Get && req.path() == "/ping" {
-        let mut response = Response::ok(r#"{"status":"Healthy"}"#)?;
-        response
-            .headers_mut()
-            .set("content-type", "application/json")?;
-        return Ok(response);
+    let shared = match shared(&env) {
+        Ok(shared) => shared,
+        Err(error) => return to_worker_response_full(error.to_response()),
+    };
+    let platform = WorkersPlatform { env: env.clone() };
+    let head = match request_head(&request) {
+        Ok(head) => head,
+        Err(error) => return to_worker_response_full(error.to_response()),
+    };
+    load_shared_key_set(&shared).await;
+    let before = key_set_stamp(&shared);
+    let limit = shared.gateway.config().max_body_bytes;
+    let response = driver::handle(&shared, &platform, head, read_body(request, limit)).await;
+    if key_set_stamp(&shared) != before {
+        store_shared_key_set(&shared).await;
     }
-    Response::error("Not Found", 404)
+    to_worker_response(response)
+}
+
+fn shared(env: &Env) -> Result<Rc<Shared>, GatewayError> {
+    if let Some(shared) = SHARED.with(|s| s.borrow().clone()) {
+        return Ok(shared);
+    }
+    let config = Config::from_lookup(|name| {
+        if !VARIABLES.contains(&name) {
+            return None;
+        }
+        env.secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .ok()
+    })
+    .map_err(|e| GatewayError::internal("invalid_configuration", e.to_string()))?;
+    let shared = Rc::new(Shared::new(Gateway::new(config)));
+    SHARED.with(|s| *s.borrow_mut() = Some(shared.clone()));
+    Ok(shared)
+}
+
+fn request_head(request: &Request) -> Result<http::request::Parts, GatewayError> {
+    let url = request.url().map_err(|_| {
+        GatewayError::bad_request("invalid_request", "the request URL is malformed")
+    })?;
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{}", url.path(), query),
+        None => url.path().to_owned(),
+    };
+    let mut builder = http::Request::builder()
+        .method(request.method().as_ref())
+        .uri(path_and_query);
+    if let Some(headers) = builder.headers_mut() {
+        *headers = to_header_map(request.headers());
+    }
+    builder
+        .body(())
+        .map(|r| r.into_parts().0)
+        .map_err(|_| GatewayError::bad_request("invalid_request", "the request is malformed"))
+}
+
+async fn read_body(mut request: Request, limit: usize) -> Result<Bytes, BodyError> {
+    let mut stream = match request.stream() {
+        Ok(stream) => stream,
+        // No body at all.
+        Err(_) => return Ok(Bytes::new()),
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Io(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.into())
+}
+
+fn to_header_map(headers: &Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.entries() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+fn to_headers(map: &HeaderMap) -> worker::Result<Headers> {
+    let headers = Headers::new();
+    for (name, value) in map {
+        if let Ok(value) = value.to_str() {
+            headers.append(name.as_str(), value)?;
+        }
+    }
+    Ok(headers)
+}
+
+fn to_worker_response(
+    response: http::Response<driver::ResponseBody<WorkersPlatform>>,
+) -> worker::Result<Response> {
+    let (parts, body) = response.into_parts();
+    let builder = ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(to_headers(&parts.headers)?);
+    match body {
+        driver::ResponseBody::Full(bytes) => {
+            Ok(builder.fixed(bytes.map(|b| b.to_vec()).unwrap_or_default()))
+        }
+        stream => {
+            builder.from_stream(stream.map(|chunk| Ok::<Vec<u8>, worker::Error>(chunk.to_vec())))
+        }
+    }
+}
+
+fn to_worker_response_full(response: http::Response<Bytes>) -> worker::Result<Response> {
+    let (parts, body) = response.into_parts();
+    Ok(ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(to_headers(&parts.headers)?)
+        .fixed(body.to_vec()))
+}
+
+/// The isolate-independent copy of the issuer's key set, in the Cache API.
+fn key_set_cache_key(shared: &Shared) -> Option<String> {
+    let config = shared.gateway.config();
+    match &config.auth {
+        crate::config::AuthConfig::Jwt(jwt) => Some(format!(
+            "{KEY_SET_CACHE_PREFIX}{}",
+            percent_encoding::utf8_percent_encode(&jwt.issuer, percent_encoding::NON_ALPHANUMERIC)
+        )),
+        crate::config::AuthConfig::None => None,
+    }
+}
+
+fn key_set_stamp(shared: &Shared) -> Option<u64> {
+    let auth = shared.authenticator()?;
+    let auth = auth.lock().unwrap_or_else(|p| p.into_inner());
+    auth.export_key_set().map(|(_, fetched_at, _)| fetched_at)
+}
+
+/// A new isolate adopts the key set another isolate fetched.
+async fn load_shared_key_set(shared: &Shared) {
+    let (Some(key), Some(auth)) = (key_set_cache_key(shared), shared.authenticator()) else {
+        return;
+    };
+    if auth
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .export_key_set()
+        .is_some()
+    {
+        return;
+    }
+    let cache = Cache::default();
+    let Ok(Some(mut cached)) = cache.get(key.as_str(), true).await else {
+        return;
+    };
+    let header_number = |name: &str| {
+        cached
+            .headers()
+            .get(name)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (Some(fetched_at), Some(max_age)) = (
+        header_number("x-agent-edge-fetched-at"),
+        header_number("x-agent-edge-max-age"),
+    ) else {
+        return;
+    };
+    if let Ok(document) = cached.bytes().await {
+        let mut auth = auth.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = auth.import_key_set(document.into(), fetched_at, max_age);
+    }
+}
+
+async fn store_shared_key_set(shared: &Shared) {
+    let (Some(key), Some(auth)) = (key_set_cache_key(shared), shared.authenticator()) else {
+        return;
+    };
+    let exported = auth
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .export_key_set();
+    let Some((document, fetched_at, max_age)) = exported else {
+        return;
+    };
+    let Ok(headers) = to_headers(&HeaderMap::from_iter([
+        (
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("max-age={}", crate::auth::STALE_GRACE))
+                .expect("digits"),
+        ),
+        (
+            HeaderName::from_static("x-agent-edge-fetched-at"),
+            HeaderValue::from(fetched_at),
+        ),
+        (
+            HeaderName::from_static("x-agent-edge-max-age"),
+            HeaderValue::from(max_age),
+        ),
+    ])) else {
+        return;
+    };
+    let response = ResponseBuilder::new()
+        .with_headers(headers)
+        .fixed(document.to_vec());
+    let _ = Cache::default().put(key.as_str(), response).await;
+}
+
+/// The Workers [`Platform`].
+#[derive(Clone)]
+struct WorkersPlatform {
+    env: Env,
+}
+
+type WorkersBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>>>>;
+
+fn now_millis() -> u64 {
+    Date::now().as_millis()
+}
+
+impl Platform for WorkersPlatform {
+    type OriginBody = WorkersBody;
+    type Sleep = Pin<Box<Delay>>;
+
+    fn now_ms(&self) -> u64 {
+        now_millis()
+    }
+
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(now_millis())
+    }
+
+    fn random(&self) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
+        // crypto.getRandomValues: cannot fail for 32 bytes.
+        let _ = getrandom::getrandom(&mut bytes);
+        bytes
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Self::Sleep {
+        let wait = deadline_ms.saturating_sub(now_millis());
+        Box::pin(Delay::from(Duration::from_millis(wait)))
+    }
+
+    async fn fetch_origin(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<WorkersBody>, FetchError> {
+        let (parts, body) = request.into_parts();
+        let mut init = RequestInit::new();
+        init.with_method(Method::from(parts.method.as_str().to_owned()))
+            .with_headers(to_headers(&parts.headers).map_err(unreachable)?)
+            .with_body(Some(worker::js_sys::Uint8Array::from(body.as_ref()).into()));
+        let url = parts.uri.to_string();
+        let request = Request::new_with_init(&url, &init).map_err(unreachable)?;
+        let mut response = Fetch::Request(request).send().await.map_err(unreachable)?;
+        let status = StatusCode::from_u16(response.status_code()).map_err(unreachable)?;
+        let headers = to_header_map(response.headers());
+        let body: WorkersBody = match response.stream() {
+            Ok(stream) => {
+                Box::pin(stream.map(|chunk| chunk.map(Bytes::from).map_err(|e| e.to_string())))
+            }
+            Err(_) => Box::pin(futures::stream::empty()),
+        };
+        let mut out = http::Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+
+    async fn fetch_auth(&self, request: &FetchRequest) -> Result<FetchResponse, String> {
+        let mut init = RequestInit::new();
+        let headers = Headers::new();
+        let _ = headers.set("accept", "application/json");
+        init.with_method(Method::Get).with_headers(headers);
+        let request = Request::new_with_init(&request.url, &init).map_err(|e| e.to_string())?;
+        let mut response = Fetch::Request(request)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        Ok(FetchResponse {
+            status: response.status_code(),
+            cache_control: response.headers().get("cache-control").ok().flatten(),
+            body: body.into(),
+        })
+    }
+
+    async fn rate_limit(&self, key: &str) -> Option<RateDecision> {
+        let limiter = self.env.rate_limiter(RATE_LIMITER_BINDING).ok()?;
+        match limiter.limit(key.to_owned()).await {
+            Ok(outcome) if outcome.success => Some(RateDecision::Allowed),
+            // The binding counts per 60-second period.
+            Ok(_) => Some(RateDecision::Limited {
+                retry_after_seconds: 60,
+            }),
+            // Fail open: an outage of the limiter must not take the gateway down.
+            Err(_) => Some(RateDecision::Allowed),
+        }
+    }
+
+    fn log(&self, line: &str) {
+        console_log!("{}", line);
+    }
+}
+
+fn unreachable(error: impl std::fmt::Display) -> FetchError {
+    FetchError::Unreachable(error.to_string())
 }
