@@ -20,9 +20,11 @@
 //! held) may total at most `max_event_bytes`; beyond that the parser reports
 //! [`ParseError::EventTooLarge`] and stays failed.
 //!
-//! UTF-8 is decoded per event with replacement characters, which gives the
-//! same text as the spec's stream decoder: CR and LF are ASCII, so no
-//! multi-byte sequence can span a line end.
+//! Event data is handed out as bytes with a decoding helper
+//! ([`Event::text`]); the event type and id are decoded when read. UTF-8 is
+//! decoded with replacement characters, which per line gives the same text
+//! as the spec's stream decoder: CR and LF are ASCII, so no multi-byte
+//! sequence can span a line end.
 //!
 //! Hand-written rather than taken from `eventsource-stream` or similar crates
 //! because those are `Stream` adapters that allocate a `String` per field and
@@ -59,15 +61,26 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// One dispatched event, borrowed from the parser until the next call.
+/// One dispatched event, borrowed from the parser (and the input) until the
+/// next call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event<'a> {
     /// The event type: the last `event` field, or `"message"` without one.
     pub event: &'a str,
-    /// The `data` lines joined with `\n`.
-    pub data: &'a str,
+    /// The `data` lines joined with `\n`, as bytes: consumers that parse
+    /// JSON validate UTF-8 only where it matters; [`Event::text`] decodes.
+    pub data: &'a [u8],
     /// The last event ID buffer at dispatch time (the event's `lastEventId`).
     pub id: &'a str,
+}
+
+impl<'a> Event<'a> {
+    /// The data decoded as the spec's UTF-8 decoder does (invalid bytes
+    /// become U+FFFD; CR and LF are ASCII, so no sequence spans a line end
+    /// and decoding per event gives the same text as decoding the stream).
+    pub fn text(&self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.data)
+    }
 }
 
 /// What is known about the line that has started but not ended yet.
@@ -99,8 +112,6 @@ pub struct Parser {
     event_bytes: usize,
     /// An event was handed out: its buffers are cleared on the next call.
     dispatched: bool,
-    /// The handed-out data, when it was not valid UTF-8 and had to be repaired.
-    lossy: String,
     failed: bool,
 }
 
@@ -121,7 +132,6 @@ impl Parser {
             retry: None,
             event_bytes: 0,
             dispatched: false,
-            lossy: String::new(),
             failed: false,
         }
     }
@@ -141,9 +151,12 @@ impl Parser {
     /// then empty) and more bytes are needed; an incomplete event at the end
     /// of the stream is never dispatched, as the spec says. Once an error has
     /// been returned, every later call returns it again.
-    pub fn next_event<'p>(
+    ///
+    /// The event borrows from `input` where it can (a single `data` line
+    /// inside this chunk, the common case) and from the parser otherwise.
+    pub fn next_event<'p, 'i: 'p>(
         &'p mut self,
-        input: &mut &[u8],
+        input: &mut &'i [u8],
     ) -> Result<Option<Event<'p>>, ParseError> {
         if self.failed {
             *input = &[];
@@ -154,7 +167,7 @@ impl Parser {
             self.data.clear();
             self.event_type.clear();
         }
-        let buf: &[u8] = input;
+        let buf: &'i [u8] = input;
         let mut pos = 0;
         if !self.bom_done {
             pos = self.strip_bom(buf);
@@ -169,9 +182,17 @@ impl Parser {
                 pos += 1;
             }
         }
+        // The value of the event's only data line so far, left in `buf`
+        // rather than copied into `self.data` (which is then empty).
+        let mut borrowed: Option<std::ops::Range<usize>> = None;
         while pos < buf.len() {
             let rest = &buf[pos..];
-            let Some(len) = memchr2(b'\n', b'\r', rest) else {
+            // Blank lines are frequent: spare them the search.
+            let found = match rest[0] {
+                b'\n' | b'\r' if self.partial == PartialLine::None => Some(0),
+                _ => memchr2(b'\n', b'\r', rest),
+            };
+            let Some(len) = found else {
                 if let Err(error) = self.hold(rest) {
                     self.failed = true;
                     *input = &buf[buf.len()..];
@@ -188,28 +209,68 @@ impl Parser {
                     None => self.after_cr = true,
                 }
             }
-            let outcome = match self.partial {
+            let line = match self.partial {
                 PartialLine::None => self.process_line(&rest[..len]),
                 PartialLine::Comment => {
                     self.partial = PartialLine::None;
-                    Ok(false)
+                    Ok(Line::Other)
                 }
                 PartialLine::Held => {
                     self.partial = PartialLine::None;
                     let mut line = mem::take(&mut self.line);
                     line.extend_from_slice(&rest[..len]);
-                    let outcome = self.process_line(&line);
+                    let outcome = match self.process_line(&line) {
+                        Ok(Line::Data { value_start }) => {
+                            self.append_data(&mut borrowed, buf, &line[value_start..]);
+                            Ok(Line::Other)
+                        }
+                        outcome => outcome,
+                    };
                     line.clear();
                     self.line = line;
                     outcome
                 }
             };
+            let line_start = pos;
             pos = next;
-            match outcome {
-                Ok(false) => {}
-                Ok(true) => {
+            match line {
+                Ok(Line::Other) => {}
+                Ok(Line::Data { value_start }) => {
+                    let value = line_start + value_start..line_start + len;
+                    if borrowed.is_none() && self.data.is_empty() {
+                        borrowed = Some(value);
+                    } else {
+                        self.append_data(&mut borrowed, buf, &buf[value]);
+                    }
+                }
+                Ok(Line::Blank) => {
+                    self.event_bytes = 0;
+                    let data: &'i [u8] = match borrowed.take() {
+                        Some(value) => &buf[value],
+                        None if self.data.is_empty() => {
+                            self.event_type.clear();
+                            continue;
+                        }
+                        None => {
+                            self.data.pop();
+                            &[]
+                        }
+                    };
+                    self.dispatched = true;
                     *input = &buf[pos..];
-                    return Ok(Some(self.event()));
+                    return Ok(Some(Event {
+                        event: if self.event_type.is_empty() {
+                            "message"
+                        } else {
+                            &self.event_type
+                        },
+                        data: if self.data.is_empty() {
+                            data
+                        } else {
+                            &self.data
+                        },
+                        id: &self.last_event_id,
+                    }));
                 }
                 Err(error) => {
                     self.failed = true;
@@ -218,8 +279,28 @@ impl Parser {
                 }
             }
         }
+        if let Some(value) = borrowed {
+            self.data.extend_from_slice(&buf[value]);
+            self.data.push(b'\n');
+        }
         *input = &buf[pos..];
         Ok(None)
+    }
+
+    /// Appends a data line's value to `self.data`, first moving there the
+    /// one still borrowed from the input.
+    fn append_data(
+        &mut self,
+        borrowed: &mut Option<std::ops::Range<usize>>,
+        buf: &[u8],
+        value: &[u8],
+    ) {
+        if let Some(first) = borrowed.take() {
+            self.data.extend_from_slice(&buf[first]);
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(value);
+        self.data.push(b'\n');
     }
 
     fn too_large(&self) -> ParseError {
@@ -270,17 +351,24 @@ impl Parser {
         }
     }
 
-    /// One complete line; `Ok(true)` when it dispatched an event.
-    fn process_line(&mut self, line: &[u8]) -> Result<bool, ParseError> {
+    /// Classifies one complete line and applies its field, except `data`,
+    /// whose value the caller stores.
+    fn process_line(&mut self, line: &[u8]) -> Result<Line, ParseError> {
         let Some(&first) = line.first() else {
-            return Ok(self.dispatch());
+            return Ok(Line::Blank);
         };
         if first == b':' {
-            return Ok(false);
+            return Ok(Line::Other);
         }
         self.event_bytes += line.len();
         if self.event_bytes > self.max_event_bytes {
             return Err(self.too_large());
+        }
+        if let Some(value) = line.strip_prefix(b"data:") {
+            let space = usize::from(value.first() == Some(&b' '));
+            return Ok(Line::Data {
+                value_start: 5 + space,
+            });
         }
         let (name, value) = match memchr(b':', line) {
             Some(colon) => {
@@ -291,8 +379,9 @@ impl Parser {
         };
         match name {
             b"data" => {
-                self.data.extend_from_slice(value);
-                self.data.push(b'\n');
+                return Ok(Line::Data {
+                    value_start: line.len(),
+                })
             }
             b"event" => {
                 self.event_type.clear();
@@ -317,39 +406,18 @@ impl Parser {
             }
             _ => {}
         }
-        Ok(false)
+        Ok(Line::Other)
     }
+}
 
-    /// A blank line: `true` if there is an event to hand out.
-    fn dispatch(&mut self) -> bool {
-        self.event_bytes = 0;
-        if self.data.is_empty() {
-            self.event_type.clear();
-            return false;
-        }
-        self.data.pop();
-        self.dispatched = true;
-        true
-    }
-
-    fn event(&mut self) -> Event<'_> {
-        let data = match std::str::from_utf8(&self.data) {
-            Ok(data) => data,
-            Err(_) => {
-                self.lossy = String::from_utf8_lossy(&self.data).into_owned();
-                &self.lossy
-            }
-        };
-        Event {
-            event: if self.event_type.is_empty() {
-                "message"
-            } else {
-                &self.event_type
-            },
-            data,
-            id: &self.last_event_id,
-        }
-    }
+/// What a complete line was, for [`Parser::next_event`].
+enum Line {
+    /// Dispatches the event.
+    Blank,
+    /// A `data` field whose value starts at this offset in the line.
+    Data { value_start: usize },
+    /// Anything else (already applied).
+    Other,
 }
 
 /// The kind of the line being read, as far as [`BoundaryTracker`] cares.
@@ -535,9 +603,11 @@ mod tests {
             let mut input = *chunk;
             loop {
                 match parser.next_event(&mut input) {
-                    Ok(Some(ev)) => {
-                        events.push((ev.event.to_owned(), ev.data.to_owned(), ev.id.to_owned()))
-                    }
+                    Ok(Some(ev)) => events.push((
+                        ev.event.to_owned(),
+                        ev.text().into_owned(),
+                        ev.id.to_owned(),
+                    )),
                     Ok(None) => {
                         assert!(input.is_empty());
                         break;

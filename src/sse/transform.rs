@@ -408,26 +408,33 @@ struct Extractor {
 }
 
 impl Extractor {
-    fn on_event(&mut self, event_type: &str, data: &str) {
-        if data == "[DONE]" {
+    fn on_event(&mut self, event_type: &str, data: &[u8]) {
+        if data == b"[DONE]" {
             self.done = true;
             return;
         }
         let is_error_event = event_type == "error";
-        match serde_json::from_str::<ObjOrStr<Payload>>(data) {
+        if !is_error_event {
+            if let Some(text) = strands_text_delta(data) {
+                self.out.extend_from_slice(text.as_bytes());
+                return;
+            }
+        }
+        match serde_json::from_slice::<ObjOrStr<Payload>>(data) {
             Ok(ObjOrStr::Obj(payload)) => self.on_payload(payload, is_error_event),
             Ok(ObjOrStr::Str(text)) if is_error_event => self.agent_error(None, &text),
             Ok(ObjOrStr::Str(text)) => self.out.extend_from_slice(text.as_bytes()),
             Ok(ObjOrStr::Other) => {}
-            Err(_) => {
-                if serde_json::from_str::<IgnoredAny>(data).is_ok() {
+            Err(_) => match std::str::from_utf8(data) {
+                // serde_json rejects invalid UTF-8 that the spec's decoder
+                // replaces before anything else: judge the decoded text.
+                Err(_) => self.on_event(event_type, String::from_utf8_lossy(data).as_bytes()),
+                Ok(_) if serde_json::from_slice::<IgnoredAny>(data).is_ok() => {
                     // JSON of a shape no dialect uses: not text, dropped.
-                } else if is_error_event {
-                    self.agent_error(None, data);
-                } else {
-                    self.out.extend_from_slice(data.as_bytes());
                 }
-            }
+                Ok(text) if is_error_event => self.agent_error(None, text),
+                Ok(text) => self.out.extend_from_slice(text.as_bytes()),
+            },
         }
     }
 
@@ -442,7 +449,7 @@ impl Extractor {
                 self.out.extend_from_slice(text.as_bytes());
             }
             if let Some(metadata) = event.metadata {
-                self.merge_metadata(metadata);
+                self.merge_metadata(*metadata);
             }
         }
         // AgentCore SDK errors (`error` is a string), Anthropic and our own
@@ -479,13 +486,13 @@ impl Extractor {
             Some("message_start") => {
                 self.fold_call_usage();
                 if let Some(ObjOrStr::Obj(message)) = payload.message {
-                    if let Some(Value::Object(usage)) = message.usage {
+                    if let Some(Value::Object(usage)) = message.usage.map(|usage| *usage) {
                         self.call_usage = Some(usage);
                     }
                 }
             }
             Some("message_delta") => {
-                if let Some(Value::Object(usage)) = payload.usage {
+                if let Some(Value::Object(usage)) = payload.usage.map(|usage| *usage) {
                     let call = self.call_usage.get_or_insert_with(Map::new);
                     for (key, value) in usage {
                         if !value.is_null() {
@@ -502,7 +509,7 @@ impl Extractor {
                         self.out.extend_from_slice(text.as_bytes());
                     }
                 }
-                if let Some(usage @ Value::Object(_)) = payload.usage {
+                if let Some(usage @ Value::Object(_)) = payload.usage.map(|usage| *usage) {
                     self.add_usage(usage);
                 }
             }
@@ -648,6 +655,79 @@ fn scrub_agent_message(message: &str) -> String {
     out
 }
 
+/// The text of `{"event":{"contentBlockDelta":{"delta":{"text":<string>}}}}`
+/// with an optional `"contentBlockIndex":<n>` after the delta, in any JSON
+/// spacing: nearly every event of a Strands stream. Matched token by token
+/// with only the string handed to serde_json, which is several times faster
+/// than the general path; `None` for anything else, including anything
+/// malformed, which the general path then judges.
+fn strands_text_delta(data: &[u8]) -> Option<Cow<'_, str>> {
+    // As AgentCore (Python `json.dumps`) and compact serializers write it.
+    const SPACED: &[u8] = br#"{"event": {"contentBlockDelta": {"delta": {"text": "#;
+    const COMPACT: &[u8] = br#"{"event":{"contentBlockDelta":{"delta":{"text":"#;
+    const HEAD: [&[u8]; 12] = [
+        b"{",
+        b"\"event\"",
+        b":",
+        b"{",
+        b"\"contentBlockDelta\"",
+        b":",
+        b"{",
+        b"\"delta\"",
+        b":",
+        b"{",
+        b"\"text\"",
+        b":",
+    ];
+    let mut rest = match (data.strip_prefix(SPACED), data.strip_prefix(COMPACT)) {
+        (Some(rest), _) | (None, Some(rest)) => rest,
+        (None, None) => {
+            let mut rest = data;
+            for token in HEAD {
+                rest = skip_json_space(rest).strip_prefix(token)?;
+            }
+            rest
+        }
+    };
+    let start = data.len() - skip_json_space(rest).len();
+    let mut strings = serde_json::Deserializer::from_slice(&data[start..]).into_iter::<CowStr>();
+    let CowStr(text) = strings.next()?.ok()?;
+    rest = &data[start + strings.byte_offset()..];
+    rest = skip_json_space(skip_json_space(rest).strip_prefix(b"}")?);
+    if let Some(after_comma) = rest.strip_prefix(b",") {
+        rest = skip_json_space(after_comma).strip_prefix(b"\"contentBlockIndex\"")?;
+        rest = skip_json_space(skip_json_space(rest).strip_prefix(b":")?);
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && rest[0] == b'0') {
+            return None;
+        }
+        rest = &rest[digits..];
+    }
+    for token in [b"}", b"}", b"}"] {
+        rest = skip_json_space(rest).strip_prefix(token)?;
+    }
+    skip_json_space(rest).is_empty().then_some(text)
+}
+
+fn skip_json_space(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\n' | b'\r', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// A JSON string, borrowed when it has no escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match ObjOrStr::<IgnoredAny>::deserialize(deserializer)? {
+            ObjOrStr::Str(text) => Ok(CowStr(text)),
+            _ => Err(de::Error::custom("expected a string")),
+        }
+    }
+}
+
 // ---- the borrowed shapes of the dialects' payloads ----
 // Every field is optional and unknown fields are skipped, so one struct
 // reads all dialects in a single pass.
@@ -669,12 +749,12 @@ struct Payload<'a> {
     #[serde(borrow)]
     message: Option<ObjOrStr<'a, MessageStart>>,
     /// Anthropic `message_delta`, OpenAI's final chunk.
-    usage: Option<Value>,
+    usage: Option<Box<Value>>,
     /// OpenAI-style chunks: only the first choice is read.
     #[serde(borrow)]
     choices: Option<First<Choice<'a>>>,
     #[serde(borrow)]
-    error: Option<ObjOrStr<'a, ErrorObject<'a>>>,
+    error: Option<ObjOrStr<'a, Box<ErrorObject<'a>>>>,
     #[serde(borrow)]
     error_type: Option<Cow<'a, str>>,
 }
@@ -683,7 +763,7 @@ struct Payload<'a> {
 struct StrandsEvent<'a> {
     #[serde(rename = "contentBlockDelta", borrow)]
     content_block_delta: Option<ContentBlockDelta<'a>>,
-    metadata: Option<Map<String, Value>>,
+    metadata: Option<Box<Map<String, Value>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -704,7 +784,7 @@ struct Delta<'a> {
 
 #[derive(serde::Deserialize)]
 struct MessageStart {
-    usage: Option<Value>,
+    usage: Option<Box<Value>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -959,6 +1039,17 @@ mod tests {
         assert_eq!(
             transform("data: line one\ndata: line two\n\n"),
             format!("line one\nline two\n----------\n{}", session_line())
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_before_json_is_read() {
+        let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+        let stream: &[u8] = b"data: \"caf\xE9\"\n\ndata: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \"\xFF!\"}}}}\n\ndata: raw\xC3\n\n";
+        let out = t.push(Bytes::from_static(stream), 0);
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            "caf\u{FFFD}\u{FFFD}!raw\u{FFFD}"
         );
     }
 
@@ -1259,7 +1350,7 @@ mod tests {
         let mut input = &wire[..];
         let mut events = Vec::new();
         while let Some(event) = parser.next_event(&mut input).unwrap() {
-            events.push((event.event.to_owned(), event.data.to_owned()));
+            events.push((event.event.to_owned(), event.text().into_owned()));
         }
         assert_eq!(
             events,
@@ -1354,7 +1445,7 @@ mod tests {
             let mut input = wire.as_bytes();
             let mut last = None;
             while let Some(event) = parser.next_event(&mut input).unwrap() {
-                last = Some((event.event.to_owned(), event.data.to_owned()));
+                last = Some((event.event.to_owned(), event.text().into_owned()));
             }
             let expected = r#"{"error":{"code":"origin_stream_failed","message":"broke"}}"#;
             assert_eq!(last, Some(("error".into(), expected.into())), "{stream:?}");
@@ -1396,6 +1487,53 @@ mod tests {
         );
         let out = t.push(Bytes::from_static(b"0123456789012345678\n\n"), 0);
         assert_eq!(String::from_utf8_lossy(&out), format!("\n\n{error}"));
+    }
+
+    #[test]
+    fn strands_fast_path_accepts_exactly_the_text_delta_shape() {
+        let accepted = [
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "Hello! How can"}, "contentBlockIndex": 0}}}"#,
+            r#"{"event":{"contentBlockDelta":{"delta":{"text":"a \"q\" \u00e9\n"} ,"contentBlockIndex":12}}}"#,
+            "{ \"event\" :\n{\"contentBlockDelta\":{\"delta\":{\"text\":\"\"}}}}\r\n",
+        ];
+        for data in accepted {
+            let value: Value = serde_json::from_str(data).unwrap();
+            let expected = value["event"]["contentBlockDelta"]["delta"]["text"]
+                .as_str()
+                .unwrap();
+            assert_eq!(
+                strands_text_delta(data.as_bytes()).as_deref(),
+                Some(expected),
+                "{data}"
+            );
+        }
+        let rejected = [
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"}, "contentBlockIndex": 00}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"}, "contentBlockIndex": -1}}}"#,
+            r#"{"event": {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "x"}}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x", "more": 1}}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"}}}} x"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"}}}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": 5}}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"toolUse": {"input": "{}"}}}}}"#,
+        ];
+        for data in rejected {
+            assert_eq!(strands_text_delta(data.as_bytes()), None, "{data}");
+        }
+        // Rejected shapes still give the right answer through the general path.
+        let stream = sse(&[
+            r#"{"event": {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "a"}}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "b", "more": 1}}}}"#,
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "c"}}}"#,
+        ]);
+        let expected = format!(
+            "ab{}\n----------\n{}",
+            r#"{"event": {"contentBlockDelta": {"delta": {"text": "c"}}}"#,
+            session_line()
+        );
+        assert_eq!(transform(&stream), expected);
     }
 
     #[test]

@@ -27,7 +27,7 @@ fn parse_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Parsed>,
         while let Some(event) = parser.next_event(&mut input).expect("within the limit") {
             events.push(Parsed {
                 event: event.event.to_owned(),
-                data: event.data.to_owned(),
+                data: event.text().into_owned(),
                 id: event.id.to_owned(),
             });
         }
