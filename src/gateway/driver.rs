@@ -400,13 +400,11 @@ impl<P: Platform> StreamBody<P> {
         } else {
             "complete"
         };
-        let detail = error.as_ref().map(|e| self.scrub.apply(&e.message));
         let code = error.as_ref().map(|e| e.code);
         let tail = self.transformer.finish(error);
         if let Some(mut log) = self.log.take() {
             log.outcome = Some(outcome);
             log.error = code;
-            log.detail = detail;
             log.bytes_out += tail.len() as u64;
             if log.ttfb_ms.is_none() && !tail.is_empty() {
                 log.ttfb_ms = Some(self.platform.now_ms().saturating_sub(self.started_ms));
@@ -454,9 +452,14 @@ impl<P: Platform> Stream for StreamBody<P> {
                     }
                 }
                 Poll::Ready(Some(Err(detail))) => {
+                    // The client gets a fixed sentence (the same on every
+                    // platform); the platform's wording goes to the log.
+                    if let Some(log) = &mut this.log {
+                        log.detail = Some(this.scrub.apply(&detail));
+                    }
                     let tail = this.end(Some(StreamError {
                         code: "origin_stream_failed",
-                        message: format!("the agent's stream broke off: {detail}"),
+                        message: "the agent's stream broke off".to_owned(),
                     }));
                     return this.emit(tail);
                 }
