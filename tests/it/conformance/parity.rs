@@ -83,16 +83,28 @@ fn requests(target: &Target, token: &str) -> Vec<(&'static str, RequestBuilder)>
                 r#"{{"prompt":"hello parity","response":"transformed","runtimeSessionId":"{session}"}}"#
             )),
         ),
-        ("json origin", invoke(r#"{"prompt":"/json parity"}"#).header(SESSION_HEADER, session)),
+        ("json origin", invoke(r#"{"prompt":"/json parity"}"#)),
         ("origin 500", invoke(r#"{"prompt":"/origin-error 500"}"#)),
         ("origin 429", invoke(r#"{"prompt":"/origin-error 429"}"#)),
-        ("agent error", invoke(r#"{"prompt":"/error-after 2","response":"transformed"}"#).header(SESSION_HEADER, session)),
+        (
+            "agent error",
+            invoke(r#"{"prompt":"/error-after 2","response":"transformed"}"#),
+        ),
         ("origin cut, original", invoke(r#"{"prompt":"/abort-after 2"}"#)),
-        ("origin cut, transformed", invoke(r#"{"prompt":"/abort-after 2","response":"transformed"}"#).header(SESSION_HEADER, session)),
+        (
+            "origin cut, transformed",
+            invoke(r#"{"prompt":"/abort-after 2","response":"transformed"}"#),
+        ),
     ]
     .into_iter()
     .enumerate()
-    .map(|(i, (name, request))| (name, request.header("x-request-id", format!("conformance-parity-{i:02}"))))
+    .map(|(i, (name, request))| {
+        // Fixed ids, so that every header can be compared.
+        let request = request
+            .header("x-request-id", format!("conformance-parity-{i:02}"))
+            .header(SESSION_HEADER, session);
+        (name, request)
+    })
     .collect()
 }
 

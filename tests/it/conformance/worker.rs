@@ -123,6 +123,8 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         .map_or(Duration::from_secs(900), Duration::from_secs);
     let deadline = Instant::now() + timeout;
     let describe = |why: &str| {
+        // Let the readers collect what it printed last.
+        std::thread::sleep(Duration::from_millis(500));
         let lines = logs.lines();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
         format!("wrangler dev did not start: {why}; its last output:\n{tail}")
