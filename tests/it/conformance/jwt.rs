@@ -11,6 +11,8 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::client::{client, invoke, send, unique, Reply};
+use super::origin_errors::assert_logs_clean;
+use super::stack::{spawn_native, vars_with};
 use super::tokens::{header, id_claims, mint, token, unix_now, Signer, AUDIENCE};
 use super::{every_target, Target};
 
@@ -175,6 +177,26 @@ async fn unsigned_and_tampered_tokens_are_401(t: Arc<Target>) {
         &tampered,
         "altered claims",
     );
+}
+
+/// `AUTH=none` (local development only): no token needed, a warning logged
+/// at start, and a token sent anyway is neither checked nor logged.
+#[tokio::test]
+async fn native_auth_none_needs_no_token_and_warns() {
+    let (_server, gateway) = spawn_native(&vars_with(&[("AUTH", "none")])).await;
+    let reply = send(invoke(&gateway, None, PROMPT)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let lines = gateway.logs.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"level\":\"warn\"") && l.contains("AUTH=none")),
+        "a warning about AUTH=none: {lines:?}"
+    );
+    let ignored = token(&unique("auth-none"));
+    let reply = send(invoke(&gateway, Some(&ignored), PROMPT)).await;
+    assert_eq!(reply.status, 200);
+    assert_logs_clean(&gateway, &[&ignored]);
 }
 
 every_target!(
