@@ -10,9 +10,22 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Set by tests that start several `wrangler dev` at once on one build (see
-# scripts/wrangler-dev.sh): rebuilding the same files concurrently would race.
+# scripts/wrangler-dev.sh): use build/worker as it is, whatever changed since.
 if [[ "${AGENT_EDGE_WORKER_PREBUILT:-}" == 1 && -f build/worker/shim.mjs ]]; then
   echo "build-worker.sh: AGENT_EDGE_WORKER_PREBUILT=1, using the existing build/worker"
+  exit 0
+fi
+
+# One build at a time (`wrangler dev` runs this twice at start, tests may start
+# several), and none when nothing it reads changed since the last one: even
+# with cargo up to date, worker-build reruns wasm-bindgen and wasm-opt (~12 s).
+mkdir -p build
+exec 9>build/.agent-edge-build.lock
+flock 9
+stamp=build/.agent-edge-build.stamp
+if [[ -f build/worker/shim.mjs && -f "$stamp" && "$(cat "$stamp")" == "args: $*" &&
+  -z "$(find src Cargo.toml Cargo.lock scripts/build-worker.sh -newer "$stamp" -print -quit)" ]]; then
+  echo "build-worker.sh: build/worker is up to date"
   exit 0
 fi
 
@@ -40,4 +53,9 @@ export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
 
 # `--profile wasm` is Cargo.toml's size profile (opt-level "s", fat LTO, one
 # codegen unit); worker-build then runs wasm-opt on the output.
-exec worker-build --profile wasm "$@"
+# The stamp's time is the build's start, so a source saved during the build
+# triggers the next one. Delete build/ to force a rebuild.
+rm -f "$stamp"
+echo "args: $*" >"$stamp.new"
+worker-build --profile wasm "$@"
+mv "$stamp.new" "$stamp"
