@@ -1,26 +1,33 @@
 //! The HTTP-level conformance suite: one set of checks run against every
 //! deployment target of the gateway, the native server and the Cloudflare
 //! Worker under `wrangler dev`, both in front of the same demo AgentCore
-//! origin and the same development JWT issuer. A response that differs
+//! origin and the same JWT issuer. A response that differs
 //! between the two is a bug (issue 4, item 6).
 //!
 //! Layout:
-//! - [`stack`]: the servers the tests share (demo origin behind an
-//!   [`tap`]ping proxy, JWT issuer, native gateway, `wrangler dev`), started
-//!   once on a runtime of their own, because each `#[tokio::test]` has a
-//!   runtime that dies with it.
+//! - [`stack`]: the servers the tests share (the demo origin behind the
+//!   [`tap`] proxy, the JWT issuer, the native gateway, `wrangler dev`),
+//!   started once on a runtime of their own, because each `#[tokio::test]`
+//!   has a runtime that dies with it. Same configuration for both targets:
+//!   `AUTH=jwt`, CORS for one origin, `KEEPALIVE_SECONDS=1`,
+//!   `MAX_BODY_BYTES=4096`, and the rate limit of `wrangler.toml`.
 //! - [`worker`]: starting `scripts/wrangler-dev.sh` and tying its life to
 //!   the test process.
-//! - [`tokens`]: bearer tokens, good ones and attacks.
-//! - [`client`]: requests and timed, chunk-by-chunk reading.
+//! - [`tokens`]: the issuer and its tokens, good ones and attacks.
+//! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
 //!   and [`parity`] (the same requests to both targets, compared).
 //!
 //! Every check is an `async fn(Arc<Target>)` written once; [`every_target!`]
-//! makes it a test that runs it on each target; a failure names the target. The Worker target is skipped only
-//! when `AGENT_EDGE_SKIP_WORKER=1`; if `wrangler dev` cannot start, its
-//! checks fail with the reason.
+//! turns it into a test that runs it on each target at once and names the
+//! target in failures. Checks that need a configuration of their own (wrong
+//! AWS secret, unreachable origin, `AUTH=none`) start a native gateway and
+//! are named `native_*`. The Worker target is left out only with
+//! `AGENT_EDGE_SKIP_WORKER=1`; if `wrangler dev` cannot start, every check
+//! fails on it with the reason and wrangler's last output.
+//!
+//! Run: `cargo test --test it conformance`.
 //!
 //! Spec: `SPEC.md` ("HTTP interface", "Errors before the stream starts",
 //! "Configuration"); issues 2 (item 5), 3 (items 2, 5) and 4 (item 6).
