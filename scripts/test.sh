@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (.ci/run): installs what is missing, then
 # formatting, lints (native and wasm32), the Worker's deploy bundle and its
-# size, all tests, and the benchmarks' build. Stops at the first failure.
+# size, and all tests (which build the benchmarks too). Stops at the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,8 +41,6 @@ section "cargo test --all-targets, then the doc tests"
 cargo test --all-targets
 cargo test --doc
 
-section "cargo bench --no-run"
-cargo bench --no-run
 
 section "done"
 trap - EXIT
