@@ -157,7 +157,7 @@ impl Authenticator {
     }
 
     fn try_check(&mut self, authorization: Option<&str>, now: u64) -> Result<Verified, Outcome> {
-        let token = reject::bearer_token(authorization)?;
+        let token = reject::bearer_candidate(authorization)?;
         let digest = token_cache::digest(token);
         let leeway = self.config.leeway_seconds;
 
@@ -177,6 +177,7 @@ impl Authenticator {
             }
         }
 
+        reject::check_b64token(token)?;
         let (untrusted, alg) = verify::parse(token)?;
         let key = match self
             .keys

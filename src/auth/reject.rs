@@ -179,24 +179,39 @@ impl Reason {
 /// The token of an `Authorization: Bearer <token>` header value (RFC 6750
 /// §2.1: `"Bearer" 1*SP b64token`; the scheme is case-insensitive).
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Reason> {
+    let token = bearer_candidate(authorization)?;
+    check_b64token(token)?;
+    Ok(token)
+}
+
+/// The part of [`bearer_token`] that a verified-token cache hit needs: the
+/// scheme and the size. The character check ([`check_b64token`]) can wait
+/// for a cache miss, since a cached token equals one that passed it.
+pub(crate) fn bearer_candidate(authorization: Option<&str>) -> Result<&str, Reason> {
     let value = authorization.ok_or(Reason::MissingToken)?.trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Reason::MissingToken);
     }
     let token = rest.trim_start_matches(' ');
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Reason::TooLarge);
+    }
+    Ok(token)
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+pub(crate) fn check_b64token(token: &str) -> Result<(), Reason> {
     let body = token.trim_end_matches('=');
     let is_b64token = !body.is_empty()
         && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if !is_b64token {
-        return Err(Reason::MalformedAuthorization);
+    if is_b64token {
+        Ok(())
+    } else {
+        Err(Reason::MalformedAuthorization)
     }
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(Reason::TooLarge);
-    }
-    Ok(token)
 }
 
 #[cfg(test)]
