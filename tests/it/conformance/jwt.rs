@@ -179,6 +179,22 @@ async fn unsigned_and_tampered_tokens_are_401(t: Arc<Target>) {
     );
 }
 
+async fn first_requests_at_once_share_the_key_fetch(t: Arc<Target>) {
+    // Sent by the stack before any check: concurrent requests that all need
+    // the issuer's keys, which nobody has fetched yet.
+    assert!(
+        !t.cold_start.is_empty(),
+        "the stack sent no cold-start burst"
+    );
+    let failed: Vec<&String> = t.cold_start.iter().filter(|s| *s != "200").collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} concurrent first requests failed: {failed:#?}",
+        failed.len(),
+        t.cold_start.len()
+    );
+}
+
 /// `AUTH=none` (local development only): no token needed, a warning logged
 /// at start, and a token sent anyway is neither checked nor logged.
 #[tokio::test]
@@ -200,6 +216,7 @@ async fn native_auth_none_needs_no_token_and_warns() {
 }
 
 every_target!(
+    first_requests_at_once_share_the_key_fetch,
     valid_id_token_is_accepted,
     valid_access_token_is_accepted,
     missing_token_is_401_with_a_bearer_challenge,

@@ -65,6 +65,9 @@ pub struct Target {
     pub kind: TargetKind,
     pub base_url: String,
     pub logs: LogBuffer,
+    /// How the target answered its very first authenticated requests, sent
+    /// all at once before any check ran (see [`cold_start_burst`]).
+    pub cold_start: Vec<String>,
 }
 
 impl Target {
@@ -231,6 +234,7 @@ async fn start() -> Stack {
     .expect("native gateway");
     let native = Arc::new(Target {
         kind: TargetKind::Native,
+        cold_start: cold_start_burst(&native_server.url(), &issuer.url).await,
         base_url: native_server.url(),
         logs: native_logs,
     });
@@ -238,13 +242,20 @@ async fn start() -> Stack {
     let (worker_tx, worker) = watch::channel(None);
     if !worker::skipped() {
         let vars = vars.clone();
+        let issuer_url = issuer.url.clone();
         std::thread::spawn(move || {
             let logs = LogBuffer::default();
             let result = worker::start(&vars, logs.clone()).map(|base_url| {
+                let burst = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the first requests")
+                    .block_on(cold_start_burst(&base_url, &issuer_url));
                 Arc::new(Target {
                     kind: TargetKind::Worker,
                     base_url,
                     logs,
+                    cold_start: burst,
                 })
             });
             let _ = worker_tx.send(Some(result));
@@ -260,6 +271,43 @@ async fn start() -> Stack {
         _native_server: native_server,
         worker,
     }
+}
+
+/// Requests in the cold-start burst.
+const COLD_START_REQUESTS: usize = 6;
+
+/// Sends the first authenticated requests a target sees, all at once, so
+/// that they all need the issuer's keys that nobody has fetched yet (as
+/// after a deploy, or in a fresh isolate). Returns `"200"` for each that
+/// succeeded, else its status and body. Done once at start, before any
+/// check, so the other checks never meet a cold key cache.
+async fn cold_start_burst(base_url: &str, issuer_url: &str) -> Vec<String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("reqwest client");
+    let requests = (0..COLD_START_REQUESTS).map(|i| {
+        let request = client
+            .post(format!("{base_url}/invocations"))
+            .header("content-type", "application/json")
+            .bearer_auth(tokens::token_of(issuer_url, &format!("cold-start-{i}")))
+            .body(r#"{"prompt":"/events 1 1"}"#)
+            .timeout(Duration::from_secs(30));
+        async move {
+            match request.send().await {
+                Ok(response) if response.status() == 200 => match response.text().await {
+                    Ok(_) => "200".to_owned(),
+                    Err(e) => format!("200, then the body failed: {e}"),
+                },
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    format!("{status} {}", response.text().await.unwrap_or_default())
+                }
+                Err(e) => format!("no answer: {e}"),
+            }
+        }
+    });
+    futures::future::join_all(requests).await
 }
 
 pub async fn bind() -> TcpListener {
@@ -346,6 +394,7 @@ pub async fn spawn_native(vars: &[(String, String)]) -> (GatewayServer, Target) 
         kind: TargetKind::Native,
         base_url: server.url(),
         logs,
+        cold_start: Vec::new(),
     };
     (server, target)
 }

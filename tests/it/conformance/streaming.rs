@@ -37,6 +37,19 @@ fn delta_arrivals(timed: &Timed) -> Vec<(Duration, usize)> {
         .collect()
 }
 
+/// Each read's arrival time and its first bytes, for failure messages.
+fn timeline(timed: &Timed) -> Vec<String> {
+    timed
+        .chunks
+        .iter()
+        .map(|(at, chunk)| {
+            let text = String::from_utf8_lossy(chunk);
+            let head: String = text.chars().take(60).collect();
+            format!("{:>5} ms {:>4} B {head:?}", at.as_millis(), chunk.len())
+        })
+        .collect()
+}
+
 async fn original_mode_events_arrive_as_they_are_sent(t: Arc<Target>) {
     let timed = send_timed(
         invoke(
@@ -119,59 +132,81 @@ async fn transformed_mode_text_arrives_long_before_the_end(t: Arc<Target>) {
 }
 
 async fn keepalive_comments_only_between_events(t: Arc<Target>) {
-    // KEEPALIVE_SECONDS=1; the origin is silent 2.5 s between events.
-    let timed = send_timed(
-        invoke(
-            &t,
-            Some(&token(&unique("keepalive"))),
-            r#"{"prompt":"/events 2 2500"}"#,
-        ),
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(timed.status, 200);
-    let body = timed.body();
-    let keepalive = ": keepalive\n\n";
-    let count = body.matches(keepalive).count();
+    // KEEPALIVE_SECONDS=1; the origin is silent 2.5 s after each of its
+    // two deltas. Several streams at once: a keepalive that only sometimes
+    // goes out shows up.
+    let streams = (0..4).map(|_| {
+        let t = t.clone();
+        async move {
+            let timed = send_timed(
+                invoke(
+                    &t,
+                    Some(&token(&unique("keepalive"))),
+                    r#"{"prompt":"/events 2 2500"}"#,
+                ),
+                Duration::from_secs(20),
+            )
+            .await;
+            check_keepalives(&timed).map_err(|why| format!("{why}; reads: {:#?}", timeline(&timed)))
+        }
+    });
+    let failures: Vec<String> = futures::future::join_all(streams)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     assert!(
-        count >= 2,
-        "expected keepalive comments in 5 s of silence: {body:?}"
+        failures.is_empty(),
+        "{} of 4 streams:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
-    for (at, _) in body.match_indices(keepalive) {
-        assert!(
-            at == 0 || body[..at].ends_with("\n\n"),
-            "a keepalive inside an event at byte {at}: {body:?}"
-        );
+}
+
+/// Keepalive comments in each silence of `/events 2 2500`, only between
+/// events, and nothing else added.
+fn check_keepalives(timed: &Timed) -> Result<(), String> {
+    const KEEPALIVE: &str = ": keepalive\n\n";
+    if timed.status != 200 {
+        return Err(format!("status {}", timed.status));
     }
-    // Without the comments, the origin's events.
-    let events = body.replace(keepalive, "");
-    let texts = delta_texts(&data_events(&events));
-    assert_eq!(texts, ["1", " 2"]);
-    assert!(
-        events.split("\n\n").all(|e| !e.starts_with(':')),
-        "{events:?}"
-    );
-    // And they went out during the silence, not at the end.
-    let second_delta = timed
-        .chunks
-        .iter()
-        .scan(String::new(), |seen, (at, chunk)| {
+    let body = timed.body();
+    for (at, _) in body.match_indices(KEEPALIVE) {
+        if at != 0 && !body[..at].ends_with("\n\n") {
+            return Err(format!("a keepalive inside an event at byte {at}"));
+        }
+    }
+    // Without the comments: the origin's events, unchanged.
+    let events = body.replace(KEEPALIVE, "");
+    if delta_texts(&data_events(&events)) != ["1", " 2"] || events.contains("\n:") {
+        return Err(format!("events changed: {events:?}"));
+    }
+    // When each delta and the closing events arrived, and the comments.
+    let mut seen = String::new();
+    let mut arrived = |needle: &str| {
+        seen.clear();
+        timed.chunks.iter().find_map(|(at, chunk)| {
             seen.push_str(&String::from_utf8_lossy(chunk));
-            Some((*at, seen.contains("\" 2\"")))
+            seen.contains(needle).then_some(*at)
         })
-        .find(|(_, has)| *has)
-        .map(|(at, _)| at)
-        .expect("the second delta");
-    let first_keepalive = timed
+    };
+    let first = arrived("\"text\": \"1\"").ok_or("no first delta")?;
+    let second = arrived("\"text\": \" 2\"").ok_or("no second delta")?;
+    let closing = arrived("contentBlockStop").ok_or("no closing events")?;
+    let keepalives: Vec<Duration> = timed
         .chunks
         .iter()
-        .find(|(_, chunk)| String::from_utf8_lossy(chunk).contains(": keepalive"))
+        .filter(|(_, chunk)| String::from_utf8_lossy(chunk).contains(": keepalive"))
         .map(|(at, _)| *at)
-        .expect("a keepalive read");
-    assert!(
-        first_keepalive < second_delta,
-        "keepalive at {first_keepalive:?}, after the event that ended the silence ({second_delta:?})"
-    );
+        .collect();
+    for (from, to, silence) in [(first, second, "first"), (second, closing, "second")] {
+        if !keepalives.iter().any(|at| *at > from && *at < to) {
+            return Err(format!(
+                "no keepalive in the {silence} silence ({from:?} to {to:?}); keepalives at {keepalives:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn agent_error_mid_stream_is_the_trailer_error_line(t: Arc<Target>) {

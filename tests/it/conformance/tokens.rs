@@ -152,10 +152,15 @@ pub fn unix_now() -> u64 {
 
 /// Cognito-shaped ID token claims for `sub`, valid for an hour.
 pub fn id_claims(sub: &str) -> Value {
+    id_claims_of(super::stack::issuer_url(), sub)
+}
+
+/// The same, for the issuer at `issuer_url`.
+pub fn id_claims_of(issuer_url: &str, sub: &str) -> Value {
     let now = unix_now();
     json!({
         "sub": sub,
-        "iss": super::stack::issuer_url(),
+        "iss": issuer_url,
         "aud": AUDIENCE,
         "token_use": "id",
         "cognito:username": sub,
@@ -188,4 +193,10 @@ pub fn mint(signer: Signer, header: &Value, claims: &Value) -> String {
 /// A valid ID token for `sub`.
 pub fn token(sub: &str) -> String {
     mint(Signer::Issuer, &header(), &id_claims(sub))
+}
+
+/// A valid ID token for `sub` from the issuer at `issuer_url` (usable while
+/// the stack is starting).
+pub fn token_of(issuer_url: &str, sub: &str) -> String {
+    mint(Signer::Issuer, &header(), &id_claims_of(issuer_url, sub))
 }

@@ -7,6 +7,9 @@
 //! that reads a pipe whose only writer is this process. When this process
 //! exits, the kernel closes the pipe, the read returns, and the watchdog
 //! sends SIGTERM to wrangler (which takes workerd down with it).
+//!
+//! Its state and output live in `target/tmp/conformance-worker-<pid>/`
+//! (`vars.env`, `state/`, and `wrangler.log`, everything it printed).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -87,6 +90,11 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         .spawn()
         .map_err(|e| format!("starting {}: {e}", script.display()))?;
 
+    // Everything wrangler prints, also kept on disk for after the run.
+    let transcript_path = state.join("wrangler.log");
+    let transcript = std::fs::File::create(&transcript_path)
+        .map(|file| std::sync::Arc::new(Mutex::new(file)))
+        .map_err(|e| format!("creating {}: {e}", transcript_path.display()))?;
     let (ready_tx, ready_rx) = mpsc::channel::<String>();
     for output in [
         child
@@ -103,12 +111,16 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
     {
         let logs = logs.clone();
         let ready_tx = ready_tx.clone();
+        let transcript = transcript.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(output).lines() {
                 let Ok(line) = line else { break };
                 let line = strip_ansi(&line);
                 if let Some(url) = ready_url(&line) {
                     let _ = ready_tx.send(url);
+                }
+                if let Ok(mut file) = transcript.lock() {
+                    let _ = writeln!(file, "{line}");
                 }
                 logs.push(line);
             }
