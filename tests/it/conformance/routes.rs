@@ -85,21 +85,44 @@ async fn declared_body_over_the_limit_is_413(t: Arc<Target>) {
 async fn chunked_body_over_the_limit_is_413(t: Arc<Target>) {
     // No Content-Length: the limit must hold while reading.
     let token = token(&unique("413-chunked"));
+    let reply = send(oversized_chunked(&t, &token)).await;
+    reply.assert_error(413, "body_too_large");
+}
+
+async fn refusing_a_chunked_body_leaves_other_requests_alone(t: Arc<Target>) {
+    // The gateway stops reading an over-limit body and answers; requests
+    // in flight meanwhile must not notice.
+    let token = token(&unique("413-neighbours"));
+    for round in 0..3 {
+        let requests = (0..6).map(|i| {
+            let (t, token) = (t.clone(), token.clone());
+            async move {
+                if i == 0 {
+                    send(oversized_chunked(&t, &token)).await.status
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * i)).await;
+                    send(invoke(&t, Some(&token), "not json")).await.status
+                }
+            }
+        });
+        let statuses = futures::future::join_all(requests).await;
+        assert_eq!(statuses, [413, 400, 400, 400, 400, 400], "round {round}");
+    }
+}
+
+/// `POST /invocations` with a body over the limit, sent chunked (no
+/// Content-Length).
+fn oversized_chunked(t: &Target, token: &str) -> reqwest::RequestBuilder {
     let pieces: Vec<Result<Bytes, std::io::Error>> =
         std::iter::once(Ok(Bytes::from_static(b"{\"prompt\":\"")))
             .chain((0..MAX_BODY_BYTES / 512 + 2).map(|_| Ok(Bytes::from(vec![b'y'; 512]))))
             .chain(std::iter::once(Ok(Bytes::from_static(b"\"}"))))
             .collect();
-    let body = reqwest::Body::wrap_stream(futures::stream::iter(pieces));
-    let reply = send(
-        client()
-            .post(t.url("/invocations"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(body),
-    )
-    .await;
-    reply.assert_error(413, "body_too_large");
+    client()
+        .post(t.url("/invocations"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
 }
 
 async fn body_at_the_limit_is_accepted(t: Arc<Target>) {
@@ -157,6 +180,7 @@ every_target!(
     malformed_json_is_400,
     declared_body_over_the_limit_is_413,
     chunked_body_over_the_limit_is_413,
+    refusing_a_chunked_body_leaves_other_requests_alone,
     body_at_the_limit_is_accepted,
     root_path_invokes_like_invocations,
     request_id_is_echoed_or_generated,
