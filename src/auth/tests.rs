@@ -880,6 +880,37 @@ fn fetch_loop_ends_for_every_kind_of_failure() {
 }
 
 #[test]
+fn a_key_set_answering_404_is_looked_up_again_by_discovery() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    let token_at = |t: u64| {
+        rs256_a(&with(
+            id_claims(),
+            json!({"jti": t.to_string(), "exp": NOW + 86400}),
+        ))
+    };
+    h.check(&token_at(0), NOW).unwrap();
+    h.issuer.status = 404;
+    h.check(&token_at(1), NOW + 3600)
+        .expect("the last good set serves");
+    assert_eq!(h.issuer.fetches.len(), 3);
+    h.issuer.status = 200;
+    h.check(&token_at(2), NOW + 3660).unwrap();
+    assert_eq!(
+        h.issuer.fetches[3..],
+        [FetchPurpose::Discovery, FetchPurpose::KeySet]
+    );
+    // An unreachable issuer, though, keeps the discovered location.
+    h.issuer.reachable = false;
+    h.check(&token_at(3), NOW + 3660 + 3600).unwrap();
+    h.issuer.reachable = true;
+    h.check(&token_at(4), NOW + 3660 + 3660).unwrap();
+    assert_eq!(
+        h.issuer.fetches[5..],
+        [FetchPurpose::KeySet, FetchPurpose::KeySet]
+    );
+}
+
+#[test]
 fn skipped_keys_are_reported_without_failing_the_set() {
     let mut h = Harness::with_keys(&[RSA_A]);
     h.issuer
