@@ -52,6 +52,10 @@ pub trait Platform: Clone + Unpin {
     type OriginBody: Stream<Item = Result<Bytes, String>> + Unpin;
     /// A timer completing at a monotonic deadline.
     type Sleep: Future<Output = ()> + Unpin;
+    /// Whether one request may wait for I/O started by another (a shared
+    /// key set refresh). Workers forbid it: such a request is cancelled as
+    /// hung, so there each request fetches for itself.
+    const SHARES_IO_ACROSS_REQUESTS: bool = true;
 
     fn now_ms(&self) -> u64;
     fn now(&self) -> SystemTime;
@@ -248,7 +252,7 @@ async fn authenticate<P: Platform>(
             Check::Verified(verified) => return Ok(Some(verified)),
             Check::Rejected(error) => return Err(error),
             Check::Fetch(request) => {
-                if fetch_turn.is_none() {
+                if P::SHARES_IO_ACROSS_REQUESTS && fetch_turn.is_none() {
                     // Wait for any refresh in flight, then look again: it may
                     // have brought the key.
                     fetch_turn = Some(shared.auth_fetch.lock().await);
@@ -484,7 +488,9 @@ impl<P: Platform> Stream for StreamBody<P> {
                         return Poll::Pending;
                     }
                     this.sleep = None;
-                    let now = this.platform.now_ms();
+                    // The timer firing proves the deadline has passed, even
+                    // where the clock only advances on I/O (Workers).
+                    let now = this.platform.now_ms().max(deadline);
                     if let Some(keepalive) = this.transformer.poll_idle(now) {
                         return this.emit(keepalive);
                     }

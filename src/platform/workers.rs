@@ -58,6 +58,8 @@ const VARIABLES: &[&str] = &[
 ];
 
 const RATE_LIMITER_BINDING: &str = "RATE_LIMITER";
+/// How much of an over-limit request body is read and dropped before 413.
+const MAX_DRAINED_BODY: usize = 8 << 20;
 /// Cache API key under which the issuer's key set is shared across isolates.
 const KEY_SET_CACHE_PREFIX: &str = "https://agent-edge.internal/jwks?issuer=";
 
@@ -137,6 +139,16 @@ async fn read_body(mut request: Request, limit: usize) -> Result<Bytes, BodyErro
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Io(e.to_string()))?;
         if body.len() + chunk.len() > limit {
+            // Left half-read, a chunked body breaks the next request on the
+            // same internal connection of `wrangler dev` (503 "worker
+            // restarted"). Draining a bounded amount costs only reads.
+            let mut drained = 0usize;
+            while let Some(Ok(chunk)) = stream.next().await {
+                drained += chunk.len();
+                if drained > MAX_DRAINED_BODY {
+                    break;
+                }
+            }
             return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
@@ -175,9 +187,10 @@ fn to_worker_response(
         .with_status(parts.status.as_u16())
         .with_headers(to_headers(&parts.headers)?);
     match body {
-        driver::ResponseBody::Full(bytes) => {
-            Ok(builder.fixed(bytes.map(|b| b.to_vec()).unwrap_or_default()))
+        driver::ResponseBody::Full(Some(bytes)) if !bytes.is_empty() => {
+            Ok(builder.fixed(bytes.to_vec()))
         }
+        driver::ResponseBody::Full(_) => Ok(builder.empty()),
         stream => {
             builder.from_stream(stream.map(|chunk| Ok::<Vec<u8>, worker::Error>(chunk.to_vec())))
         }
@@ -186,10 +199,14 @@ fn to_worker_response(
 
 fn to_worker_response_full(response: http::Response<Bytes>) -> worker::Result<Response> {
     let (parts, body) = response.into_parts();
-    Ok(ResponseBuilder::new()
+    let builder = ResponseBuilder::new()
         .with_status(parts.status.as_u16())
-        .with_headers(to_headers(&parts.headers)?)
-        .fixed(body.to_vec()))
+        .with_headers(to_headers(&parts.headers)?);
+    Ok(if body.is_empty() {
+        builder.empty()
+    } else {
+        builder.fixed(body.to_vec())
+    })
 }
 
 /// The isolate-independent copy of the issuer's key set, in the Cache API.
@@ -296,6 +313,7 @@ fn now_millis() -> u64 {
 impl Platform for WorkersPlatform {
     type OriginBody = WorkersBody;
     type Sleep = Pin<Box<Delay>>;
+    const SHARES_IO_ACROSS_REQUESTS: bool = false;
 
     fn now_ms(&self) -> u64 {
         now_millis()
