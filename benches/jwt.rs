@@ -4,8 +4,11 @@
 //! token with the same claim checks. Targets: a cache hit under 2 µs; uncached
 //! RS256 within 2x of `jsonwebtoken`.
 //!
-//! `jwt_compact_rs256_signature_only` isolates the signature check (the `rsa`
-//! crate) from our policy around it.
+//! Natively the authenticator checks RSA signatures with `ring`
+//! (`src/auth/rsa_key.rs`); the Worker uses `jwt-compact`'s `rsa` crate
+//! backend. `ring_rs256_signature_only` and `rsa_crate_rs256_signature_only`
+//! isolate those two signature checks (parse, verify, claims to JSON) from our
+//! policy around them.
 //!
 //! Run: `cargo bench --bench jwt -- --warm-up-time 1 --measurement-time 3`.
 
@@ -20,6 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jwt_compact::alg::{Es256, Rsa, RsaPrivateKey, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmExt as _, AlgorithmSignature as _, UntrustedToken};
+use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Value};
 
 const RSA_A: &str = include_str!("../tests/data/jwt/rsa-a.private.jwk.json");
@@ -133,7 +137,35 @@ fn bench(c: &mut Criterion) {
     });
 
     let public_key = RsaPublicKey::try_from(&jwk(RSA_A)).unwrap();
-    c.bench_function("jwt_compact_rs256_signature_only", |b| {
+    let (signed_data, signature) = rs256.rsplit_once('.').unwrap();
+    let ring_key = ring::signature::RsaPublicKeyComponents {
+        n: public_key.n().to_bytes_be(),
+        e: public_key.e().to_bytes_be(),
+    };
+    let signature = B64.decode(signature).unwrap();
+    assert!(ring_key
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            signed_data.as_bytes(),
+            &signature
+        )
+        .is_ok());
+    c.bench_function("ring_rs256_signature_only", |b| {
+        b.iter(|| {
+            let jwt = black_box(&rs256);
+            let token = UntrustedToken::new(jwt).unwrap();
+            let (signed_data, _) = jwt.rsplit_once('.').unwrap();
+            ring_key
+                .verify(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    signed_data.as_bytes(),
+                    token.signature_bytes(),
+                )
+                .is_ok()
+                && token.deserialize_claims_unchecked::<Value>().is_ok()
+        })
+    });
+    c.bench_function("rsa_crate_rs256_signature_only", |b| {
         b.iter(|| {
             let token = UntrustedToken::new(black_box(&rs256)).unwrap();
             Rsa::rs256()

@@ -7,14 +7,17 @@
 //! one), a P-256 key only `ES256`, an Ed25519 key only `EdDSA`. Keys that fit
 //! none of these (unknown `kty` or curve, `use` other than `sig`, symmetric,
 //! RSA under 2048 bits) are skipped, with a reason, without failing the set.
-//! The key material itself is decoded by `jwt-compact`'s JWK conversions.
+//! The key material itself is decoded by `jwt-compact`'s JWK conversions
+//! (RSA keys by [`super::rsa_key`]).
 
 use std::fmt;
 
-use jwt_compact::alg::{Ed25519, Es256, RsaPublicKey};
+use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::jwk::JsonWebKey;
 use serde_json::Value;
 use sha2::Sha256;
+
+use super::rsa_key::{self, RsaKey};
 
 /// Largest key set or discovery document we parse.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
@@ -80,7 +83,7 @@ impl JwsAlgorithm {
 
 /// Decoded public key material.
 pub(crate) enum PublicKey {
-    Rsa(RsaPublicKey),
+    Rsa(RsaKey),
     P256(<Es256 as jwt_compact::Algorithm>::VerifyingKey),
     Ed25519(<Ed25519 as jwt_compact::Algorithm>::VerifyingKey),
 }
@@ -249,7 +252,7 @@ fn parse_key(entry: &Value) -> Result<Key, &'static str> {
             if modulus_bits(modulus) < MIN_RSA_BITS {
                 return Err("RSA modulus shorter than 2048 bits");
             }
-            let key = RsaPublicKey::try_from(&jwk).map_err(|_| "malformed RSA key")?;
+            let key = rsa_key::decode(&jwk)?;
             (&JwsAlgorithm::RSA, PublicKey::Rsa(key))
         }
         JsonWebKey::EllipticCurve { curve, .. } => {

@@ -32,12 +32,14 @@
 //!
 //! Submodules: [`reject`] (reasons and RFC 6750 responses), [`jwks`] (key
 //! sets, algorithms, discovery), `keys` (when to fetch), `verify` (one
-//! token), `token_cache` (verified tokens). Signatures are checked by
-//! `jwt-compact`; only the policy around it is written here.
+//! token), `rsa_key` (RSA signatures: `ring` natively, for speed; the `rsa`
+//! crate on wasm32), `token_cache` (verified tokens). Signatures are checked
+//! through `jwt-compact`; only the policy around it is written here.
 
 pub mod jwks;
 mod keys;
 pub mod reject;
+mod rsa_key;
 mod token_cache;
 mod verify;
 

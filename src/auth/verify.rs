@@ -1,6 +1,7 @@
 //! One token's verification: parse (RFC 7515 compact form), refuse headers
 //! that point at keys other than the issuer's (RFC 8725 §3.1, §3.10), check
-//! the signature with the key's own algorithm through `jwt-compact`, then the
+//! the signature with the key's own algorithm through `jwt-compact` (RSA
+//! through [`super::rsa_key`]'s backend for the target), then the
 //! claims (RFC 7519 §4.1, OIDC Core §3.1.3.7, Cognito's `token_use` and
 //! `client_id`).
 //!
@@ -9,13 +10,14 @@
 //! input, each failure needs its own description, and the verified-token
 //! cache re-runs the very same comparison ([`Validity::check`]).
 
-use jwt_compact::alg::{Ed25519, Es256, Rsa};
+use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::{AlgorithmExt as _, Claims, ParseError, UntrustedToken, ValidationError};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::jwks::{JwsAlgorithm, Key, PublicKey};
 use super::reject::Reason;
+use super::rsa_key;
 use super::token_cache::Validity;
 use super::Verified;
 use crate::config::{JwtConfig, TokenUse};
@@ -83,15 +85,7 @@ pub(crate) fn verify_signature(
     }
     let result = match (&key.public, alg) {
         (PublicKey::Rsa(public), _) => {
-            let rsa = match alg {
-                JwsAlgorithm::Rs256 => Rsa::rs256(),
-                JwsAlgorithm::Rs384 => Rsa::rs384(),
-                JwsAlgorithm::Rs512 => Rsa::rs512(),
-                JwsAlgorithm::Ps256 => Rsa::ps256(),
-                JwsAlgorithm::Ps384 => Rsa::ps384(),
-                JwsAlgorithm::Ps512 => Rsa::ps512(),
-                JwsAlgorithm::Es256 | JwsAlgorithm::EdDsa => return Err(Reason::AlgorithmMismatch),
-            };
+            let rsa = rsa_key::algorithm(alg).ok_or(Reason::AlgorithmMismatch)?;
             rsa.validator(public).validate(token)
         }
         (PublicKey::P256(public), JwsAlgorithm::Es256) => Es256.validator(public).validate(token),
