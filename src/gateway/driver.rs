@@ -264,7 +264,7 @@ async fn authenticate<P: Platform>(
                     let line = serde_json::json!({
                         "time_ms": unix_ms(platform.now()),
                         "level": "warn",
-                        "event": "key_set_refresh_failed",
+                        "event": "key_set_fetch",
                         "detail": failure,
                     });
                     platform.log(&line.to_string());
