@@ -1,6 +1,7 @@
 //! The single integration-test binary; one submodule per area.
 
 mod botocore;
+mod cli;
 mod conformance;
 mod pyjwt;
 mod sigv4;
