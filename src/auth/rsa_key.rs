@@ -2,20 +2,22 @@
 //! §3.5): with `ring` on native targets, with `jwt-compact`'s own pure-Rust
 //! backend (the `rsa` crate) on wasm32.
 //!
-//! Why `ring` natively: speed. Verifying one RS256 token (2048-bit key) takes
-//! about 330 µs through the `rsa` crate, whose modular exponentiation is
-//! generic `num-bigint-dig` arithmetic, and about 30 µs through `ring`,
-//! whose Montgomery multiplication is hand-written assembly on x86_64 and
-//! aarch64 (`benches/jwt.rs`, `BENCHMARKS.md`). `ring` is already linked
-//! into the native build by rustls.
+//! Why `ring` natively: speed. Checking an RS256 signature (2048-bit key)
+//! takes about 220 µs with the `rsa` crate, whose modular exponentiation is
+//! generic `num-bigint-dig` arithmetic, and about 40 µs with `ring`, whose
+//! Montgomery multiplication is hand-written assembly on x86_64 and aarch64
+//! (`benches/jwt.rs`; figures in `BENCHMARKS.md`). That brings uncached
+//! verification level with the `jsonwebtoken` crate (issue 3's target:
+//! within 2x). `ring` was already linked into the native build by rustls.
 //!
-//! Why not on the Worker: `ring` 0.17 has no assembly for wasm32, so the
-//! gain would be much smaller, and it builds for `wasm32-unknown-unknown`
-//! only with clang (its C sources are compiled for the wasm target; with gcc
-//! alone the build script fails: `failed to find tool "clang"`) and with its
-//! `wasm32_unknown_unknown_js` feature (randomness through `getrandom/js`).
-//! That would put a C toolchain into the Worker build for an uncertain gain,
-//! so the Worker keeps the pure-Rust path.
+//! Why not on the Worker: `ring` 0.17.14 has no assembly for wasm32 (its
+//! build script lists none), so it would run portable C and Rust there, and
+//! it does not build for `wasm32-unknown-unknown` with the usual toolchain:
+//! its build script compiles C sources for the wasm target, which needs
+//! clang (with gcc alone it fails: `failed to find tool "clang"`), and its
+//! randomness needs the `wasm32_unknown_unknown_js` feature. That is a C
+//! toolchain in the Worker build for an unmeasured gain, so the Worker keeps
+//! the pure-Rust path.
 //!
 //! The two backends change nothing else: both plug into `jwt-compact` as an
 //! [`Algorithm`], so the token goes through the same `Validator` (the
