@@ -387,21 +387,18 @@ impl Parser {
                 self.event_type.clear();
                 self.event_type.push_str(&String::from_utf8_lossy(value));
             }
-            b"id" => {
-                if memchr(0, value).is_none() {
-                    self.last_event_id.clear();
-                    self.last_event_id.push_str(&String::from_utf8_lossy(value));
-                }
+            // An id containing NUL is ignored.
+            b"id" if memchr(0, value).is_none() => {
+                self.last_event_id.clear();
+                self.last_event_id.push_str(&String::from_utf8_lossy(value));
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    // Only digits, so valid UTF-8; an overflowing value is ignored.
-                    if let Some(ms) = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|digits| digits.parse().ok())
-                    {
-                        self.retry = Some(ms);
-                    }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                // Only digits, so valid UTF-8; an overflowing value is ignored.
+                if let Some(ms) = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|digits| digits.parse().ok())
+                {
+                    self.retry = Some(ms);
                 }
             }
             _ => {}

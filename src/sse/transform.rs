@@ -416,7 +416,7 @@ impl Extractor {
         let is_error_event = event_type == "error";
         if !is_error_event {
             if let Some(text) = strands_text_delta(data) {
-                self.out.extend_from_slice(text.as_bytes());
+                self.out.extend_from_slice(&text);
                 return;
             }
         }
@@ -655,13 +655,13 @@ fn scrub_agent_message(message: &str) -> String {
     out
 }
 
-/// The text of `{"event":{"contentBlockDelta":{"delta":{"text":<string>}}}}`
+/// The text (UTF-8 checked) of `{"event":{"contentBlockDelta":{"delta":{"text":<string>}}}}`
 /// with an optional `"contentBlockIndex":<n>` after the delta, in any JSON
 /// spacing: nearly every event of a Strands stream. Matched token by token
 /// with only the string handed to serde_json, which is several times faster
 /// than the general path; `None` for anything else, including anything
 /// malformed, which the general path then judges.
-fn strands_text_delta(data: &[u8]) -> Option<Cow<'_, str>> {
+fn strands_text_delta(data: &[u8]) -> Option<Cow<'_, [u8]>> {
     // As AgentCore (Python `json.dumps`) and compact serializers write it.
     const SPACED: &[u8] = br#"{"event": {"contentBlockDelta": {"delta": {"text": "#;
     const COMPACT: &[u8] = br#"{"event":{"contentBlockDelta":{"delta":{"text":"#;
@@ -689,10 +689,8 @@ fn strands_text_delta(data: &[u8]) -> Option<Cow<'_, str>> {
             rest
         }
     };
-    let start = data.len() - skip_json_space(rest).len();
-    let mut strings = serde_json::Deserializer::from_slice(&data[start..]).into_iter::<CowStr>();
-    let CowStr(text) = strings.next()?.ok()?;
-    rest = &data[start + strings.byte_offset()..];
+    let (text, after) = json_string(skip_json_space(rest))?;
+    rest = after;
     rest = skip_json_space(skip_json_space(rest).strip_prefix(b"}")?);
     if let Some(after_comma) = rest.strip_prefix(b",") {
         rest = skip_json_space(after_comma).strip_prefix(b"\"contentBlockIndex\"")?;
@@ -707,6 +705,39 @@ fn strands_text_delta(data: &[u8]) -> Option<Cow<'_, str>> {
         rest = skip_json_space(rest).strip_prefix(token)?;
     }
     skip_json_space(rest).is_empty().then_some(text)
+}
+
+/// The JSON string at the start of `bytes` and what follows it. A string
+/// without escapes is checked and borrowed here (the common case, and
+/// cheaper than setting up a deserializer); serde_json reads the others.
+fn json_string(bytes: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
+    let body = bytes.strip_prefix(b"\"")?;
+    // One pass: find the closing quote, give up on a control character
+    // (not allowed in JSON strings), hand escapes to serde_json, and only
+    // validate UTF-8 when there is a non-ASCII byte.
+    let mut ascii = true;
+    for (end, &byte) in body.iter().enumerate() {
+        match byte {
+            b'"' => {
+                let text = &body[..end];
+                if !ascii {
+                    std::str::from_utf8(text).ok()?;
+                }
+                return Some((Cow::Borrowed(text), &body[end + 1..]));
+            }
+            b'\\' => break,
+            0..=0x1F => return None,
+            0x80.. => ascii = false,
+            _ => {}
+        }
+    }
+    let mut strings = serde_json::Deserializer::from_slice(bytes).into_iter::<CowStr>();
+    let CowStr(text) = strings.next()?.ok()?;
+    let text = match text {
+        Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+        Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+    };
+    Some((text, &bytes[strings.byte_offset()..]))
 }
 
 fn skip_json_space(mut bytes: &[u8]) -> &[u8] {
@@ -1503,7 +1534,7 @@ mod tests {
                 .unwrap();
             assert_eq!(
                 strands_text_delta(data.as_bytes()).as_deref(),
-                Some(expected),
+                Some(expected.as_bytes()),
                 "{data}"
             );
         }
@@ -1517,6 +1548,8 @@ mod tests {
             r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"}}}"#,
             r#"{"event": {"contentBlockDelta": {"delta": {"text": 5}}}}"#,
             r#"{"event": {"contentBlockDelta": {"delta": {"text": "x"#,
+            "{\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \"tab\there\"}}}}",
+            "{\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \"\u{e9}\\u12\"}}}}",
             r#"{"event": {"contentBlockDelta": {"delta": {"toolUse": {"input": "{}"}}}}}"#,
         ];
         for data in rejected {
