@@ -17,10 +17,19 @@
 //!   it, which is unavoidable once its first bytes have gone out), so that
 //!   the error event is parsed on its own and keeps its type and data.
 //! - **Transformed**: a [`Parser`] reads the events, each `data` payload is
-//!   deserialized into small borrowed structs (never a `serde_json::Value`,
-//!   except for the rare usage objects) and the text of every dialect in
-//!   SPEC's table is written out as it arrives; at the end, the trailer
-//!   `\n----------\n<metadata>\n<error>\n{"runtimeSessionId":..}`.
+//!   deserialized into small borrowed structs, one pass for all dialects
+//!   (`serde_json::Value` only for the metadata and usage objects, which are
+//!   kept), and the text of every dialect in SPEC's table is written out as
+//!   it arrives; at the end, the trailer
+//!   `\n----------\n<metadata>\n<error>\n{"runtimeSessionId":..}`, each
+//!   line present only when there is something to say. Strands text deltas,
+//!   nearly all of a Strands stream, are recognised token by token before
+//!   serde is involved (`strands_text_delta`): that is what makes the
+//!   throughput target. An error the agent reports in-band (AgentCore SDK,
+//!   Anthropic, an `event: error`) becomes the error line with the code
+//!   `agent_error`, its message scrubbed of ARNs, account ids and key ids.
+//!   OpenAI's `data: [DONE]` ends the stream there. As the WHATWG algorithm
+//!   says, an event the origin leaves incomplete at its end is discarded.
 //!
 //! Memory is bounded by `max_event_bytes` in both modes: an event larger than
 //! that (a JSON origin body, in transformed mode) ends the stream with the
@@ -39,7 +48,7 @@ use bytes::{Bytes, BytesMut};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::parser::{BoundaryTracker, EventTooLarge, Parser};
+use super::parser::{BoundaryTracker, EventTooLarge, ParseError, Parser};
 use crate::config::ResponseMode;
 use crate::error::error_json;
 
@@ -70,14 +79,17 @@ impl OriginBodyKind {
     /// treat as an event stream (the WHATWG algorithm fails such a
     /// connection).
     pub fn from_content_type(content_type: &str) -> Option<Self> {
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        if essence.eq_ignore_ascii_case("text/event-stream") {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .as_bytes();
+        let json_suffix =
+            essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json");
+        if essence.eq_ignore_ascii_case(b"text/event-stream") {
             Some(OriginBodyKind::EventStream)
-        } else if essence.eq_ignore_ascii_case("application/json")
-            || (essence.len() > 5
-                && essence.is_char_boundary(essence.len() - 5)
-                && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"))
-        {
+        } else if essence.eq_ignore_ascii_case(b"application/json") || json_suffix {
             Some(OriginBodyKind::Json)
         } else {
             None
@@ -112,7 +124,7 @@ impl StreamError {
     fn event_too_large(limit: usize) -> Self {
         StreamError {
             code: EVENT_TOO_LARGE,
-            message: format!("an event from the agent exceeded the limit of {limit} bytes"),
+            message: ParseError::EventTooLarge { limit }.to_string(),
         }
     }
 }
