@@ -64,14 +64,7 @@ const SESSION_ID: &str = "gateway-bench-session-0000000000000001";
 const TTFB_TARGET_MS: f64 = 1.0;
 const KB_PER_STREAM_TARGET: f64 = 100.0;
 
-/// Set in a re-executed copy of this bench that serves the gateway (the
-/// stand-in for `agent-edge serve` while that command is not built yet).
-const CHILD_FLAG: &str = "GATEWAY_BENCH_SERVE_CHILD";
-
 fn main() {
-    if std::env::var_os(CHILD_FLAG).is_some() {
-        return serve_child();
-    }
     let requests = env_number("GATEWAY_BENCH_REQUESTS", 2000);
     let streams = env_number("GATEWAY_BENCH_STREAMS", 1000);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -91,9 +84,8 @@ fn env_number(name: &str, default: usize) -> usize {
 async fn run(requests: usize, streams: usize) {
     println!("gateway loopback bench: {GATEWAY_BIN} serve");
     println!(
-        "open-files limit of this process: {} (needs about {} here, {} in the gateway)",
+        "open-files limit: {} (about {} needed by this process, as many by the gateway)",
         open_files_limit(),
-        2 * streams + 64,
         2 * streams + 64
     );
     println!(
@@ -319,8 +311,8 @@ async fn time_to_first_byte(requests: usize) -> Ttfb {
     Ttfb { paths }
 }
 
-/// One request; the time from sending it to its first body byte. The body is
-/// then read to the end so the connection goes back to the pool.
+/// One request: the times from sending it to its first body byte and to the
+/// end of its body (read to the end so the connection goes back to the pool).
 async fn one_request(client: &reqwest::Client, target: &Target<'_>) -> (Duration, Duration) {
     let request = match target {
         Target::Direct(origin) => {
@@ -551,18 +543,6 @@ async fn loopback_listener() -> TcpListener {
 // ---------------------------------------------------------------------------
 // The gateway process
 
-/// The gateway as `agent-edge serve` runs it: configuration from the
-/// environment, Ctrl-C or SIGTERM to stop, log lines on stderr.
-fn serve_child() {
-    let config = agent_edge::config::Config::from_lookup(|name| std::env::var(name).ok())
-        .unwrap_or_else(|e| panic!("invalid gateway configuration: {e}"));
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    runtime
-        .block_on(agent_edge::platform::native::serve(config, listen))
-        .expect("the gateway serves");
-}
-
 /// `agent-edge serve` as a child process, its log in `target/gateway-bench/`.
 /// Dropping it kills it.
 struct GatewayProcess {
@@ -592,29 +572,9 @@ impl GatewayProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
-        match process.wait_listening() {
-            Ok(addr) => process.addr = addr,
-            Err(log) => {
-                println!(
-                    "  note: `{GATEWAY_BIN} serve` did not start ({}); serving \
-                     agent_edge::platform::native::serve from a child copy of this bench instead",
-                    log.trim().replace('\n', "; ")
-                );
-                let log_file = fs::File::create(&process.log).expect("the log file");
-                command = Command::new(std::env::current_exe().expect("this bench's path"));
-                command
-                    .env_clear()
-                    .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-                    .env(CHILD_FLAG, "1")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(log_file);
-                process.child = command.spawn().expect("a child copy of the bench starts");
-                process.addr = process
-                    .wait_listening()
-                    .unwrap_or_else(|log| panic!("the gateway did not start; its log:\n{log}"));
-            }
-        }
+        process.addr = process
+            .wait_listening()
+            .unwrap_or_else(|log| panic!("`{GATEWAY_BIN} serve` did not start; its log:\n{log}"));
         process
     }
 
