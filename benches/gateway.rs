@@ -65,6 +65,12 @@ const TTFB_TARGET_MS: f64 = 1.0;
 const KB_PER_STREAM_TARGET: f64 = 100.0;
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets without `--bench`: the
+    // full run takes minutes, so only say how to run it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("gateway bench: run it with `cargo bench --bench gateway`");
+        return;
+    }
     let requests = env_number("GATEWAY_BENCH_REQUESTS", 2000);
     let streams = env_number("GATEWAY_BENCH_STREAMS", 1000);
     let runtime = tokio::runtime::Builder::new_current_thread()

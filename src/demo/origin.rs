@@ -239,6 +239,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Small SSE writes must not wait for a delayed ACK.
+                    let _ = stream.set_nodelay(true);
                     let state = state.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |request| {
