@@ -10,11 +10,15 @@
 //! request: a bad value answers 500 naming the variable, never a panic.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use worker::{
@@ -312,7 +316,7 @@ fn now_millis() -> u64 {
 
 impl Platform for WorkersPlatform {
     type OriginBody = WorkersBody;
-    type Sleep = Pin<Box<Delay>>;
+    type Sleep = Timer;
     const SHARES_IO_ACROSS_REQUESTS: bool = false;
 
     fn now_ms(&self) -> u64 {
@@ -332,7 +336,7 @@ impl Platform for WorkersPlatform {
 
     fn sleep_until(&self, deadline_ms: u64) -> Self::Sleep {
         let wait = deadline_ms.saturating_sub(now_millis());
-        Box::pin(Delay::from(Duration::from_millis(wait)))
+        Timer::new(Duration::from_millis(wait))
     }
 
     async fn fetch_origin(
@@ -394,6 +398,54 @@ impl Platform for WorkersPlatform {
 
     fn log(&self, line: &str) {
         console_log!("{}", line);
+    }
+}
+
+/// A `setTimeout` timer that wakes the task which polled it last.
+///
+/// `worker::Delay` keeps the waker of its first poll only. The streamed body
+/// is polled by a new task for each `pull()` of the response's
+/// `ReadableStream`, and the driver keeps a pending timer across pulls while
+/// its deadline stands (as it does when an origin chunk arrives in the same
+/// millisecond as the one before): the timer then wakes a finished task and
+/// the keepalive never goes out. So `Delay` is polled here with a waker that
+/// forwards to the latest one, as the `Future` contract asks.
+struct Timer {
+    delay: Delay,
+    latest: Arc<LatestWaker>,
+    forward: Waker,
+}
+
+impl Timer {
+    fn new(wait: Duration) -> Self {
+        let latest = Arc::new(LatestWaker(AtomicWaker::new()));
+        Timer {
+            delay: Delay::from(wait),
+            forward: Waker::from(latest.clone()),
+            latest,
+        }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.latest.0.register(cx.waker());
+        Pin::new(&mut this.delay).poll(&mut std::task::Context::from_waker(&this.forward))
+    }
+}
+
+struct LatestWaker(AtomicWaker);
+
+impl Wake for LatestWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake();
     }
 }
 
