@@ -8,13 +8,12 @@
 //! botocore's `SigV4Auth`, the signer boto3 uses for bedrock-agentcore; it
 //! also reports the path botocore's own `InvokeAgentRuntime` would use.
 //!
-//! botocore is installed with pip into a virtualenv at `target/pyenv` on the
-//! first run (needs `python3` and network access once).
+//! botocore lives in the virtualenv `target/pyenv` ([`crate::pyenv`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use agent_edge::config::{Config, Secret};
@@ -28,7 +27,7 @@ use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn botocore_computes_the_same_signature_as_the_gateway() {
-    let python = botocore_python();
+    let python = crate::pyenv::python();
     let cases = [
         ("through the gateway", None, false),
         (
@@ -200,45 +199,4 @@ fn run_script(python: &Path, spec: &Value) -> Result<Value, String> {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/pyenv/bin/python` with botocore, created on first use. Only one
-/// test process sets it up at a time.
-fn botocore_python() -> PathBuf {
-    static SETUP: Mutex<()> = Mutex::new(());
-    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = repo().join("target/pyenv");
-    let python = venv.join("bin/python");
-    let has_botocore = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import botocore"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has_botocore(&python) {
-        return python;
-    }
-    let run = |program: &Path, args: &[&str]| {
-        let status = Command::new(program)
-            .args(args)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        assert!(status.success(), "{} {args:?} failed", program.display());
-    };
-    run(
-        Path::new("python3"),
-        &["-m", "venv", venv.to_str().unwrap()],
-    );
-    run(
-        &venv.join("bin/pip"),
-        &[
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "botocore",
-        ],
-    );
-    assert!(has_botocore(&python), "botocore did not install");
-    python
 }

@@ -3,6 +3,7 @@
 mod botocore;
 mod cli;
 mod conformance;
+mod pyenv;
 mod pyjwt;
 mod sigv4;
 mod smoke;

@@ -9,11 +9,10 @@
 //!
 //! `tests/data/pyjwt_tokens.py` generates fresh keys, prints their JWKS and
 //! the tokens; the test serves that JWKS (and a discovery document) as the
-//! issuer. PyJWT lives in the virtualenv `target/pyenv` (made by
-//! `scripts/setup.sh`, or here on first use: needs `python3` and PyPI once).
+//! issuer. PyJWT lives in the virtualenv `target/pyenv` ([`crate::pyenv`]).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use agent_edge::config::Config;
@@ -30,54 +29,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The virtualenv's python with PyJWT and cryptography, created if missing.
-fn pyjwt_python() -> PathBuf {
-    static SETUP: Mutex<()> = Mutex::new(());
-    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = repo().join("target/pyenv");
-    let python = venv.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import jwt, cryptography"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready(&python) {
-        return python;
-    }
-    let run = |program: &Path, args: &[&str]| {
-        let status = Command::new(program)
-            .args(args)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        assert!(status.success(), "{} {args:?} failed", program.display());
-    };
-    if !python.exists() {
-        run(
-            Path::new("python3"),
-            &["-m", "venv", venv.to_str().unwrap()],
-        );
-    }
-    run(
-        &python,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "pyjwt",
-            "cryptography",
-        ],
-    );
-    assert!(ready(&python), "PyJWT and cryptography did not install");
-    python
-}
-
 /// Runs the minting script for `issuer`.
 fn mint_with_pyjwt(issuer: &str) -> Value {
-    let output = Command::new(pyjwt_python())
+    let output = Command::new(crate::pyenv::python())
         .arg(repo().join("tests/data/pyjwt_tokens.py"))
         .args([issuer, AUDIENCE])
         .output()

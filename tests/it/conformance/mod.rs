@@ -44,6 +44,7 @@ mod stack;
 mod tap;
 pub mod tokens;
 mod worker;
+mod worker_config;
 
 mod cors;
 mod jwt;

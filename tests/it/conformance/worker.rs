@@ -1,17 +1,23 @@
-//! The Worker target: `scripts/wrangler-dev.sh` (which builds the Worker if
-//! needed and runs `wrangler dev` on a free port) with the suite's
-//! configuration in an env file and a fresh local-state directory.
+//! Worker targets: `scripts/wrangler-dev.sh` (which builds the Worker if
+//! needed and runs `wrangler dev` on a free port) with a configuration in
+//! an env file and a fresh local-state directory. Several can run at once:
+//! the suite's shared one ([`start`]) and the ones a test starts for a
+//! configuration of its own ([`start_named`]). They may start together:
+//! `scripts/build-worker.sh` builds one at a time and skips an up-to-date
+//! build.
 //!
-//! The process must not outlive the test binary, whatever way it ends
-//! (success, panic, Ctrl-C, SIGKILL): it runs under a small shell watchdog
+//! No `wrangler dev` may outlive the test binary, whatever way it ends
+//! (success, panic, Ctrl-C, SIGKILL): each runs under a small shell watchdog
 //! that reads a pipe whose only writer is this process. When this process
-//! exits, the kernel closes the pipe, the read returns, and the watchdog
-//! sends SIGTERM to wrangler (which takes workerd down with it).
+//! exits, or the [`WorkerInstance`] is dropped, the pipe closes, the read
+//! returns, and the watchdog sends SIGTERM to wrangler (which takes workerd
+//! down with it).
 //!
-//! Its state and output live in `target/tmp/conformance-worker-<pid>/`
-//! (`vars.env`, `state/`, and `wrangler.log`, everything it printed).
+//! Each instance's state and output live in
+//! `target/tmp/conformance-worker-<pid>-<name>/` (`vars.env`, `state/`, and
+//! `wrangler.log`, everything it printed).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -46,23 +52,79 @@ kill "$watcher" 2>/dev/null
 exit "$status"
 "#;
 
-/// The watchdog's handle; kept (with its stdin pipe) until the process exits.
-static PROCESS: OnceLock<Mutex<Child>> = OnceLock::new();
+/// A running `wrangler dev`. Dropping it stops wrangler.
+pub struct WorkerInstance {
+    pub base_url: String,
+    /// `target/tmp/conformance-worker-<pid>-<name>/`.
+    pub dir: PathBuf,
+    /// The watchdog, with the write end of its pipe as its stdin.
+    watchdog: Mutex<Child>,
+}
+
+impl WorkerInstance {
+    /// Whether wrangler (with its watchdog) has stopped.
+    pub fn exited(&self) -> bool {
+        self.watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_wait()
+            .is_ok_and(|status| status.is_some())
+    }
+}
+
+impl Drop for WorkerInstance {
+    fn drop(&mut self) {
+        let watchdog = self.watchdog.get_mut().unwrap_or_else(|e| e.into_inner());
+        // End of file on the pipe: the watchdog stops wrangler.
+        drop(watchdog.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(watchdog.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Starts `wrangler dev` with `vars` and waits until it answers `/ping`.
-/// Everything it prints goes to `logs`. Blocking; returns its base URL.
+/// Starts the suite's shared `wrangler dev` with `vars` and waits until it
+/// answers `/ping` with 200. Everything it prints goes to `logs`. Blocking;
+/// returns its base URL. It runs until the test binary exits.
 pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, String> {
+    static SHARED: OnceLock<WorkerInstance> = OnceLock::new();
+    let instance = start_named("shared", vars, logs)?;
+    let (status, response) = get_ping(&instance.base_url)
+        .ok_or_else(|| format!("{}/ping stopped answering", instance.base_url))?;
+    if status != 200 {
+        return Err(format!(
+            "{}/ping answered {status}: {response}",
+            instance.base_url
+        ));
+    }
+    let base_url = instance.base_url.clone();
+    SHARED
+        .set(instance)
+        .map_err(|_| "the shared Worker was started twice".to_owned())?;
+    Ok(base_url)
+}
+
+/// Starts a `wrangler dev` named `name` (unique in this process) with
+/// `vars`, and waits until the gateway itself answers `GET /ping`: 200, or
+/// its JSON error (an invalid configuration answers 500). Everything it
+/// prints goes to `logs`. Blocking.
+pub fn start_named(
+    name: &str,
+    vars: &[(String, String)],
+    logs: LogBuffer,
+) -> Result<WorkerInstance, String> {
     let root = repository();
-    let state = root
+    let dir = root
         .join("target")
         .join("tmp")
-        .join(format!("conformance-worker-{}", std::process::id()));
-    std::fs::create_dir_all(&state).map_err(|e| format!("creating {}: {e}", state.display()))?;
-    let env_file = state.join("vars.env");
+        .join(format!("conformance-worker-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let env_file = dir.join("vars.env");
     let mut env_text = String::new();
     for (name, value) in vars {
         // dotenv double quotes: backslash and quote escaped.
@@ -82,7 +144,7 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         .arg("--env-file")
         .arg(&env_file)
         .arg("--persist-to")
-        .arg(state.join("state"))
+        .arg(dir.join("state"))
         .current_dir(&root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -91,7 +153,7 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         .map_err(|e| format!("starting {}: {e}", script.display()))?;
 
     // Everything wrangler prints, also kept on disk for after the run.
-    let transcript_path = state.join("wrangler.log");
+    let transcript_path = dir.join("wrangler.log");
     let transcript = std::fs::File::create(&transcript_path)
         .map(|file| std::sync::Arc::new(Mutex::new(file)))
         .map_err(|e| format!("creating {}: {e}", transcript_path.display()))?;
@@ -100,11 +162,11 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         child
             .stdout
             .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
         child
             .stderr
             .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -127,7 +189,12 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         });
     }
     drop(ready_tx);
-    let _ = PROCESS.set(Mutex::new(child));
+    // From here on, returning (even early) stops wrangler.
+    let mut instance = WorkerInstance {
+        base_url: String::new(),
+        dir,
+        watchdog: Mutex::new(child),
+    };
 
     let timeout = std::env::var(START_TIMEOUT_VAR)
         .ok()
@@ -139,7 +206,7 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         std::thread::sleep(Duration::from_millis(500));
         let lines = logs.lines();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        format!("wrangler dev did not start: {why}; its last output:\n{tail}")
+        format!("wrangler dev ({name}) did not start: {why}; its last output:\n{tail}")
     };
     let left = deadline.saturating_duration_since(Instant::now());
     let url = match ready_rx.recv_timeout(left) {
@@ -149,48 +216,50 @@ pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, Strin
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => return Err(describe("it exited")),
     };
-    // The build runs twice at start (a watcher artefact): wait until the
-    // Worker itself answers.
+    // The build runs twice at start (a watcher artefact), and wrangler
+    // answers by itself meanwhile: wait until the gateway answers.
     loop {
-        if ping(&url) {
-            return Ok(url);
+        if get_ping(&url)
+            .is_some_and(|(status, response)| answered_by_the_gateway(status, &response))
+        {
+            instance.base_url = url;
+            return Ok(instance);
         }
         if Instant::now() > deadline {
-            return Err(describe(&format!("{url}/ping never answered 200")));
+            return Err(describe(&format!("{url}/ping never answered")));
         }
-        if exited() {
+        if instance.exited() {
             return Err(describe("it exited"));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-fn exited() -> bool {
-    PROCESS.get().is_some_and(|child| {
-        child
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_wait()
-            .is_ok_and(|status| status.is_some())
-    })
+/// Whether a `/ping` answer comes from the gateway: 200, or one of its
+/// JSON errors (wrangler's own are not JSON).
+fn answered_by_the_gateway(status: u16, response: &str) -> bool {
+    status == 200 || response.contains(r#"{"error":{"code":""#)
 }
 
-/// A blocking `GET /ping` that is 200.
-fn ping(base_url: &str) -> bool {
-    let Some(authority) = base_url.strip_prefix("http://") else {
-        return false;
-    };
-    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
-        return false;
-    };
+/// A blocking `GET /ping`: its status and the whole response after the
+/// status line (headers and body), or `None` without an answer.
+fn get_ping(base_url: &str) -> Option<(u16, String)> {
+    let authority = base_url.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(authority).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /ping HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut status_line = String::new();
-    let _ = BufReader::new(stream).read_line(&mut status_line);
-    status_line.starts_with("HTTP/1.1 200")
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    // A timeout after some bytes still leaves a usable status line.
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    let (status_line, rest) = response.split_once("\r\n")?;
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    Some((status, rest.to_owned()))
 }
 
 /// `http://127.0.0.1:<port>` from wrangler's "Ready on http://..." line.
@@ -230,4 +299,17 @@ fn wrangler_ready_line() {
         Some("http://127.0.0.1:41234".to_owned())
     );
     assert_eq!(ready_url("Starting local server..."), None);
+}
+
+#[test]
+fn gateway_answers_are_told_from_wrangler_ones() {
+    assert!(answered_by_the_gateway(200, "content-length: 2\r\n\r\nok"));
+    assert!(answered_by_the_gateway(
+        500,
+        "content-type: application/json\r\n\r\n{\"error\":{\"code\":\"invalid_configuration\",\"message\":\"x\"}}"
+    ));
+    assert!(!answered_by_the_gateway(
+        503,
+        "content-type: text/plain\r\n\r\nService Unavailable"
+    ));
 }

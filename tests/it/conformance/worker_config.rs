@@ -1,0 +1,188 @@
+//! The Worker with an invalid configuration (issue 4, item 1): it is
+//! validated on the first request, and every request, `/ping` included,
+//! answers 500 `invalid_configuration` with the message the native server
+//! prints when it refuses to start (`tests/it/cli.rs` checks that side):
+//! naming the variable, never echoing a secret, and never a panic.
+//!
+//! Each case starts a `wrangler dev` of its own ([`worker::start_named`]),
+//! so it runs beside the shared Worker target; left out with
+//! `AGENT_EDGE_SKIP_WORKER=1`. The configuration is self-contained (no
+//! request reaches an origin or an issuer).
+//!
+//! Spec: `SPEC.md`, "Configuration".
+
+use agent_edge::error::error_json;
+use reqwest::StatusCode;
+
+use super::stack::{config_from, LogBuffer};
+use super::worker;
+
+const ACCESS_KEY_ID: &str = "AKIAWORKERCONFIGTEST";
+const SECRET_ACCESS_KEY: &str = "worker-config-secret/KEY+never-shown";
+const ACCOUNT_ID: &str = "210987654321";
+
+/// A valid configuration, every variable that `wrangler.toml`'s `[vars]`
+/// gives a value set here, so that the Worker sees the same as
+/// [`config_from`].
+fn valid_vars() -> Vec<(String, String)> {
+    [
+        (
+            "AGENT_RUNTIME_ARN",
+            format!(
+                "arn:aws:bedrock-agentcore:us-east-1:{ACCOUNT_ID}:runtime/config_check-AbCdEf1234"
+            ),
+        ),
+        ("AGENT_QUALIFIER", "DEFAULT".into()),
+        ("ORIGIN_AUTH", "sigv4".into()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+        ("AUTH", "jwt".into()),
+        ("JWT_ISSUER", "https://issuer.example.com".into()),
+        ("JWT_AUDIENCE", "config-check".into()),
+        ("JWT_TOKEN_USE", "any".into()),
+        ("JWT_LEEWAY_SECONDS", "60".into()),
+        ("DEFAULT_RESPONSE_MODE", "original".into()),
+        ("MAX_BODY_BYTES", "1048576".into()),
+        ("KEEPALIVE_SECONDS", "15".into()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+#[tokio::test]
+async fn worker_with_an_invalid_runtime_arn_answers_500_naming_it() {
+    check_invalid(
+        "bad-arn",
+        "AGENT_RUNTIME_ARN",
+        // Not a runtime, though it has the account id in it.
+        &format!("arn:aws:s3:us-east-1:{ACCOUNT_ID}:bucket/not-a-runtime"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn worker_with_a_non_numeric_keepalive_answers_500_naming_it() {
+    check_invalid("bad-keepalive", "KEEPALIVE_SECONDS", "soon").await;
+}
+
+/// Starts a Worker with the valid configuration but `variable = value`,
+/// and checks its answers and its output.
+async fn check_invalid(name: &str, variable: &str, value: &str) {
+    if worker::skipped() {
+        eprintln!("{name}: skipped ({}=1)", worker::SKIP_VAR);
+        return;
+    }
+    let valid = valid_vars();
+    assert!(
+        config_from(&valid).is_ok(),
+        "the base configuration is valid"
+    );
+    let mut vars = valid;
+    vars.retain(|(n, _)| n != variable);
+    vars.push((variable.to_owned(), value.to_owned()));
+    let error = config_from(&vars).expect_err("the configuration is invalid");
+    assert_eq!(
+        error.variable, variable,
+        "the native side blames {variable}"
+    );
+    let expected_body = error_json("invalid_configuration", &error.to_string());
+
+    let logs = LogBuffer::default();
+    let instance = {
+        let (name, vars, logs) = (name.to_owned(), vars.clone(), logs.clone());
+        tokio::task::spawn_blocking(move || worker::start_named(&name, &vars, logs))
+            .await
+            .expect("the starting thread")
+            .unwrap_or_else(|why| panic!("{why}"))
+    };
+
+    let base_url = instance.base_url.clone();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("reqwest client");
+    let invoke = || {
+        client
+            .post(format!("{base_url}/invocations"))
+            .header("content-type", "application/json")
+            .body(r#"{"prompt":"hello"}"#)
+            .send()
+    };
+    let ping = || client.get(format!("{base_url}/ping")).send();
+    let mut answers = Vec::new();
+    for (what, response) in [
+        ("POST /invocations", invoke().await),
+        ("GET /ping", ping().await),
+        ("POST /invocations, again", invoke().await),
+        ("GET /ping, again", ping().await),
+    ] {
+        let response = response.unwrap_or_else(|e| panic!("{name}: {what}: no answer: {e}"));
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.text().await.expect("the body");
+        answers.push((what, status, content_type, body));
+    }
+
+    // Let the readers collect what wrangler printed for these requests.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let output = logs.lines();
+    let transcript = instance.dir.join("wrangler.log");
+    for (what, status, content_type, body) in &answers {
+        assert_eq!(
+            *status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{name}: {what}: {body}"
+        );
+        assert!(
+            content_type.starts_with("application/json"),
+            "{name}: {what}: content-type {content_type:?}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{name}: {what}: not JSON ({e}): {body}"));
+        assert_eq!(json["error"]["code"], "invalid_configuration", "{body}");
+        let message = json["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(variable),
+            "{name}: {what}: the message does not name {variable}: {message}"
+        );
+        assert_eq!(*body, expected_body, "{name}: {what}: as the native server");
+        for secret in [SECRET_ACCESS_KEY, ACCESS_KEY_ID, ACCOUNT_ID] {
+            assert!(
+                !body.contains(secret),
+                "{name}: {what}: leaks {secret}: {body}"
+            );
+        }
+    }
+    let panics: Vec<&String> = output
+        .iter()
+        .filter(|line| line.contains("panicked"))
+        .collect();
+    assert!(
+        panics.is_empty(),
+        "{name}: the Worker panicked (see {}):\n{}",
+        transcript.display(),
+        panics
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !instance.exited(),
+        "{name}: wrangler dev exited; its output:\n{}",
+        output.join("\n")
+    );
+    tokio::task::spawn_blocking(move || drop(instance))
+        .await
+        .expect("stopping wrangler");
+    assert!(
+        ping().await.is_err(),
+        "{name}: {base_url} still answers after the instance was dropped"
+    );
+}
