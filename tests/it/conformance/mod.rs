@@ -23,7 +23,8 @@
 //! turns it into a test that runs it on each target at once and names the
 //! target in failures. Checks that need a configuration of their own (wrong
 //! AWS secret, unreachable origin, `AUTH=none`) start a native gateway and
-//! are named `native_*`. The Worker target is left out only with
+//! are named `native_*`; [`worker_config`] starts Workers of its own with
+//! invalid configurations. The Worker target is left out only with
 //! `AGENT_EDGE_SKIP_WORKER=1`; if `wrangler dev` cannot start, every check
 //! fails on it with the reason and wrangler's last output.
 //!
