@@ -39,7 +39,7 @@ pub enum JwsAlgorithm {
 }
 
 impl JwsAlgorithm {
-    const RSA: [JwsAlgorithm; 6] = [
+    pub(crate) const RSA: [JwsAlgorithm; 6] = [
         JwsAlgorithm::Rs256,
         JwsAlgorithm::Rs384,
         JwsAlgorithm::Rs512,
