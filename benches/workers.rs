@@ -35,11 +35,19 @@
 //! - **wrangler dev**: the same bundle under `scripts/wrangler-dev.sh` (with
 //!   `AGENT_EDGE_WORKER_PREBUILT=1`), as the issue asks, on a light load
 //!   ([`WRANGLER_DEV`]) so that it survives, to show what the devtools cost.
+//! - **workerd**: the same bundle in `workerd serve` alone, on a
+//!   `workerd.capnp` written by this bench (the same modules, variables and
+//!   compatibility date): no proxy worker, no Miniflare entry worker in front
+//!   of it, so nearest to what runs on Cloudflare.
 //! - **js relay**: a baseline of what any streaming Worker costs in this
 //!   `workerd` on this machine: a few lines of JavaScript that fetch the
 //!   native gateway's original-mode stream (which checks the token and signs)
 //!   and rewrite it into the same text and trailer with a `TransformStream`,
-//!   in the same dev server with the inspector off.
+//!   in `workerd` alone.
+//! - **js pipe**: the floor: a Worker returning the native gateway's
+//!   transformed answer as it is, which `workerd` pipes to the client without
+//!   running any JavaScript per chunk; what remains is the runtime's own HTTP
+//!   and stream handling of the same 520 chunks in and out.
 //!
 //! Per target, after a warm-up (V8 tiers the Worker's wasm up while it runs):
 //! 1. **Time to first byte**: sequential requests on one keep-alive
@@ -51,13 +59,15 @@
 //!    cost without the per-event part).
 //! 3. **CPU time per request** over each of those loads: the server's
 //!    `utime + stime` clock ticks (`/proc/<pid>/stat`, `getconf CLK_TCK`)
-//!    after minus before, divided by the requests answered. For the Worker,
-//!    the `workerd` process that runs it (the one that does not own the
-//!    listening port: that one runs wrangler's proxy worker, reported beside
-//!    it with wrangler's node process). That is the whole runtime with its
-//!    HTTP stack and its side of the loopback `fetch`es, not just the
-//!    isolate's time, so an upper bound of what Cloudflare bills; the Worker
-//!    cannot time itself, its clock does not advance during computation. For
+//!    after minus before, divided by the requests answered. For the Worker
+//!    in the dev server, the `workerd` process that runs it (the one that
+//!    does not own the listening port: that one runs wrangler's proxy worker,
+//!    reported beside it with wrangler's node process); for `workerd` alone,
+//!    its process. That is the whole runtime with its HTTP stack and its side
+//!    of the loopback `fetch`es, not just the isolate's time, so an upper
+//!    bound of what Cloudflare bills (the **js pipe** row shows the part no
+//!    Worker code runs in); the Worker cannot time itself, its clock does not
+//!    advance during computation. For
 //!    the native gateway, the sum over its runtime's threads
 //!    (`/proc/self/task/*/stat`); the client and the demo origin run on
 //!    other threads.
@@ -73,7 +83,8 @@
 //! native gateway has no limit either). Each dev server runs in a process
 //! group of its own, killed when its target is done. Their output goes to
 //! `target/tmp/workers-bench-<pid>/*.log`. `AGENT_EDGE_SKIP_WORKER=1` benches
-//! the native gateway only.
+//! the native gateway only; `AGENT_EDGE_BENCH_ONLY=workerd,js pipe` (target
+//! names, comma-separated) runs only those Worker targets.
 //!
 //! Run: `cargo bench --bench workers`. Without `--bench` (as `cargo test
 //! --all-targets` runs bench targets) it prints a note and exits.
@@ -109,6 +120,12 @@ const ANSWER: Prompt = Prompt {
     body: r#"{"prompt":"/events 520 0"}"#,
     text_bytes: 1971,
 };
+/// The same text in deltas the size AgentCore sends (`002_*.txt`: 5 to 6
+/// tokens, about 22 characters each): six numbers per delta, 87 events.
+const ANSWER_IN_AGENTCORE_DELTAS: Prompt = Prompt {
+    body: r#"{"prompt":"/events 520 0 6"}"#,
+    text_bytes: 1971,
+};
 /// One event, `1`: what a request costs besides its events.
 const ONE_EVENT: Prompt = Prompt {
     body: r#"{"prompt":"/events 1 0"}"#,
@@ -118,6 +135,8 @@ const CPU_LIMIT_MS: f64 = 10.0;
 const AUDIENCE: &str = "workers-bench";
 const ISSUER_KEY: &str = include_str!("../tests/data/jwt/rsa-a.private.jwk.json");
 const SKIP_WORKER_VAR: &str = "AGENT_EDGE_SKIP_WORKER";
+/// Comma-separated names of the Worker targets to run (default: all).
+const ONLY_VAR: &str = "AGENT_EDGE_BENCH_ONLY";
 /// Thread name of the native gateway's runtime (at most 15 bytes: the kernel
 /// truncates `comm`).
 const GATEWAY_THREADS: &str = "bench-gateway";
@@ -126,6 +145,7 @@ const GATEWAY_THREADS: &str = "bench-gateway";
 /// up (a thousand requests still make a steady figure).
 const FRESH_POOL: usize = 2000;
 const FRESH_ONE_EVENT_POOL: usize = 1000;
+const FRESH_AGENTCORE_DELTAS_POOL: usize = 1500;
 
 /// How hard a target is driven.
 struct Profile {
@@ -173,7 +193,8 @@ const WRANGLER_DEV: Profile = Profile {
     fresh_tokens: true,
 };
 
-const JS_RELAY: Profile = Profile {
+/// The JavaScript baselines: the native gateway behind them checks the tokens.
+const JS: Profile = Profile {
     fresh_tokens: false,
     ..WORKER
 };
@@ -205,7 +226,12 @@ fn main() {
 
     let warm_up_fresh = NATIVE.warm_up_fresh;
     let ttfb_fresh = NATIVE.ttfb_samples;
-    let count = 1 + warm_up_fresh + ttfb_fresh + FRESH_POOL + FRESH_ONE_EVENT_POOL;
+    let count = 1
+        + warm_up_fresh
+        + ttfb_fresh
+        + FRESH_POOL
+        + FRESH_ONE_EVENT_POOL
+        + FRESH_AGENTCORE_DELTAS_POOL;
     eprintln!("minting {count} RS256 tokens...");
     let mut minted = mint_tokens(&issuer_url, count);
     let tokens = Tokens {
@@ -213,6 +239,7 @@ fn main() {
         warm_up: minted.drain(..warm_up_fresh).collect(),
         ttfb: minted.drain(..ttfb_fresh).collect(),
         one_event: Arc::new(minted.drain(..FRESH_ONE_EVENT_POOL).collect()),
+        agentcore_deltas: Arc::new(minted.drain(..FRESH_AGENTCORE_DELTAS_POOL).collect()),
         load: Arc::new(minted),
     };
     let client = reqwest::Client::builder()
@@ -256,18 +283,21 @@ fn main() {
     if std::env::var(SKIP_WORKER_VAR).is_ok_and(|v| v == "1") {
         notes.push(format!("Worker skipped ({SKIP_WORKER_VAR}=1)"));
     } else {
+        let only = std::env::var(ONLY_VAR).ok();
+        let only: Option<Vec<&str>> = only.as_deref().map(|list| list.split(',').collect());
         match WorkDir::prepare(&root, &vars, &server.url()) {
             Err(why) => notes.push(format!("Worker not benchmarked: {why}")),
             Ok(work) => {
                 for (target, launch, profile) in [
                     ("worker", Launch::DevServer(&work.worker_config), &WORKER),
                     ("wrangler dev", Launch::WranglerDev, &WRANGLER_DEV),
-                    (
-                        "js relay",
-                        Launch::DevServer(&work.js_relay_config),
-                        &JS_RELAY,
-                    ),
+                    ("workerd", Launch::Workerd(&work.workerd_worker), &WORKER),
+                    ("js relay", Launch::Workerd(&work.workerd_js_relay), &JS),
+                    ("js pipe", Launch::Workerd(&work.workerd_js_pipe), &JS),
                 ] {
+                    if !only.as_ref().is_none_or(|only| only.contains(&target)) {
+                        continue;
+                    }
                     let outcome = DevServer::start(&root, &work, target, launch).and_then(|dev| {
                         eprintln!("{target}: {} (output: {})", dev.base_url, dev.log.display());
                         let meters = dev.meters();
@@ -438,6 +468,7 @@ struct Tokens {
     /// fresh loads.
     load: Arc<Vec<String>>,
     one_event: Arc<Vec<String>>,
+    agentcore_deltas: Arc<Vec<String>>,
 }
 
 // ---- the client ----
@@ -605,6 +636,8 @@ struct Row {
     fresh: Option<Measure>,
     one_event: Measure,
     one_event_fresh: Option<Measure>,
+    /// Fresh tokens where the target verifies them, else the cached one.
+    agentcore_deltas: Measure,
     meter_names: Vec<String>,
     failures: Failures,
 }
@@ -702,6 +735,15 @@ async fn bench_target(
         fresh = Some(measure("520 events, fresh tokens", &ANSWER, source, profile.load).await);
     }
     let time = profile.one_event_load;
+    // The issue's case: a fresh token (where the target verifies tokens) and
+    // a 2 KB answer as AgentCore would send it.
+    let source = if profile.fresh_tokens {
+        pool(&tokens.agentcore_deltas)
+    } else {
+        repeat()
+    };
+    let what = "87 events (AgentCore-sized deltas), fresh tokens";
+    let agentcore_deltas = measure(what, &ANSWER_IN_AGENTCORE_DELTAS, source, time).await;
     let one_event = measure("1 event, cached token", &ONE_EVENT, repeat(), time).await;
     let mut one_event_fresh = None;
     if profile.fresh_tokens {
@@ -718,6 +760,7 @@ async fn bench_target(
         fresh,
         one_event,
         one_event_fresh,
+        agentcore_deltas,
         meter_names: meters.meters.iter().map(|(name, _)| name.clone()).collect(),
         failures,
     })
@@ -762,17 +805,18 @@ fn print_table(rows: &[Row], notes: &[String]) {
     println!();
     println!(
         "AUTH=jwt (RS256, 2048-bit), SigV4 to the demo origin, transformed mode, loopback; \
-         the answer: {} bytes of text in 520 events",
+         the answer: {} bytes of text in 520 events, or in 87 (AgentCore-sized deltas)",
         ANSWER.text_bytes
     );
     println!(
-        "{:<12} {:>5} | {:>7} {:>7} | {:>8} {:>8} | {:>12} {:>12} {:>12} {:>12} | {:>6}",
+        "{:<12} {:>5} | {:>7} {:>7} | {:>8} {:>8} | {:>12} {:>12} {:>12} {:>12} {:>12} | {:>6}",
         "",
         "",
         "rps",
         "rps",
         "TTFB p50",
         "TTFB p50",
+        "CPU ms/req",
         "CPU ms/req",
         "CPU ms/req",
         "CPU ms/req",
@@ -780,7 +824,7 @@ fn print_table(rows: &[Row], notes: &[String]) {
         ""
     );
     println!(
-        "{:<12} {:>5} | {:>7} {:>7} | {:>8} {:>8} | {:>12} {:>12} {:>12} {:>12} | {:>6}",
+        "{:<12} {:>5} | {:>7} {:>7} | {:>8} {:>8} | {:>12} {:>12} {:>12} {:>12} {:>12} | {:>6}",
         "target",
         "conns",
         "cached",
@@ -789,13 +833,14 @@ fn print_table(rows: &[Row], notes: &[String]) {
         "fresh",
         "fresh",
         "cached",
+        "87 ev fresh",
         "1 ev fresh",
         "1 ev cached",
         "failed"
     );
     for row in rows {
         println!(
-            "{:<12} {:>5} | {:>7} {:>7} | {:>8} {:>8} | {:>12} {:>12} {:>12} {:>12} | {:>6}",
+            "{:<12} {:>5} | {:>7} {:>7} | {:>8} {:>8} | {:>12} {:>12} {:>12} {:>12} {:>12} | {:>6}",
             row.target,
             row.connections,
             rps(Some(&row.cached)),
@@ -804,6 +849,7 @@ fn print_table(rows: &[Row], notes: &[String]) {
             ms(row.ttfb_fresh_ms),
             cpu(row.fresh.as_ref()),
             cpu(Some(&row.cached)),
+            cpu(Some(&row.agentcore_deltas)),
             cpu(row.one_event_fresh.as_ref()),
             cpu(Some(&row.one_event)),
             row.failures.count,
@@ -811,17 +857,20 @@ fn print_table(rows: &[Row], notes: &[String]) {
     }
     println!(
         "TTFB in ms; rps and CPU per answered request; fresh = a token never seen (RS256 verified), \
-         cached = one token repeated; 1 ev = the one-event stream"
+         cached = one token repeated (also for the 87-event load of targets that do not verify \
+         tokens: the JS baselines); 87 ev = the same answer in AgentCore-sized deltas; \
+         1 ev = the one-event stream"
     );
     println!("limit: {CPU_LIMIT_MS} ms of CPU per request (Cloudflare Workers free plan)");
     println!();
     for row in rows {
         let answered = |m: Option<&Measure>| m.map_or("-".to_owned(), |m| m.answered.to_string());
         println!(
-            "{}: answered {} fresh, {} cached, {} 1-event fresh, {} 1-event cached; CPU of {}",
+            "{}: answered {} fresh, {} cached, {} 87-event, {} 1-event fresh, {} 1-event cached; CPU of {}",
             row.target,
             answered(row.fresh.as_ref()),
             answered(Some(&row.cached)),
+            answered(Some(&row.agentcore_deltas)),
             answered(row.one_event_fresh.as_ref()),
             answered(Some(&row.one_event)),
             row.meter_names[0]
@@ -830,9 +879,10 @@ fn print_table(rows: &[Row], notes: &[String]) {
             let cpu =
                 |m: Option<&Measure>| m.map_or("-".to_owned(), |m| format!("{:.2}", m.cpu_ms[i]));
             println!(
-                "  beside it, {name}: {} fresh, {} cached, {} 1-event fresh, {} 1-event cached (ms/req)",
+                "  beside it, {name}: {} fresh, {} cached, {} 87-event, {} 1-event fresh, {} 1-event cached (ms/req)",
                 cpu(row.fresh.as_ref()),
                 cpu(Some(&row.cached)),
+                cpu(Some(&row.agentcore_deltas)),
                 cpu(row.one_event_fresh.as_ref()),
                 cpu(Some(&row.one_event)),
             );
@@ -970,8 +1020,11 @@ struct WorkDir {
     worker_config: PathBuf,
     /// The gateway's variables, KEY="VALUE" lines.
     env_file: PathBuf,
-    /// `wrangler.toml` of the JavaScript relay baseline.
-    js_relay_config: PathBuf,
+    /// `workerd` configurations (`workerd.capnp` files): the Worker bundle,
+    /// and the two JavaScript baselines in front of the native gateway.
+    workerd_worker: PathBuf,
+    workerd_js_relay: PathBuf,
+    workerd_js_pipe: PathBuf,
 }
 
 /// How a dev server is started.
@@ -981,6 +1034,9 @@ enum Launch<'a> {
     DevServer(&'a Path),
     /// `scripts/wrangler-dev.sh` on the Worker's configuration.
     WranglerDev,
+    /// `workerd serve` on this `workerd.capnp`: the runtime alone, without
+    /// wrangler's proxy worker and Miniflare's entry worker.
+    Workerd(&'a Path),
 }
 
 /// Starts a Worker with wrangler's dev server API, without the devtools
@@ -1052,6 +1108,62 @@ export default {
 };
 "#;
 
+/// The floor of a streaming Worker: the native gateway's answer returned as
+/// is, so `workerd` pipes it to the client without running JavaScript per
+/// chunk. What is left is the runtime's own HTTP and stream handling.
+const JS_PIPE_WORKER: &str = r#"
+export default {
+  fetch(request, env) {
+    const url = new URL(request.url);
+    return fetch(`${env.UPSTREAM}${url.pathname}${url.search}`, request);
+  },
+};
+"#;
+
+/// A `workerd.capnp` serving ES `modules` (name, file relative to the
+/// configuration) with text `bindings` on a socket named `http` (its address
+/// is given on the command line), fetching anything, loopback included.
+fn workerd_capnp(
+    modules: &[(&str, &str)],
+    bindings: &[(String, String)],
+    compatibility_date: &str,
+) -> String {
+    let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+    let modules: Vec<String> = modules
+        .iter()
+        .map(|(name, file)| {
+            let kind = if name.ends_with(".wasm") {
+                "wasm"
+            } else {
+                "esModule"
+            };
+            format!("(name = {}, {kind} = embed {})", quote(name), quote(file))
+        })
+        .collect();
+    let bindings: Vec<String> = bindings
+        .iter()
+        .map(|(name, value)| format!("(name = {}, text = {})", quote(name), quote(value)))
+        .collect();
+    format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = (
+      modules = [{}],
+      compatibilityDate = {},
+      bindings = [{}],
+    )),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:0", http = (), service = "main")],
+);
+"#,
+        modules.join(", "),
+        quote(compatibility_date),
+        bindings.join(", "),
+    )
+}
+
 impl WorkDir {
     /// Builds the Worker and writes the dev servers' files.
     fn prepare(
@@ -1109,25 +1221,52 @@ impl WorkDir {
         write(&env_file, &env_text)?;
         write(&dir.join("start-worker.mjs"), START_WORKER_JS)?;
 
-        let relay = dir.join("js-relay");
-        std::fs::create_dir_all(&relay).map_err(|e| format!("{}: {e}", relay.display()))?;
-        write(&relay.join("worker.js"), JS_RELAY_WORKER)?;
+        // The same bundle and variables for `workerd` alone; the baselines
+        // get the native gateway's URL.
         let compatibility_date = manifest
             .lines()
-            .find(|line| line.trim_start().starts_with("compatibility_date"))
-            .unwrap_or("compatibility_date = \"2026-04-20\"");
-        let js_relay_config = relay.join("wrangler.toml");
-        write(
-            &js_relay_config,
-            &format!(
-                "name = \"js-relay\"\nmain = \"worker.js\"\n{compatibility_date}\n\n[vars]\nUPSTREAM = \"{native_url}\"\n"
-            ),
+            .find_map(|line| {
+                let value = line.trim_start().strip_prefix("compatibility_date")?;
+                Some(
+                    value
+                        .trim_start()
+                        .strip_prefix('=')?
+                        .trim()
+                        .trim_matches('"'),
+                )
+            })
+            .unwrap_or("2026-04-20");
+        let workerd_config =
+            |name: &str, modules: &[(&str, &str)], bindings: &[(String, String)]| {
+                let path = dir.join(format!("{name}.capnp"));
+                write(&path, &workerd_capnp(modules, bindings, compatibility_date))?;
+                Ok::<PathBuf, String>(path)
+            };
+        let workerd_worker = workerd_config(
+            "workerd-worker",
+            &[
+                ("index.js", "build/index.js"),
+                ("index_bg.wasm", "build/index_bg.wasm"),
+            ],
+            vars,
         )?;
+        write(&dir.join("js-relay.js"), JS_RELAY_WORKER)?;
+        write(&dir.join("js-pipe.js"), JS_PIPE_WORKER)?;
+        let upstream = [("UPSTREAM".to_owned(), native_url.to_owned())];
+        let workerd_js_relay = workerd_config(
+            "workerd-js-relay",
+            &[("worker.js", "js-relay.js")],
+            &upstream,
+        )?;
+        let workerd_js_pipe =
+            workerd_config("workerd-js-pipe", &[("worker.js", "js-pipe.js")], &upstream)?;
         Ok(WorkDir {
             dir,
             worker_config,
             env_file,
-            js_relay_config,
+            workerd_worker,
+            workerd_js_relay,
+            workerd_js_pipe,
         })
     }
 }
@@ -1138,6 +1277,8 @@ struct DevServer {
     pid: u32,
     base_url: String,
     log: PathBuf,
+    /// `workerd` alone: its one process is the target.
+    runtime_only: bool,
 }
 
 impl DevServer {
@@ -1149,6 +1290,7 @@ impl DevServer {
     ) -> Result<DevServer, String> {
         let name = target.replace(' ', "-");
         let state = work.dir.join(format!("state-{name}"));
+        let mut known_url = None;
         let mut command = match launch {
             Launch::DevServer(config) => {
                 let mut command = Command::new("node");
@@ -1161,6 +1303,19 @@ impl DevServer {
                     .env("WRANGLER_SEND_METRICS", "false")
                     .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
                     .env("CI", "true");
+                command
+            }
+            Launch::Workerd(config) => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|listener| listener.local_addr())
+                    .map_err(|e| format!("finding a free port: {e}"))?
+                    .port();
+                known_url = Some(format!("http://127.0.0.1:{port}"));
+                let mut command = Command::new(root.join("node_modules/.bin/workerd"));
+                command
+                    .arg("serve")
+                    .arg(config)
+                    .arg(format!("--socket-addr=http=127.0.0.1:{port}"));
                 command
             }
             Launch::WranglerDev => {
@@ -1220,14 +1375,18 @@ impl DevServer {
             pid,
             base_url: String::new(),
             log,
+            runtime_only: matches!(launch, Launch::Workerd(_)),
         };
         let fail = |why: &str| {
             let tail = tail.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
             format!("the dev server did not start: {why}; its last output:\n{tail}")
         };
-        server.base_url = ready_rx
-            .recv_timeout(Duration::from_secs(180))
-            .map_err(|_| fail("no \"Ready on\" line"))?;
+        server.base_url = match known_url {
+            Some(url) => url,
+            None => ready_rx
+                .recv_timeout(Duration::from_secs(180))
+                .map_err(|_| fail("no \"Ready on\" line"))?,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ping(&server.base_url) {
             if Instant::now() > deadline || server.child.try_wait().ok().flatten().is_some() {
@@ -1241,6 +1400,12 @@ impl DevServer {
     /// The `workerd` running the Worker (the one not listening on the
     /// public port), then wrangler's proxy `workerd` and its node processes.
     fn meters(&self) -> Vec<(String, CpuMeter)> {
+        if self.runtime_only {
+            return vec![(
+                format!("workerd (pid {})", self.pid),
+                CpuMeter::Processes(vec![self.pid]),
+            )];
+        }
         let port: u16 = self
             .base_url
             .rsplit(':')

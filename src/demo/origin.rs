@@ -30,8 +30,10 @@
 //!
 //! ## Test prompts
 //! A `prompt` starting with `/` scripts the answer instead:
-//! - `/events N [MS]`: N deltas `"1"`, `" 2"`, … `MS` milliseconds apart
-//!   (default `word_delay`), then the usual closing events.
+//! - `/events N [MS [K]]`: the numbers `1 2 … N` as text, K numbers per
+//!   delta (default 1: `"1"`, `" 2"`, …), the deltas `MS` milliseconds apart
+//!   (default `word_delay`), then the usual closing events. K = 6 makes
+//!   deltas of about 22 characters, the size AgentCore sends in `002_*.txt`.
 //! - `/error-after N`: N deltas, then the SDK's mid-stream error event
 //!   `{"error": ..., "error_type": "RuntimeError", "message": "An error occurred during streaming"}`,
 //!   and the stream ends.
@@ -757,15 +759,23 @@ impl Script {
         let words: Vec<&str> = prompt.split_whitespace().collect();
         let input_tokens = words.len().max(1);
         let number = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
-        let counted = |n: u64, delay: Duration, end: End| {
+        let counted_in = |n: u64, per_delta: u64, delay: Duration, end: End| {
+            let numbers: Vec<u64> = (1..=n.min(100_000)).collect();
+            let per_delta = usize::try_from(per_delta.clamp(1, 1000)).unwrap_or(1);
             Script::Stream(Plan {
-                deltas: (1..=n.min(100_000))
-                    .map(|i| {
-                        if i == 1 {
-                            "1".to_owned()
-                        } else {
-                            format!(" {i}")
-                        }
+                deltas: numbers
+                    .chunks(per_delta)
+                    .map(|group| {
+                        group
+                            .iter()
+                            .map(|i| {
+                                if *i == 1 {
+                                    "1".to_owned()
+                                } else {
+                                    format!(" {i}")
+                                }
+                            })
+                            .collect()
                     })
                     .collect(),
                 delay,
@@ -773,12 +783,14 @@ impl Script {
                 end,
             })
         };
+        let counted = |n: u64, delay: Duration, end: End| counted_in(n, 1, delay, end);
         match words.first().copied() {
             Some("/events") if number(1).is_some() => {
                 let delay = number(2)
                     .map(|ms| Duration::from_millis(ms.min(60_000)))
                     .unwrap_or(word_delay);
-                return counted(number(1).unwrap_or(0), delay, End::Complete);
+                let per_delta = number(3).unwrap_or(1);
+                return counted_in(number(1).unwrap_or(0), per_delta, delay, End::Complete);
             }
             Some("/error-after") if number(1).is_some() => {
                 return counted(number(1).unwrap_or(0), word_delay, End::SdkError)
@@ -1367,6 +1379,26 @@ mod tests {
             .collect();
         assert_eq!(texts, ["1", " 2", " 3", " 4", " 5"]);
         assert_eq!(events.len(), 9);
+    }
+
+    #[tokio::test]
+    async fn events_prompt_groups_numbers_into_deltas() {
+        let origin = start(fast()).await;
+        let body = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/events 8 0 3"}"#,
+            SystemTime::now(),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+        let texts: Vec<String> = data_lines(&body)
+            .iter()
+            .filter_map(|e| e["event"]["contentBlockDelta"]["delta"]["text"].as_str())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(texts, ["1 2 3", " 4 5 6", " 7 8"]);
     }
 
     #[tokio::test]
