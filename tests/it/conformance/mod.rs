@@ -45,6 +45,7 @@ mod stack;
 mod tap;
 pub mod tokens;
 mod worker;
+mod worker_cache;
 mod worker_config;
 
 mod cors;

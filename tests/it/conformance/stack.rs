@@ -159,7 +159,7 @@ pub fn issuer_url() -> &'static str {
 }
 
 /// The configuration shared by both targets.
-fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(String, String)> {
+pub fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = demo
         .gateway_vars()
         .into_iter()

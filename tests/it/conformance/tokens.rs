@@ -87,21 +87,24 @@ impl Issuer {
     pub async fn spawn() -> Issuer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind issuer");
         let url = format!("http://{}", listener.local_addr().expect("address"));
-        let discovery = json!({
-            "issuer": url,
-            "jwks_uri": format!("{url}/.well-known/jwks.json"),
-            "id_token_signing_alg_values_supported": ["RS256"],
-        });
-        let jwks = json!({ "keys": [public_jwk(ISSUER_KEY)] });
-        serve_documents(
-            listener,
-            vec![
-                ("/.well-known/openid-configuration".into(), discovery),
-                ("/.well-known/jwks.json".into(), jwks),
-            ],
-        );
+        serve_documents(listener, issuer_documents(&url));
         Issuer { url }
     }
+}
+
+/// The issuer at `url`'s documents, each with its path: the OIDC discovery
+/// document and the key set.
+pub fn issuer_documents(url: &str) -> Vec<(String, Value)> {
+    let discovery = json!({
+        "issuer": url,
+        "jwks_uri": format!("{url}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    let jwks = json!({ "keys": [public_jwk(ISSUER_KEY)] });
+    vec![
+        ("/.well-known/openid-configuration".into(), discovery),
+        ("/.well-known/jwks.json".into(), jwks),
+    ]
 }
 
 /// Serves each JSON document at its path (GET), 404 elsewhere, until the

@@ -15,10 +15,11 @@
 //!
 //! Each instance's state and output live in
 //! `target/tmp/conformance-worker-<pid>-<name>/` (`vars.env`, `state/`, and
-//! `wrangler.log`, everything it printed).
+//! `wrangler.log`, everything it printed); [`start_with_state`] puts the
+//! state elsewhere, to share it between instances.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -118,11 +119,33 @@ pub fn start_named(
     vars: &[(String, String)],
     logs: LogBuffer,
 ) -> Result<WorkerInstance, String> {
+    start_in(name, vars, logs, None)
+}
+
+/// [`start_named`], with its local state (the Cache API) in `state`
+/// instead of a fresh directory: instances started one after another on
+/// the same `state` find what the previous ones stored.
+pub fn start_with_state(
+    name: &str,
+    vars: &[(String, String)],
+    logs: LogBuffer,
+    state: &Path,
+) -> Result<WorkerInstance, String> {
+    start_in(name, vars, logs, Some(state))
+}
+
+fn start_in(
+    name: &str,
+    vars: &[(String, String)],
+    logs: LogBuffer,
+    state: Option<&Path>,
+) -> Result<WorkerInstance, String> {
     let root = repository();
     let dir = root
         .join("target")
         .join("tmp")
         .join(format!("conformance-worker-{}-{name}", std::process::id()));
+    let state = state.map_or_else(|| dir.join("state"), Path::to_path_buf);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let env_file = dir.join("vars.env");
     let mut env_text = String::new();
@@ -144,7 +167,7 @@ pub fn start_named(
         .arg("--env-file")
         .arg(&env_file)
         .arg("--persist-to")
-        .arg(dir.join("state"))
+        .arg(&state)
         .current_dir(&root)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
