@@ -399,12 +399,16 @@ impl<P: Platform> StreamBody<P> {
     fn end(&mut self, error: Option<StreamError>) -> Bytes {
         self.origin = None;
         self.sleep = None;
-        let outcome = if error.is_some() {
+        // The transformer's own limit error, or the origin's failure.
+        let code = error
+            .as_ref()
+            .map(|e| e.code)
+            .or_else(|| self.transformer.ended_with_error());
+        let outcome = if code.is_some() {
             "origin_error"
         } else {
             "complete"
         };
-        let code = error.as_ref().map(|e| e.code);
         let tail = self.transformer.finish(error);
         if let Some(mut log) = self.log.take() {
             log.outcome = Some(outcome);

@@ -138,6 +138,8 @@ pub struct Transformer {
     keepalive_ms: Option<u64>,
     session_id: String,
     finished: bool,
+    /// The stream was ended by an event over `max_event_bytes`.
+    cut_by_limit: bool,
     /// Time of the last origin byte or keepalive.
     last_activity_ms: u64,
     /// Original mode: what the client's parser has seen.
@@ -163,6 +165,7 @@ impl Transformer {
             keepalive_ms: opts.keepalive_ms.filter(|&ms| ms > 0),
             session_id: opts.session_id,
             finished: false,
+            cut_by_limit: false,
             last_activity_ms: now_ms,
             tracker: BoundaryTracker::new(opts.max_event_bytes),
             bom_hold: None,
@@ -260,6 +263,12 @@ impl Transformer {
         self.finished
     }
 
+    /// The error code the transformer ended the stream with itself
+    /// ([`EVENT_TOO_LARGE`]), for the log line; `None` otherwise.
+    pub fn ended_with_error(&self) -> Option<&'static str> {
+        self.cut_by_limit.then_some(EVENT_TOO_LARGE)
+    }
+
     /// Token usage summed so far (the metadata `usage` object), for the log
     /// line. Known in transformed mode only: original mode does not parse.
     pub fn usage(&self) -> Option<&Value> {
@@ -296,6 +305,7 @@ impl Transformer {
             Ok(()) => chunk,
             Err(EventTooLarge { event_start }) => {
                 self.finished = true;
+                self.cut_by_limit = true;
                 let mut out = BytesMut::new();
                 match event_start {
                     // The cut leaves the client at an event boundary.
@@ -325,6 +335,7 @@ impl Transformer {
                 Ok(None) => return self.extract.out.split().freeze(),
                 Err(_) => {
                     self.finished = true;
+                    self.cut_by_limit = true;
                     self.extract
                         .record_error(Some(StreamError::event_too_large(self.max_event_bytes)));
                     return self.trailer();
@@ -336,6 +347,7 @@ impl Transformer {
     fn push_json(&mut self, chunk: &[u8]) -> Bytes {
         if self.json_body.len() + chunk.len() > self.max_event_bytes {
             self.finished = true;
+            self.cut_by_limit = true;
             self.json_body = Vec::new();
             self.extract
                 .record_error(Some(StreamError::event_too_large(self.max_event_bytes)));
@@ -1225,6 +1237,8 @@ mod tests {
         );
         assert_eq!(String::from_utf8_lossy(&out), expected);
         assert!(t.is_finished());
+        // `[DONE]` is a normal end, not an error.
+        assert_eq!(t.ended_with_error(), None);
         assert!(t
             .push(Bytes::from_static(b"data: \"more\"\n\n"), 0)
             .is_empty());
@@ -1245,6 +1259,7 @@ mod tests {
         );
         let ok = t.push(Bytes::from(sse(&[r#""fits""#])), 0);
         assert_eq!(&ok[..], b"fits");
+        assert_eq!(t.ended_with_error(), None);
         let big = format!("data: \"{}", "x".repeat(40));
         assert!(t.push(Bytes::from(big.clone()), 0).is_empty());
         let out = t.push(Bytes::from(big), 0);
@@ -1255,6 +1270,7 @@ mod tests {
         );
         assert_eq!(String::from_utf8_lossy(&out), expected);
         assert!(t.is_finished());
+        assert_eq!(t.ended_with_error(), Some(EVENT_TOO_LARGE));
         assert!(t.finish(None).is_empty());
         assert!(t.parser.next_event(&mut &b"\n\n"[..]).is_err());
     }
@@ -1519,6 +1535,7 @@ mod tests {
             format!("data: ok\n\n: c\n{error}")
         );
         assert!(t.is_finished());
+        assert_eq!(t.ended_with_error(), Some(EVENT_TOO_LARGE));
         assert!(t.push(Bytes::from_static(b"data: more\n\n"), 0).is_empty());
         assert!(t.finish(None).is_empty());
         assert_eq!(t.idle_deadline(), None);
