@@ -94,7 +94,9 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let limit = shared.gateway.config().max_body_bytes;
     let response = driver::handle(&shared, &platform, head, read_body(request, limit)).await;
     if key_set_stamp(&shared) != before {
-        store_shared_key_set(&shared).await;
+        // After the response, off this request's path.
+        let shared = shared.clone();
+        ctx.wait_until(async move { store_shared_key_set(&shared).await });
     }
     to_worker_response(response, &ctx)
 }

@@ -272,9 +272,17 @@ fn get_ping(base_url: &str) -> Option<(u16, String)> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /ping HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
+    // wrangler keeps the connection open despite `Connection: close`: read
+    // the head, then `Content-Length` bytes, rather than to the end (which
+    // would wait for the read timeout).
     let mut response = Vec::new();
-    // A timeout after some bytes still leaves a usable status line.
-    let _ = stream.read_to_end(&mut response);
+    let mut buffer = [0u8; 4096];
+    while !complete_response(&response) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+    }
     let response = String::from_utf8_lossy(&response);
     let (status_line, rest) = response.split_once("\r\n")?;
     let status = status_line
@@ -283,6 +291,22 @@ fn get_ping(base_url: &str) -> Option<(u16, String)> {
         .parse()
         .ok()?;
     Some((status, rest.to_owned()))
+}
+
+/// Whether `response` holds a whole HTTP/1.1 response with a
+/// `Content-Length` body (all `/ping` answers and errors have one).
+fn complete_response(response: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(response);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .is_some_and(|length| body.len() >= length)
 }
 
 /// `http://127.0.0.1:<port>` from wrangler's "Ready on http://..." line.
