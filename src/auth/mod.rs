@@ -26,6 +26,11 @@
 //! }
 //! ```
 //!
+//! With [`Authenticator::use_platform_rsa`] (the Workers adapter: WebCrypto),
+//! `check` may also answer [`Check::VerifySignature`]: the adapter checks
+//! that RSA signature, passes the verdict to [`Authenticator::on_signature`]
+//! and checks again (`platform_rsa`).
+//!
 //! The loop ends: a `Fetch` is only returned when a fetch is allowed, and
 //! every completed key set fetch (good or bad) bars the next one for a
 //! minute, so after at most a discovery and a key set fetch `check` answers.
@@ -38,6 +43,7 @@
 
 pub mod jwks;
 mod keys;
+mod platform_rsa;
 pub mod reject;
 mod rsa_key;
 mod token_cache;
@@ -50,10 +56,13 @@ use crate::error::GatewayError;
 
 pub use jwks::JwsAlgorithm;
 pub use keys::{MIN_REFETCH_INTERVAL, STALE_GRACE};
+pub use platform_rsa::SignatureCheck;
 pub use reject::{Reason, MAX_TOKEN_BYTES};
 pub use token_cache::DEFAULT_CAPACITY as DEFAULT_TOKEN_CACHE_CAPACITY;
 
+use jwks::PublicKey;
 use keys::{KeyLookup, KeyStore};
+use platform_rsa::{Verdict, Verdicts};
 use token_cache::{Lookup, VerifiedTokens};
 
 /// What a verified token says about its caller.
@@ -75,6 +84,10 @@ pub enum Check {
     /// Perform this GET, pass the result to [`Authenticator::on_fetched`],
     /// then call `check` again.
     Fetch(FetchRequest),
+    /// Check this RSA signature, pass the verdict to
+    /// [`Authenticator::on_signature`], then call `check` again. Only after
+    /// [`Authenticator::use_platform_rsa`].
+    VerifySignature(SignatureCheck),
 }
 
 /// Why a fetch is needed.
@@ -118,6 +131,9 @@ pub struct Authenticator {
     keys: KeyStore,
     tokens: VerifiedTokens,
     stats: AuthStats,
+    /// RSA signatures go to the platform ([`Check::VerifySignature`]).
+    platform_rsa: bool,
+    verdicts: Verdicts,
 }
 
 impl Authenticator {
@@ -132,7 +148,28 @@ impl Authenticator {
             keys,
             tokens: VerifiedTokens::new(token_cache::DEFAULT_CAPACITY),
             stats: AuthStats::default(),
+            platform_rsa: false,
+            verdicts: Verdicts::default(),
         }
+    }
+
+    /// Hands RSA signature checks to the adapter ([`Check::VerifySignature`]),
+    /// for platforms whose native crypto beats the in-process one (WebCrypto
+    /// on Workers).
+    pub fn use_platform_rsa(&mut self) {
+        self.platform_rsa = true;
+    }
+
+    /// Takes the platform's verdict on a [`Check::VerifySignature`]:
+    /// `Some(valid)`, or `None` when it could not check (the next `check`
+    /// then verifies in-process).
+    pub fn on_signature(&mut self, check: &SignatureCheck, verdict: Option<bool>) {
+        let verdict = match verdict {
+            Some(true) => Verdict::Valid,
+            Some(false) => Verdict::Invalid,
+            None => Verdict::InProcess,
+        };
+        self.verdicts.insert(check, verdict);
     }
 
     /// Sets how many verified tokens are remembered (`0` disables the cache).
@@ -154,6 +191,7 @@ impl Authenticator {
         match self.try_check(authorization, now) {
             Ok(verified) => Check::Verified(verified),
             Err(Outcome::Fetch(request)) => Check::Fetch(request),
+            Err(Outcome::VerifySignature(check)) => Check::VerifySignature(*check),
             Err(Outcome::Reject(reason)) => Check::Rejected(reason.to_error()),
         }
     }
@@ -189,8 +227,28 @@ impl Authenticator {
             KeyLookup::Fetch(request) => return Err(Outcome::Fetch(request)),
             KeyLookup::Reject(reason) => return Err(reason.into()),
         };
-        self.stats.signature_checks += 1;
-        let claims = verify::verify_signature(&untrusted, alg, key)?;
+        let platform_checks =
+            self.platform_rsa && key.allows(alg) && matches!(key.public, PublicKey::Rsa(_));
+        let claims = if platform_checks {
+            match self.verdicts.take(&digest, &key.thumbprint) {
+                None => {
+                    let check = verify::signature_check(token, &untrusted, alg, key, digest);
+                    return Err(Outcome::VerifySignature(Box::new(check)));
+                }
+                Some(Verdict::Valid) => {
+                    self.stats.signature_checks += 1;
+                    verify::trusted_claims(&untrusted)?
+                }
+                Some(Verdict::Invalid) => return Err(Reason::BadSignature.into()),
+                Some(Verdict::InProcess) => {
+                    self.stats.signature_checks += 1;
+                    verify::verify_signature(&untrusted, alg, key)?
+                }
+            }
+        } else {
+            self.stats.signature_checks += 1;
+            verify::verify_signature(&untrusted, alg, key)?
+        };
         let (verified, validity) = verify::check_claims(&claims, &self.config, now)?;
         let key_thumbprint = key.thumbprint;
         self.tokens.insert(
@@ -263,6 +321,7 @@ impl std::fmt::Debug for Authenticator {
 /// Why `try_check` did not verify.
 enum Outcome {
     Fetch(FetchRequest),
+    VerifySignature(Box<SignatureCheck>),
     Reject(Reason),
 }
 

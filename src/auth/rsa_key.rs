@@ -53,6 +53,18 @@ pub(crate) fn decode(jwk: &JsonWebKey<'_>) -> Result<RsaKey, &'static str> {
     Ok(key)
 }
 
+/// The key's modulus and public exponent, big-endian.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn components(key: &RsaKey) -> (Vec<u8>, Vec<u8>) {
+    (key.n.clone(), key.e.clone())
+}
+/// The key's modulus and public exponent, big-endian.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn components(key: &RsaKey) -> (Vec<u8>, Vec<u8>) {
+    use rsa::traits::PublicKeyParts as _;
+    (key.n().to_bytes_be(), key.e().to_bytes_be())
+}
+
 /// The RSA algorithm for `alg` on this target; `None` for non-RSA ones.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn algorithm(alg: JwsAlgorithm) -> Option<RsaAlgorithm> {

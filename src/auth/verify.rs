@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::jwks::{JwsAlgorithm, Key, PublicKey};
+use super::platform_rsa::SignatureCheck;
 use super::reject::Reason;
 use super::rsa_key;
 use super::token_cache::Validity;
@@ -98,6 +99,39 @@ pub(crate) fn verify_signature(
         Ok(token) => Ok(token.into_parts().1),
         Err(ValidationError::MalformedClaims(_)) => Err(Reason::MalformedClaims),
         Err(_) => Err(Reason::BadSignature),
+    }
+}
+
+/// The claims of a token whose signature the platform found good
+/// ([`super::platform_rsa`]).
+pub(crate) fn trusted_claims(token: &Untrusted<'_>) -> Result<ClaimSet, Reason> {
+    token
+        .deserialize_claims_unchecked()
+        .map_err(|_| Reason::MalformedClaims)
+}
+
+/// What the platform needs to check `token`'s RSA signature with `key`.
+pub(crate) fn signature_check(
+    token: &str,
+    untrusted: &Untrusted<'_>,
+    alg: JwsAlgorithm,
+    key: &Key,
+    token_digest: [u8; 32],
+) -> SignatureCheck {
+    let (modulus, exponent) = match &key.public {
+        PublicKey::Rsa(public) => rsa_key::components(public),
+        _ => (Vec::new(), Vec::new()),
+    };
+    // A parsed token has its two dots.
+    let signed_data = token.rsplit_once('.').map_or(token, |(data, _)| data);
+    SignatureCheck {
+        alg,
+        key_thumbprint: key.thumbprint,
+        modulus,
+        exponent,
+        signed_data: signed_data.as_bytes().to_vec(),
+        signature: untrusted.signature_bytes().to_vec(),
+        token_digest,
     }
 }
 

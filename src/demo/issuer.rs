@@ -254,6 +254,7 @@ mod tests {
             match auth.check(Some(&header), now) {
                 Check::Verified(v) => break v,
                 Check::Rejected(e) => panic!("{e:?}"),
+                Check::VerifySignature(_) => panic!("in-process verification by default"),
                 Check::Fetch(request) => {
                     let response = client.get(&request.url).send().await.unwrap();
                     let cache_control = response

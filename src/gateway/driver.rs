@@ -23,7 +23,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::rate_limit::{RateDecision, RateLimiter};
 use super::{Gateway, RequestContext, RequestLog, Route, StreamStart};
-use crate::auth::{Authenticator, Check, FetchRequest, FetchResponse, Verified};
+use crate::auth::{Authenticator, Check, FetchRequest, FetchResponse, SignatureCheck, Verified};
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
 use crate::sse::{StreamError, Transformer};
@@ -72,6 +72,14 @@ pub trait Platform: Clone + Unpin {
         &self,
         request: &FetchRequest,
     ) -> impl Future<Output = Result<FetchResponse, String>>;
+    /// Checks an RSA signature with the platform's crypto (WebCrypto on
+    /// Workers): `None` when it cannot, and the core then verifies it
+    /// in-process. Asked only by an authenticator set to
+    /// [`Authenticator::use_platform_rsa`].
+    fn verify_rsa(&self, check: &SignatureCheck) -> impl Future<Output = Option<bool>> {
+        let _ = check;
+        std::future::ready(None)
+    }
     /// A platform rate limiter (the Workers binding), or `None` to use the
     /// configured in-process one.
     fn rate_limit(&self, key: &str) -> impl Future<Output = Option<RateDecision>>;
@@ -251,6 +259,10 @@ async fn authenticate<P: Platform>(
         match check {
             Check::Verified(verified) => return Ok(Some(verified)),
             Check::Rejected(error) => return Err(error),
+            Check::VerifySignature(check) => {
+                let verdict = platform.verify_rsa(&check).await;
+                lock(authenticator).on_signature(&check, verdict);
+            }
             Check::Fetch(request) => {
                 if P::SHARES_IO_ACROSS_REQUESTS && fetch_turn.is_none() {
                     // Wait for any refresh in flight, then look again: it may
