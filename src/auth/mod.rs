@@ -38,7 +38,9 @@
 //! Submodules: [`reject`] (reasons and RFC 6750 responses), [`jwks`] (key
 //! sets, algorithms, discovery), `keys` (when to fetch), `verify` (one
 //! token), `rsa_key` (RSA signatures: `ring` natively, for speed; the `rsa`
-//! crate on wasm32), `token_cache` (verified tokens). Signatures are checked
+//! crate on wasm32), `platform_rsa` (RSA signatures handed to the platform:
+//! WebCrypto on Workers, with `rsa_key` as the fallback), `token_cache`
+//! (verified tokens). Signatures are checked
 //! through `jwt-compact`; only the policy around it is written here.
 
 pub mod jwks;

@@ -17,7 +17,8 @@
 //! clang (with gcc alone it fails: `failed to find tool "clang"`), and its
 //! randomness needs the `wasm32_unknown_unknown_js` feature. That is a C
 //! toolchain in the Worker build for an unmeasured gain, so the Worker keeps
-//! the pure-Rust path.
+//! the pure-Rust path, as the fallback: it hands RSA checks to WebCrypto
+//! first (`super::platform_rsa`), which is native code in the runtime.
 //!
 //! The two backends change nothing else: both plug into `jwt-compact` as an
 //! [`Algorithm`], so the token goes through the same `Validator` (the
