@@ -3,6 +3,7 @@
 mod botocore;
 mod cli;
 mod conformance;
+mod native_stack;
 mod pyenv;
 mod pyjwt;
 mod sigv4;

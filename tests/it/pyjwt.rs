@@ -13,15 +13,12 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use agent_edge::config::Config;
-use agent_edge::demo::origin::{self as demo, DemoOriginSettings};
-use agent_edge::platform::native;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::conformance::tokens::serve_documents;
+use crate::native_stack::NativeStack;
 
 const AUDIENCE: &str = "pyjwt-client";
 
@@ -66,50 +63,24 @@ async fn pyjwt_tokens_against_the_native_gateway() {
         ],
     );
 
-    let origin = demo::spawn(
-        DemoOriginSettings::demo(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut vars: Vec<(&str, String)> = origin.gateway_vars();
-    vars.extend([
-        ("AUTH", "jwt".to_owned()),
-        ("JWT_ISSUER", issuer.clone()),
-        ("JWT_AUDIENCE", AUDIENCE.to_owned()),
-    ]);
-    let config = Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let logs = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = logs.clone();
-    let gateway = native::spawn(
-        config,
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_owned())),
-    )
-    .await
-    .unwrap();
+    let stack = NativeStack::start(&[
+        ("AUTH", "jwt"),
+        ("JWT_ISSUER", &issuer),
+        ("JWT_AUDIENCE", AUDIENCE),
+    ])
+    .await;
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let call = |token: &str, request_id: String| {
         client
-            .post(format!("{}/invocations", gateway.url()))
+            .post(stack.invocations_url())
             .header("content-type", "application/json")
             .header("x-request-id", request_id)
             .bearer_auth(token)
             .body(r#"{"prompt":"/events 1 1"}"#)
             .send()
     };
-    let log_detail = |request_id: &str| {
-        logs.lock().unwrap().iter().find_map(|line| {
-            let line: Value = serde_json::from_str(line).ok()?;
-            (line["request_id"] == request_id).then(|| line["detail"].clone())
-        })
-    };
+    let log_detail = |request_id: &str| stack.request_log(request_id).map(|l| l["detail"].clone());
 
     let mut failures = Vec::new();
     let accepted = minted["accepted"].as_array().expect("accepted tokens");
@@ -157,7 +128,7 @@ async fn pyjwt_tokens_against_the_native_gateway() {
             failures.push(format!("{name}: the answer echoes the token"));
         }
     }
-    for line in logs.lock().unwrap().iter() {
+    for line in stack.log_lines().iter() {
         if line.contains("eyJ") {
             failures.push(format!("a log line holds a token: {line}"));
         }
