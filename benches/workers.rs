@@ -89,31 +89,26 @@
 //! Run: `cargo bench --bench workers`. Without `--bench` (as `cargo test
 //! --all-targets` runs bench targets) it prints a note and exits.
 
-use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use agent_edge::config::Config;
 use agent_edge::demo::origin::{self as demo_origin, DemoOrigin, DemoOriginSettings};
 use agent_edge::platform::native;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use jwt_compact::alg::{Rsa, RsaPrivateKey};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmSignature as _};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
+
+#[path = "../tests/support/issuer.rs"]
+#[allow(dead_code)] // the bench needs only the issuer's half of it
+mod issuer_support;
+use issuer_support::{header, issuer_documents, mint, serve_documents, unix_now, Signer};
 
 /// The demo origin streams `1 2 3 … 520` (1,971 bytes of text) in 520 events.
 const ANSWER: Prompt = Prompt {
@@ -133,7 +128,6 @@ const ONE_EVENT: Prompt = Prompt {
 };
 const CPU_LIMIT_MS: f64 = 10.0;
 const AUDIENCE: &str = "workers-bench";
-const ISSUER_KEY: &str = include_str!("../tests/data/jwt/rsa-a.private.jwk.json");
 const SKIP_WORKER_VAR: &str = "AGENT_EDGE_SKIP_WORKER";
 /// Comma-separated names of the Worker targets to run (default: all).
 const ONLY_VAR: &str = "AGENT_EDGE_BENCH_ONLY";
@@ -365,78 +359,20 @@ fn config_from(vars: &[(String, String)]) -> Config {
 
 // ---- the issuer: tokens, discovery document and key set ----
 
-fn issuer_private_key() -> RsaPrivateKey {
-    let jwk: JsonWebKey<'_> = serde_json::from_str(ISSUER_KEY).expect("a JWK");
-    RsaPrivateKey::try_from(&jwk).expect("an RSA private JWK")
-}
-
-fn issuer_public_jwk() -> Value {
-    let mut jwk: Value = serde_json::from_str(ISSUER_KEY).expect("JSON");
-    let object = jwk.as_object_mut().expect("a JWK object");
-    for member in ["d", "p", "q", "dp", "dq", "qi"] {
-        object.remove(member);
-    }
-    jwk
-}
-
 /// Serves the discovery document and the key set until the runtime ends;
 /// returns the issuer URL.
 fn serve_issuer(listener: TcpListener) -> String {
     let url = format!("http://{}", listener.local_addr().expect("address"));
-    let discovery = json!({
-        "issuer": url,
-        "jwks_uri": format!("{url}/.well-known/jwks.json"),
-        "id_token_signing_alg_values_supported": ["RS256"],
-    })
-    .to_string();
-    let key_set = json!({ "keys": [issuer_public_jwk()] }).to_string();
-    let documents = Arc::new(HashMap::from([
-        ("/.well-known/openid-configuration".to_owned(), discovery),
-        ("/.well-known/jwks.json".to_owned(), key_set),
-    ]));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let documents = documents.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let found = documents.get(request.uri().path()).cloned();
-                    async move {
-                        let response = match found {
-                            Some(body) => http::Response::builder()
-                                .header("content-type", "application/json")
-                                .header("cache-control", "max-age=3600")
-                                .body(Full::new(Bytes::from(body))),
-                            None => http::Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::new())),
-                        };
-                        Ok::<_, Infallible>(response.expect("static response"))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    serve_documents(listener, issuer_documents(&url));
     url
 }
 
 /// `count` distinct RS256 ID tokens (one subject each), valid for two hours,
 /// signed on two threads.
 fn mint_tokens(issuer_url: &str, count: usize) -> Vec<String> {
-    let key = issuer_private_key();
-    let header = B64.encode(
-        json!({ "alg": "RS256", "typ": "JWT", "kid": issuer_public_jwk()["kid"] }).to_string(),
-    );
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    let mint = |i: usize| {
+    let header = header();
+    let now = unix_now();
+    let mint_one = |i: usize| {
         let claims = json!({
             "sub": format!("bench-user-{i}"),
             "iss": issuer_url,
@@ -445,14 +381,12 @@ fn mint_tokens(issuer_url: &str, count: usize) -> Vec<String> {
             "iat": now - 5,
             "exp": now + 7200,
         });
-        let input = format!("{header}.{}", B64.encode(claims.to_string()));
-        let signature = Rsa::rs256().sign(&key, input.as_bytes());
-        format!("{input}.{}", B64.encode(signature.as_bytes()))
+        mint(Signer::Issuer, &header, &claims)
     };
     let half = count / 2;
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| (0..half).map(mint).collect::<Vec<_>>());
-        let second: Vec<String> = (half..count).map(mint).collect();
+        let first = scope.spawn(|| (0..half).map(mint_one).collect::<Vec<_>>());
+        let second: Vec<String> = (half..count).map(mint_one).collect();
         let mut all = first.join().expect("minting thread");
         all.extend(second);
         all

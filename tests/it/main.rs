@@ -3,6 +3,8 @@
 mod botocore;
 mod cli;
 mod conformance;
+#[path = "../support/issuer.rs"]
+mod issuer_support;
 mod native_stack;
 mod pyenv;
 mod pyjwt;
