@@ -229,27 +229,24 @@ impl Authenticator {
             KeyLookup::Fetch(request) => return Err(Outcome::Fetch(request)),
             KeyLookup::Reject(reason) => return Err(reason.into()),
         };
-        let platform_checks =
-            self.platform_rsa && key.allows(alg) && matches!(key.public, PublicKey::Rsa(_));
-        let claims = if platform_checks {
-            match self.verdicts.take(&digest, &key.thumbprint) {
-                None => {
-                    let check = verify::signature_check(token, &untrusted, alg, key, digest);
-                    return Err(Outcome::VerifySignature(Box::new(check)));
-                }
-                Some(Verdict::Valid) => {
-                    self.stats.signature_checks += 1;
-                    verify::trusted_claims(&untrusted)?
-                }
-                Some(Verdict::Invalid) => return Err(Reason::BadSignature.into()),
-                Some(Verdict::InProcess) => {
-                    self.stats.signature_checks += 1;
-                    verify::verify_signature(&untrusted, alg, key)?
+        let verdict = match &key.public {
+            PublicKey::Rsa(public) if self.platform_rsa && key.allows(alg) => {
+                match self.verdicts.take(&digest, &key.thumbprint) {
+                    Some(verdict) => verdict,
+                    None => {
+                        let check =
+                            verify::signature_check(token, &untrusted, alg, key, public, digest);
+                        return Err(Outcome::VerifySignature(Box::new(check)));
+                    }
                 }
             }
-        } else {
-            self.stats.signature_checks += 1;
-            verify::verify_signature(&untrusted, alg, key)?
+            _ => Verdict::InProcess,
+        };
+        self.stats.signature_checks += 1;
+        let claims = match verdict {
+            Verdict::Valid => verify::trusted_claims(&untrusted)?,
+            Verdict::Invalid => return Err(Reason::BadSignature.into()),
+            Verdict::InProcess => verify::verify_signature(&untrusted, alg, key)?,
         };
         let (verified, validity) = verify::check_claims(&claims, &self.config, now)?;
         let key_thumbprint = key.thumbprint;

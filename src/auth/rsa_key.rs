@@ -91,6 +91,8 @@ fn pure_rust(alg: JwsAlgorithm) -> Option<Rsa> {
     })
 }
 
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use ring_rsa::ring_parameters;
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use ring_rsa::{ring_key, RingRsa};
 
@@ -121,17 +123,22 @@ mod ring_rsa {
 
     impl RingRsa {
         pub(crate) fn new(alg: JwsAlgorithm) -> Option<Self> {
-            let parameters = match alg {
-                JwsAlgorithm::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                JwsAlgorithm::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                JwsAlgorithm::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                JwsAlgorithm::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-                JwsAlgorithm::Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
-                JwsAlgorithm::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
-                JwsAlgorithm::Es256 | JwsAlgorithm::EdDsa => return None,
-            };
+            let parameters = ring_parameters(alg)?;
             Some(RingRsa { alg, parameters })
         }
+    }
+
+    /// `ring`'s verification parameters for an RSA JWS algorithm.
+    pub(crate) fn ring_parameters(alg: JwsAlgorithm) -> Option<&'static RsaParameters> {
+        Some(match alg {
+            JwsAlgorithm::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            JwsAlgorithm::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+            JwsAlgorithm::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+            JwsAlgorithm::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+            JwsAlgorithm::Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
+            JwsAlgorithm::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
+            JwsAlgorithm::Es256 | JwsAlgorithm::EdDsa => return None,
+        })
     }
 
     impl Algorithm for RingRsa {

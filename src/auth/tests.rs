@@ -141,6 +141,15 @@ fn rs256_a(claims: &Value) -> String {
     )
 }
 
+/// Signed by a key the issuer never published, under the `kid` of key A.
+fn forged_rs256_a() -> String {
+    mint(
+        Signer::Rsa(Rsa::rs256(), &keys().attacker),
+        rs256_header("rsa-a"),
+        &id_claims(),
+    )
+}
+
 fn rs256_b(claims: &Value) -> String {
     mint(
         Signer::Rsa(Rsa::rs256(), &keys().rsa_b),
@@ -543,11 +552,7 @@ fn hs256_signed_with_the_rsa_public_key_is_rejected() {
 #[test]
 fn valid_signature_by_a_key_not_in_the_set_is_rejected() {
     let mut h = Harness::with_keys(&[RSA_A]);
-    let forged = mint(
-        Signer::Rsa(Rsa::rs256(), &keys().attacker),
-        rs256_header("rsa-a"),
-        &id_claims(),
-    );
+    let forged = forged_rs256_a();
     expect_invalid_token(&mut h, &forged, Reason::BadSignature);
 }
 
@@ -1112,17 +1117,8 @@ fn an_unknown_kid_refresh_also_drops_removed_keys() {
 /// What WebCrypto does with a [`SignatureCheck`], with `ring`: the key from
 /// its modulus and exponent, the JWS signing input and signature as given.
 fn ring_verdict(check: &SignatureCheck) -> Option<bool> {
-    use ring::signature::{self, RsaPublicKeyComponents};
-    let parameters = match check.alg {
-        JwsAlgorithm::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-        JwsAlgorithm::Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-        JwsAlgorithm::Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-        JwsAlgorithm::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-        JwsAlgorithm::Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
-        JwsAlgorithm::Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
-        JwsAlgorithm::Es256 | JwsAlgorithm::EdDsa => return None,
-    };
-    let key = RsaPublicKeyComponents {
+    let parameters = super::rsa_key::ring_parameters(check.alg)?;
+    let key = ring::signature::RsaPublicKeyComponents {
         n: &check.modulus,
         e: &check.exponent,
     };
@@ -1243,11 +1239,7 @@ fn a_negative_platform_verdict_is_a_bad_signature() {
 fn without_a_platform_verdict_the_signature_is_checked_in_process() {
     let mut h = Harness::with_keys(&[RSA_A]).with_platform_rsa(|_| None);
     h.check(&rs256_a(&id_claims()), NOW).unwrap();
-    let forged = mint(
-        Signer::Rsa(Rsa::rs256(), &keys().attacker),
-        rs256_header("rsa-a"),
-        &id_claims(),
-    );
+    let forged = forged_rs256_a();
     expect_invalid_token(&mut h, &forged, Reason::BadSignature);
 }
 
@@ -1259,11 +1251,7 @@ fn a_verdict_applies_to_its_token_only() {
     let warm_up = rs256_a(&with(id_claims(), json!({"sub": "warm-up"})));
     h.check(&warm_up, NOW).unwrap();
     let good = rs256_a(&id_claims());
-    let forged = mint(
-        Signer::Rsa(Rsa::rs256(), &keys().attacker),
-        rs256_header("rsa-a"),
-        &id_claims(),
-    );
+    let forged = forged_rs256_a();
     let Check::VerifySignature(check) = h.auth.check(Some(&bearer(&good)), NOW) else {
         panic!("a signature check for the good token");
     };

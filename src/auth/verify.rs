@@ -110,18 +110,17 @@ pub(crate) fn trusted_claims(token: &Untrusted<'_>) -> Result<ClaimSet, Reason> 
         .map_err(|_| Reason::MalformedClaims)
 }
 
-/// What the platform needs to check `token`'s RSA signature with `key`.
+/// What the platform needs to check `token`'s RSA signature with `key`
+/// (whose public half is `public`).
 pub(crate) fn signature_check(
     token: &str,
     untrusted: &Untrusted<'_>,
     alg: JwsAlgorithm,
     key: &Key,
+    public: &rsa_key::RsaKey,
     token_digest: [u8; 32],
 ) -> SignatureCheck {
-    let (modulus, exponent) = match &key.public {
-        PublicKey::Rsa(public) => rsa_key::components(public),
-        _ => (Vec::new(), Vec::new()),
-    };
+    let (modulus, exponent) = rsa_key::components(public);
     // A parsed token has its two dots.
     let signed_data = token.rsplit_once('.').map_or(token, |(data, _)| data);
     SignatureCheck {
