@@ -45,6 +45,10 @@ pub enum BodyError {
     Io(String),
 }
 
+/// The `event` of the log line written when the platform could not check a
+/// signature it was handed ([`Platform::verify_rsa`] answered `None`).
+pub const SIGNATURE_CHECK_FALLBACK: &str = "signature_check_fallback";
+
 /// What a runtime provides. Clocks: `now_ms` is monotonic, `now` is the wall
 /// clock (JWT times, SigV4 dates). Nothing in the core reads either itself.
 pub trait Platform: Clone + Unpin {
@@ -76,8 +80,7 @@ pub trait Platform: Clone + Unpin {
     /// Workers): `None` when it cannot, and the core then verifies it
     /// in-process. Asked only by an authenticator set to
     /// [`Authenticator::use_platform_rsa`].
-    fn verify_rsa(&self, check: &SignatureCheck) -> impl Future<Output = Option<bool>> {
-        let _ = check;
+    fn verify_rsa(&self, _check: &SignatureCheck) -> impl Future<Output = Option<bool>> {
         std::future::ready(None)
     }
     /// A platform rate limiter (the Workers binding), or `None` to use the
@@ -261,6 +264,16 @@ async fn authenticate<P: Platform>(
             Check::Rejected(error) => return Err(error),
             Check::VerifySignature(check) => {
                 let verdict = platform.verify_rsa(&check).await;
+                if verdict.is_none() {
+                    // Correct, but the slow path the platform was to spare.
+                    let line = serde_json::json!({
+                        "time_ms": unix_ms(platform.now()),
+                        "level": "warn",
+                        "event": SIGNATURE_CHECK_FALLBACK,
+                        "detail": "the platform could not check an RSA signature; checked in-process",
+                    });
+                    platform.log(&line.to_string());
+                }
                 lock(authenticator).on_signature(&check, verdict);
             }
             Check::Fetch(request) => {

@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use serde_json::json;
 
+use agent_edge::gateway::driver::SIGNATURE_CHECK_FALLBACK;
+
 use super::client::{client, invoke, send, unique, Reply};
 use super::origin_errors::assert_logs_clean;
 use super::stack::{spawn_native, vars_with};
@@ -48,9 +50,28 @@ fn assert_invalid_token(reply: &Reply, token: &str, what: &str) {
     }
 }
 
+/// No signature handed to the platform (WebCrypto on the Worker) fell back
+/// to the in-process check: waits for `request_id`'s log line, written after
+/// any fallback line of that request.
+async fn assert_no_signature_fallback(t: &Target, request_id: &str) {
+    t.request_log(request_id).await;
+    let fallbacks: Vec<String> = t
+        .logs
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains(SIGNATURE_CHECK_FALLBACK))
+        .collect();
+    assert!(fallbacks.is_empty(), "{fallbacks:?}");
+}
+
 async fn valid_id_token_is_accepted(t: Arc<Target>) {
-    let reply = send(invoke(&t, Some(&token(&unique("jwt-ok"))), PROMPT)).await;
+    let request_id = unique("jwt-ok");
+    let reply = send(
+        invoke(&t, Some(&token(&unique("jwt-ok"))), PROMPT).header("x-request-id", &request_id),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_no_signature_fallback(&t, &request_id).await;
 }
 
 async fn valid_access_token_is_accepted(t: Arc<Target>) {
@@ -137,11 +158,13 @@ async fn token_from_another_key_is_401(t: Arc<Target>) {
     let claims = id_claims(&unique("jwt-forged"));
     // Same kid as the issuer's key: only the signature can tell.
     let token = mint(Signer::Attacker, &header(), &claims);
+    let request_id = unique("jwt-forged");
     assert_invalid_token(
-        &send(invoke(&t, Some(&token), PROMPT)).await,
+        &send(invoke(&t, Some(&token), PROMPT).header("x-request-id", &request_id)).await,
         &token,
         "same kid, other key",
     );
+    assert_no_signature_fallback(&t, &request_id).await;
 
     let mut other_kid = header();
     other_kid["kid"] = json!("rsa-attacker");
