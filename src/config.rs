@@ -257,6 +257,34 @@ pub struct Config {
     pub origin_timeout_seconds: u64,
 }
 
+/// Every variable [`Config::from_lookup`] reads: adapters that must name
+/// what they look up (the Worker, among `[vars]` and secrets) use this list.
+pub const VARIABLES: &[&str] = &[
+    "AGENT_RUNTIME_ARN",
+    "AGENT_QUALIFIER",
+    "ORIGIN_URL",
+    "ORIGIN_AUTH",
+    "SIGV4_SERVICE",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AUTH",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_JWKS_URL",
+    "JWT_TOKEN_USE",
+    "JWT_LEEWAY_SECONDS",
+    "JWT_USER_ID_CLAIM",
+    "DEFAULT_RESPONSE_MODE",
+    "MAX_BODY_BYTES",
+    "MAX_EVENT_BYTES",
+    "KEEPALIVE_SECONDS",
+    "CORS_ALLOW_ORIGINS",
+    "RATE_LIMIT_PER_MINUTE",
+    "ORIGIN_TIMEOUT_SECONDS",
+];
+
 /// Default for `MAX_EVENT_BYTES`.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
@@ -264,6 +292,7 @@ impl Config {
     /// Reads the configuration through `lookup` (empty values count as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &str| {
+            debug_assert!(VARIABLES.contains(&name), "{name} is not in VARIABLES");
             lookup(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())

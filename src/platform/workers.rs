@@ -39,34 +39,6 @@ use crate::gateway::driver::{self, BodyError, FetchError, Platform, Shared};
 use crate::gateway::rate_limit::RateDecision;
 use crate::gateway::Gateway;
 
-/// Every variable of SPEC's configuration table (plus the gateway's own
-/// tuning knobs), looked up among `[vars]` and secrets.
-const VARIABLES: &[&str] = &[
-    "AGENT_RUNTIME_ARN",
-    "AGENT_QUALIFIER",
-    "ORIGIN_URL",
-    "ORIGIN_AUTH",
-    "SIGV4_SERVICE",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AUTH",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_JWKS_URL",
-    "JWT_TOKEN_USE",
-    "JWT_LEEWAY_SECONDS",
-    "JWT_USER_ID_CLAIM",
-    "DEFAULT_RESPONSE_MODE",
-    "MAX_BODY_BYTES",
-    "MAX_EVENT_BYTES",
-    "KEEPALIVE_SECONDS",
-    "CORS_ALLOW_ORIGINS",
-    "RATE_LIMIT_PER_MINUTE",
-    "ORIGIN_TIMEOUT_SECONDS",
-];
-
 const RATE_LIMITER_BINDING: &str = "RATE_LIMITER";
 /// How much of an over-limit request body is read and dropped before 413.
 const MAX_DRAINED_BODY: usize = 8 << 20;
@@ -107,9 +79,6 @@ fn shared(env: &Env) -> Result<Rc<Shared>, GatewayError> {
         return Ok(shared);
     }
     let config = Config::from_lookup(|name| {
-        if !VARIABLES.contains(&name) {
-            return None;
-        }
         env.secret(name)
             .map(|s| s.to_string())
             .or_else(|_| env.var(name).map(|v| v.to_string()))
