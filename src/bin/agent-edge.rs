@@ -1,6 +1,9 @@
 //! `agent-edge`: the native gateway (`serve`) and the whole pipeline on one
 //! machine (`dev`): demo agent, development issuer and gateway.
 
+// Only the core may not read the clock (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
