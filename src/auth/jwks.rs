@@ -17,6 +17,7 @@ use jwt_compact::jwk::JsonWebKey;
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::algorithm::JwsAlgorithm;
 use super::rsa_key::{self, RsaKey};
 
 /// Largest key set or discovery document we parse.
@@ -24,62 +25,6 @@ pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
 /// Shortest RSA modulus accepted (RFC 7518 §3.3).
 const MIN_RSA_BITS: usize = 2048;
-
-/// The JWS algorithms this gateway verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JwsAlgorithm {
-    Rs256,
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    EdDsa,
-}
-
-impl JwsAlgorithm {
-    pub(crate) const RSA: [JwsAlgorithm; 6] = [
-        JwsAlgorithm::Rs256,
-        JwsAlgorithm::Rs384,
-        JwsAlgorithm::Rs512,
-        JwsAlgorithm::Ps256,
-        JwsAlgorithm::Ps384,
-        JwsAlgorithm::Ps512,
-    ];
-
-    /// The algorithm of a JWS `alg` value, if supported.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "RS256" => JwsAlgorithm::Rs256,
-            "RS384" => JwsAlgorithm::Rs384,
-            "RS512" => JwsAlgorithm::Rs512,
-            "PS256" => JwsAlgorithm::Ps256,
-            "PS384" => JwsAlgorithm::Ps384,
-            "PS512" => JwsAlgorithm::Ps512,
-            "ES256" => JwsAlgorithm::Es256,
-            "EdDSA" => JwsAlgorithm::EdDsa,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            JwsAlgorithm::Rs256 => "RS256",
-            JwsAlgorithm::Rs384 => "RS384",
-            JwsAlgorithm::Rs512 => "RS512",
-            JwsAlgorithm::Ps256 => "PS256",
-            JwsAlgorithm::Ps384 => "PS384",
-            JwsAlgorithm::Ps512 => "PS512",
-            JwsAlgorithm::Es256 => "ES256",
-            JwsAlgorithm::EdDsa => "EdDSA",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-}
 
 /// Decoded public key material.
 pub(crate) enum PublicKey {
@@ -355,27 +300,11 @@ pub fn max_age(cache_control: Option<&str>) -> u64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use serde_json::json;
 
-    pub(crate) const RSA_A: &str = include_str!("../../tests/data/jwt/rsa-a.private.jwk.json");
-    pub(crate) const RSA_B: &str = include_str!("../../tests/data/jwt/rsa-b.private.jwk.json");
-    pub(crate) const RSA_ATTACKER: &str =
-        include_str!("../../tests/data/jwt/rsa-attacker.private.jwk.json");
-    pub(crate) const RSA_WEAK: &str =
-        include_str!("../../tests/data/jwt/rsa-weak-1024.private.jwk.json");
-    pub(crate) const P256: &str = include_str!("../../tests/data/jwt/p256.private.jwk.json");
-    pub(crate) const ED25519: &str = include_str!("../../tests/data/jwt/ed25519.private.jwk.json");
-
-    /// The public half of a private test JWK, with its `kid`, `alg` and `use`.
-    pub(crate) fn public(private_jwk: &str) -> Value {
-        let mut jwk: serde_json::Map<String, Value> = serde_json::from_str(private_jwk).unwrap();
-        for private in ["d", "p", "q", "dp", "dq", "qi"] {
-            jwk.remove(private);
-        }
-        Value::Object(jwk)
-    }
+    use crate::auth::test_jws::{public, ED25519, P256, RSA_A, RSA_B, RSA_WEAK};
 
     fn set(keys: Vec<Value>) -> KeySet {
         parse_key_set(json!({ "keys": keys }).to_string().as_bytes()).unwrap()

@@ -19,7 +19,8 @@
 
 use bytes::Bytes;
 
-use super::jwks::{self, JwsAlgorithm, Key, KeyMatch, KeySet};
+use super::algorithm::JwsAlgorithm;
+use super::jwks::{self, Key, KeyMatch, KeySet};
 use super::reject::Reason;
 use super::{FetchPurpose, FetchRequest, FetchResponse};
 

@@ -43,6 +43,7 @@
 //! (verified tokens). Signatures are checked
 //! through `jwt-compact`; only the policy around it is written here.
 
+mod algorithm;
 pub mod jwks;
 mod keys;
 mod platform_rsa;
@@ -56,7 +57,7 @@ use bytes::Bytes;
 use crate::config::JwtConfig;
 use crate::error::GatewayError;
 
-pub use jwks::JwsAlgorithm;
+pub use algorithm::JwsAlgorithm;
 pub use keys::{MIN_REFETCH_INTERVAL, STALE_GRACE};
 pub use platform_rsa::SignatureCheck;
 pub use reject::{Reason, MAX_TOKEN_BYTES};
@@ -330,5 +331,8 @@ impl From<Reason> for Outcome {
     }
 }
 
+#[cfg(test)]
+#[path = "../../tests/support/jws.rs"]
+pub(crate) mod test_jws;
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 
-use super::jwks::JwsAlgorithm;
+use super::algorithm::JwsAlgorithm;
 
 /// An RSA signature for the platform to check (RFC 7518 §3.3 and §3.5:
 /// PKCS#1 v1.5 or PSS with a salt as long as the digest).

@@ -5,9 +5,9 @@
 //! the token or anything taken from it (RFC 6750 §3 also restricts the
 //! characters of `error_description`, which fixed text guarantees).
 
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderValue};
 
-use crate::error::{Blame, GatewayError};
+use crate::error::{Code, GatewayError};
 
 /// Largest bearer token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -134,34 +134,23 @@ impl Reason {
 
     /// The response for this reason.
     pub fn to_error(self) -> GatewayError {
-        let (status, code, challenge) = match self {
-            Reason::MissingToken => (
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
-                "Bearer realm=\"agent-edge\"".to_owned(),
-            ),
+        let (code, challenge) = match self {
+            Reason::MissingToken => (Code::MissingToken, "Bearer realm=\"agent-edge\"".to_owned()),
             Reason::MalformedAuthorization => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
+                Code::InvalidRequest,
                 format!(
                     "Bearer error=\"invalid_request\", error_description=\"{}\"",
                     self.description()
                 ),
             ),
             Reason::KeysUnavailable => {
-                let mut error = GatewayError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "auth_unavailable",
-                    self.description(),
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("60"))
-                .with_detail(self.as_str());
-                error.blame = Blame::Upstream;
-                return error;
+                return GatewayError::new(Code::AuthUnavailable)
+                    .with_message(self.description())
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("60"))
+                    .with_detail(self.as_str());
             }
             _ => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                Code::InvalidToken,
                 format!(
                     "Bearer error=\"invalid_token\", error_description=\"{}\"",
                     self.description()
@@ -170,7 +159,8 @@ impl Reason {
         };
         let challenge =
             HeaderValue::from_str(&challenge).expect("descriptions are fixed ASCII text");
-        GatewayError::new(status, code, self.description())
+        GatewayError::new(code)
+            .with_message(self.description())
             .with_header(header::WWW_AUTHENTICATE, challenge)
             .with_detail(self.as_str())
     }
@@ -279,7 +269,7 @@ mod tests {
                 .iter()
                 .find(|(n, _)| n == header::WWW_AUTHENTICATE)
                 .map(|(_, v)| v.to_str().unwrap().to_owned());
-            (e.status.as_u16(), e.code, value)
+            (e.status.as_u16(), e.code.as_str(), value)
         };
         assert_eq!(
             challenge(Reason::MissingToken),
@@ -301,8 +291,8 @@ mod tests {
             "Bearer error=\"invalid_token\", error_description=\"the token has expired\""
         );
         let unavailable = Reason::KeysUnavailable.to_error();
-        assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(unavailable.blame, Blame::Upstream);
+        assert_eq!(unavailable.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.blame, crate::error::Blame::Upstream);
     }
 
     #[test]

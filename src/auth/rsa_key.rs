@@ -32,7 +32,7 @@
 use jwt_compact::alg::{Rsa, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;
 
-use super::jwks::JwsAlgorithm;
+use super::algorithm::JwsAlgorithm;
 
 /// An RSA public key, decoded for this target's backend.
 #[cfg(not(target_arch = "wasm32"))]
@@ -171,11 +171,11 @@ mod ring_rsa {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::auth::jwks::tests::{public, RSA_A, RSA_ATTACKER};
+    use crate::auth::test_jws::{self, public, RSA_A, RSA_ATTACKER};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine as _;
     use jwt_compact::alg::RsaPrivateKey;
-    use jwt_compact::{Algorithm, AlgorithmExt as _, AlgorithmSignature as _, UntrustedToken};
+    use jwt_compact::{Algorithm, AlgorithmExt as _, UntrustedToken};
     use serde_json::{json, Value};
 
     const RSA: [JwsAlgorithm; 6] = JwsAlgorithm::RSA;
@@ -191,13 +191,7 @@ mod tests {
 
     fn mint(alg: JwsAlgorithm, key: &RsaPrivateKey, claims: &Value) -> String {
         let header = json!({"alg": alg.name(), "kid": "rsa-a"});
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let signature = pure_rust(alg).unwrap().sign(key, input.as_bytes());
-        format!("{input}.{}", B64.encode(signature.as_bytes()))
+        test_jws::mint(&pure_rust(alg).unwrap(), key, &header, claims)
     }
 
     /// Flips one bit of the signature's first byte.

@@ -7,11 +7,10 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPrivateKey};
-use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmSignature as _};
 use serde_json::{json, Value};
 
-use super::jwks::tests::{public, ED25519, P256, RSA_A, RSA_ATTACKER, RSA_B};
+use super::test_jws::{self, jwk, public, ED25519, P256, RSA_A, RSA_ATTACKER, RSA_B};
 use super::*;
 use crate::config::TokenUse;
 
@@ -29,10 +28,6 @@ struct Keys {
     attacker: RsaPrivateKey,
     p256: <Es256 as Algorithm>::SigningKey,
     ed25519: <Ed25519 as Algorithm>::SigningKey,
-}
-
-fn jwk(text: &str) -> JsonWebKey<'static> {
-    serde_json::from_str(text).unwrap()
 }
 
 fn keys() -> &'static Keys {
@@ -54,31 +49,16 @@ enum Signer {
     Unsigned,
 }
 
-fn b64(value: &Value) -> String {
-    B64.encode(value.to_string())
-}
-
 /// A compact JWS over exactly this header and these claims.
 fn mint(signer: Signer, header: Value, claims: &Value) -> String {
-    let input = format!("{}.{}", b64(&header), b64(claims));
     let k = keys();
-    let signature: Vec<u8> = match signer {
-        Signer::Rsa(alg, key) => alg.sign(key, input.as_bytes()).as_bytes().into_owned(),
-        Signer::Es256 => Es256
-            .sign(&k.p256, input.as_bytes())
-            .as_bytes()
-            .into_owned(),
-        Signer::Ed25519 => Ed25519
-            .sign(&k.ed25519, input.as_bytes())
-            .as_bytes()
-            .into_owned(),
-        Signer::Hs256(secret) => Hs256
-            .sign(&Hs256Key::new(secret), input.as_bytes())
-            .as_bytes()
-            .into_owned(),
-        Signer::Unsigned => Vec::new(),
-    };
-    format!("{input}.{}", B64.encode(signature))
+    match signer {
+        Signer::Rsa(alg, key) => test_jws::mint(&alg, key, &header, claims),
+        Signer::Es256 => test_jws::mint(&Es256, &k.p256, &header, claims),
+        Signer::Ed25519 => test_jws::mint(&Ed25519, &k.ed25519, &header, claims),
+        Signer::Hs256(secret) => test_jws::mint(&Hs256, &Hs256Key::new(secret), &header, claims),
+        Signer::Unsigned => test_jws::mint_with(&header, claims, |_| Vec::new()),
+    }
 }
 
 /// A Cognito-shaped ID token, valid at `NOW`.
@@ -318,7 +298,7 @@ fn expect_invalid_token(harness: &mut Harness, token: &str, reason: Reason) {
     assert_token_not_echoed(&error, token);
     assert_eq!(error.detail.as_deref(), Some(reason.as_str()), "{error:?}");
     assert_eq!(error.status, http::StatusCode::UNAUTHORIZED);
-    assert_eq!(error.code, "invalid_token");
+    assert_eq!(error.code.as_str(), "invalid_token");
     let challenge = &error
         .headers
         .iter()
@@ -473,7 +453,7 @@ fn malformed_bearer_header_is_invalid_request() {
         .check_header(Some(&format!("Bearer {token} extra")), NOW)
         .unwrap_err();
     assert_eq!(error.status, http::StatusCode::BAD_REQUEST);
-    assert_eq!(error.code, "invalid_request");
+    assert_eq!(error.code.as_str(), "invalid_request");
     assert!(error.headers[0]
         .1
         .to_str()
@@ -514,7 +494,7 @@ fn malformed_claims_json_is_rejected() {
     let mut h = Harness::with_keys(&[RSA_A]);
     let input = format!(
         "{}.{}",
-        b64(&rs256_header("rsa-a")),
+        B64.encode(rs256_header("rsa-a").to_string()),
         B64.encode(b"{\"sub\":")
     );
     let signature = Rsa::rs256().sign(&keys().rsa_a, input.as_bytes());
@@ -782,7 +762,12 @@ fn claims_altered_after_signing_are_rejected() {
     let token = rs256_a(&id_claims());
     let parts: Vec<&str> = token.split('.').collect();
     let altered_claims = with(id_claims(), json!({"sub": "admin"}));
-    let altered = format!("{}.{}.{}", parts[0], b64(&altered_claims), parts[2]);
+    let altered = format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(altered_claims.to_string()),
+        parts[2]
+    );
     expect_invalid_token(&mut h, &altered, Reason::BadSignature);
 }
 
@@ -1030,7 +1015,7 @@ fn the_altered_twin_of_a_cached_token_is_rejected() {
     let altered_claims = format!(
         "{}.{}.{}",
         parts[0],
-        b64(&with(id_claims(), json!({"sub": "admin"}))),
+        B64.encode(with(id_claims(), json!({"sub": "admin"})).to_string()),
         parts[2]
     );
     expect_invalid_token(&mut h, &altered_claims, Reason::BadSignature);
@@ -1149,7 +1134,7 @@ fn signature_cases() -> Vec<(&'static str, String)> {
     let altered = format!(
         "{}.{}.{}",
         parts[0],
-        b64(&with(id_claims(), json!({"sub": "admin"}))),
+        B64.encode(with(id_claims(), json!({"sub": "admin"})).to_string()),
         parts[2]
     );
     let attacker = mint(

@@ -15,7 +15,8 @@ use jwt_compact::{AlgorithmExt as _, Claims, ParseError, UntrustedToken, Validat
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::jwks::{JwsAlgorithm, Key, PublicKey};
+use super::algorithm::JwsAlgorithm;
+use super::jwks::{Key, PublicKey};
 use super::platform_rsa::SignatureCheck;
 use super::reject::Reason;
 use super::rsa_key;

@@ -19,13 +19,14 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::Stream;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 
+use super::log::{Event, EventName, Level, Outcome};
 use super::rate_limit::{RateDecision, RateLimiter};
 use super::{Gateway, RequestContext, RequestLog, Route, StreamStart};
 use crate::auth::{Authenticator, Check, FetchRequest, FetchResponse, SignatureCheck, Verified};
 use crate::config::AuthConfig;
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 use crate::sse::{StreamError, Transformer};
 
 /// Why the origin could not be fetched.
@@ -44,10 +45,6 @@ pub enum BodyError {
     /// The client's connection failed while sending it.
     Io(String),
 }
-
-/// The `event` of the log line written when the platform could not check a
-/// signature it was handed ([`Platform::verify_rsa`] answered `None`).
-pub const SIGNATURE_CHECK_FALLBACK: &str = "signature_check_fallback";
 
 /// What a runtime provides. Clocks: `now_ms` is monotonic, `now` is the wall
 /// clock (JWT times, SigV4 dates). Nothing in the core reads either itself.
@@ -139,7 +136,7 @@ pub async fn handle<P: Platform>(
         unix_ms(platform.now()),
     );
     match invoke(shared, platform, &head, body, &mut ctx).await {
-        Ok(Outcome::Answered(response)) => {
+        Ok(Invoked::Answered(response)) => {
             let (mut parts, body) = response.into_parts();
             gateway.finish_headers(&mut parts.headers, &ctx);
             let mut log = RequestLog::new(&ctx, parts.status);
@@ -148,7 +145,7 @@ pub async fn handle<P: Platform>(
             platform.log(&log.to_line());
             Response::from_parts(parts, ResponseBody::Full(Some(body)))
         }
-        Ok(Outcome::Stream(start, origin_body)) => {
+        Ok(Invoked::Stream(start, origin_body)) => {
             let StreamStart { head, transformer } = *start;
             let log = RequestLog::new(&ctx, head.status);
             let stream = StreamBody {
@@ -176,7 +173,8 @@ pub async fn handle<P: Platform>(
     }
 }
 
-enum Outcome<B> {
+/// How [`invoke`] ended when it did not fail.
+enum Invoked<B> {
     Answered(Response<Bytes>),
     Stream(Box<StreamStart>, B),
 }
@@ -187,12 +185,12 @@ async fn invoke<P: Platform>(
     head: &http::request::Parts,
     body: impl Future<Output = Result<Bytes, BodyError>>,
     ctx: &mut RequestContext,
-) -> Result<Outcome<P::OriginBody>, GatewayError> {
+) -> Result<Invoked<P::OriginBody>, GatewayError> {
     let gateway = &shared.gateway;
 
     // Phase 1: request filter.
-    if let (Route::Answered, Some(response)) = gateway.request_filter(head, ctx)? {
-        return Ok(Outcome::Answered(response));
+    if let Route::Answered(response) = gateway.request_filter(head, ctx)? {
+        return Ok(Invoked::Answered(response));
     }
 
     // Phase 2: authentication, then the per-subject rate limit.
@@ -207,10 +205,7 @@ async fn invoke<P: Platform>(
     // Phase 3: the body.
     let body = body.await.map_err(|e| match e {
         BodyError::TooLarge => gateway.body_too_large(),
-        BodyError::Io(detail) => {
-            GatewayError::bad_request("body_read_failed", "the request body could not be read")
-                .with_detail(detail)
-        }
+        BodyError::Io(detail) => GatewayError::new(Code::BodyReadFailed).with_detail(detail),
     })?;
     let invocation = gateway.parse_invocation(head, &body, ctx)?;
 
@@ -225,26 +220,15 @@ async fn invoke<P: Platform>(
     let origin = match select(fetch, platform.sleep_until(deadline)).await {
         Either::Left((Ok(response), _)) => response,
         Either::Left((Err(FetchError::Unreachable(detail)), _)) => {
-            return Err(GatewayError::new(
-                StatusCode::BAD_GATEWAY,
-                "origin_unreachable",
-                "the agent could not be reached",
-            )
-            .with_detail(detail))
+            return Err(GatewayError::new(Code::OriginUnreachable).with_detail(detail))
         }
-        Either::Right(_) => {
-            return Err(GatewayError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "origin_timeout",
-                "the agent did not answer in time",
-            ))
-        }
+        Either::Right(_) => return Err(GatewayError::new(Code::OriginTimeout)),
     };
 
     // Phase 5: response filter.
     let (origin_head, origin_body) = origin.into_parts();
     let start = gateway.response_filter(&origin_head, &invocation, ctx, platform.now_ms())?;
-    Ok(Outcome::Stream(Box::new(start), origin_body))
+    Ok(Invoked::Stream(Box::new(start), origin_body))
 }
 
 async fn authenticate<P: Platform>(
@@ -266,13 +250,15 @@ async fn authenticate<P: Platform>(
                 let verdict = platform.verify_rsa(&check).await;
                 if verdict.is_none() {
                     // Correct, but the slow path the platform was to spare.
-                    let line = serde_json::json!({
-                        "time_ms": unix_ms(platform.now()),
-                        "level": "warn",
-                        "event": SIGNATURE_CHECK_FALLBACK,
-                        "detail": "the platform could not check an RSA signature; checked in-process",
-                    });
-                    platform.log(&line.to_string());
+                    let event = Event::new(
+                        unix_ms(platform.now()),
+                        Level::Warn,
+                        EventName::SignatureCheckFallback,
+                    )
+                    .with_detail(
+                        "the platform could not check an RSA signature; checked in-process",
+                    );
+                    platform.log(&event.to_line());
                 }
                 lock(authenticator).on_signature(&check, verdict);
             }
@@ -286,13 +272,10 @@ async fn authenticate<P: Platform>(
                 let response = platform.fetch_auth(&request).await;
                 let now = unix_seconds(platform.now());
                 if let Some(failure) = lock(authenticator).on_fetched(&request, response, now) {
-                    let line = serde_json::json!({
-                        "time_ms": unix_ms(platform.now()),
-                        "level": "warn",
-                        "event": "key_set_fetch",
-                        "detail": failure,
-                    });
-                    platform.log(&line.to_string());
+                    let event =
+                        Event::new(unix_ms(platform.now()), Level::Warn, EventName::KeySetFetch)
+                            .with_detail(failure);
+                    platform.log(&event.to_line());
                 }
             }
         }
@@ -316,12 +299,7 @@ async fn rate_limit<P: Platform>(
         RateDecision::Allowed => Ok(()),
         RateDecision::Limited {
             retry_after_seconds,
-        } => Err(GatewayError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests; retry later",
-        )
-        .with_header(
+        } => Err(GatewayError::new(Code::RateLimited).with_header(
             header::RETRY_AFTER,
             HeaderValue::from(retry_after_seconds.max(1)),
         )),
@@ -349,7 +327,8 @@ fn unix_seconds(now: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn unix_ms(now: SystemTime) -> u64 {
+/// Unix milliseconds, for log lines.
+pub fn unix_ms(now: SystemTime) -> u64 {
     now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
@@ -430,9 +409,9 @@ impl<P: Platform> StreamBody<P> {
             .map(|e| e.code)
             .or_else(|| self.transformer.ended_with_error());
         let outcome = if code.is_some() {
-            "origin_error"
+            Outcome::OriginError
         } else {
-            "complete"
+            Outcome::Complete
         };
         let tail = self.transformer.finish(error);
         if let Some(mut log) = self.log.take() {
@@ -450,8 +429,8 @@ impl<P: Platform> StreamBody<P> {
     fn write_log(&self, mut log: RequestLog) {
         log.usage = self.transformer.usage().cloned();
         log.duration_ms = self.platform.now_ms().saturating_sub(self.started_ms);
-        if log.outcome != Some("complete") {
-            log.level = "warn";
+        if log.outcome != Some(Outcome::Complete) {
+            log.level = Level::Warn;
         }
         self.platform.log(&log.to_line());
     }
@@ -490,10 +469,7 @@ impl<P: Platform> Stream for StreamBody<P> {
                     if let Some(log) = &mut this.log {
                         log.detail = Some(this.scrub.apply(&detail));
                     }
-                    let tail = this.end(Some(StreamError {
-                        code: "origin_stream_failed",
-                        message: "the agent's stream broke off".to_owned(),
-                    }));
+                    let tail = this.end(Some(StreamError::new(Code::OriginStreamFailed)));
                     return this.emit(tail);
                 }
                 Poll::Ready(None) => {
@@ -539,7 +515,7 @@ impl<P: Platform> Drop for StreamBody<P> {
         // Dropped before the end: the client went away. Dropping `origin`
         // with us cancels the origin request.
         if let Some(mut log) = self.log.take() {
-            log.outcome = Some("client_closed");
+            log.outcome = Some(Outcome::ClientClosed);
             self.write_log(log);
         }
     }

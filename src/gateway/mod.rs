@@ -18,9 +18,9 @@
 //! Spec: `SPEC.md`, "HTTP interface" and "Errors before the stream starts".
 
 pub mod driver;
+pub mod log;
 pub mod rate_limit;
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -29,9 +29,11 @@ use http::{Method, Response, StatusCode};
 use serde_json::value::RawValue;
 
 use crate::config::{Config, ResponseMode};
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 use crate::origin::{self, Invocation};
 use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
+
+pub use log::{Event, EventName, Level, Outcome, RequestLog};
 
 /// The session header of AgentCore, accepted from callers and returned to them.
 pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
@@ -43,12 +45,12 @@ const ALLOWED_HEADERS: &str =
     "authorization, content-type, accept, x-amzn-bedrock-agentcore-runtime-session-id, x-request-id";
 
 /// What the request filter decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Route {
     /// `POST /invocations` or `POST /`: go on to authentication.
     Invoke,
     /// Answered without the origin (ping, preflight).
-    Answered,
+    Answered(Response<Bytes>),
 }
 
 /// State carried from phase to phase of one request.
@@ -132,13 +134,12 @@ impl Gateway {
         &self.config
     }
 
-    /// Phase 1: decide from the head alone. `Ok(Route::Answered)` comes with
-    /// the response to send in `answer`.
+    /// Phase 1: decide from the head alone.
     pub fn request_filter(
         &self,
         head: &http::request::Parts,
         ctx: &mut RequestContext,
-    ) -> Result<(Route, Option<Response<Bytes>>), GatewayError> {
+    ) -> Result<Route, GatewayError> {
         ctx.cors_origin = head
             .headers
             .get(header::ORIGIN)
@@ -149,7 +150,7 @@ impl Gateway {
         let is_invoke = path == "/invocations" || path == "/";
         match (&head.method, path) {
             (&Method::OPTIONS, _) if is_invoke || path == "/ping" => {
-                Ok((Route::Answered, Some(self.preflight(head, ctx)?)))
+                Ok(Route::Answered(self.preflight(head, ctx)?))
             }
             (&Method::GET | &Method::HEAD, "/ping") => {
                 let mut response = Response::new(Bytes::from_static(br#"{"status":"Healthy"}"#));
@@ -157,7 +158,7 @@ impl Gateway {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                Ok((Route::Answered, Some(response)))
+                Ok(Route::Answered(response))
             }
             (&Method::POST, _) if is_invoke => {
                 check_content_type(&head.headers)?;
@@ -168,15 +169,11 @@ impl Gateway {
                 if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
                     return Err(self.body_too_large());
                 }
-                Ok((Route::Invoke, None))
+                Ok(Route::Invoke)
             }
             (_, "/ping") => Err(method_not_allowed("GET, HEAD, OPTIONS")),
             (_, _) if is_invoke => Err(method_not_allowed("POST, OPTIONS")),
-            _ => Err(GatewayError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route: use POST /invocations",
-            )),
+            _ => Err(GatewayError::new(Code::NotFound)),
         }
     }
 
@@ -196,11 +193,7 @@ impl Gateway {
             return Ok(response);
         }
         if ctx.cors_origin.is_none() {
-            return Err(GatewayError::new(
-                StatusCode::FORBIDDEN,
-                "cors_origin_not_allowed",
-                "this origin is not allowed to call the gateway",
-            ));
+            return Err(GatewayError::new(Code::CorsOriginNotAllowed));
         }
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -220,14 +213,10 @@ impl Gateway {
     /// The 413 answer, also used by adapters when a body without a declared
     /// length turns out too large.
     pub fn body_too_large(&self) -> GatewayError {
-        GatewayError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "the request body is larger than {} bytes",
-                self.config.max_body_bytes
-            ),
-        )
+        GatewayError::new(Code::BodyTooLarge).with_message(format!(
+            "the request body is larger than {} bytes",
+            self.config.max_body_bytes
+        ))
     }
 
     /// Phase 3: the body. Control fields are taken out; everything else is
@@ -246,16 +235,13 @@ impl Gateway {
         // escapes, nesting); only the control fields are taken out.
         let raw: raw_object::RawObject = serde_json::from_slice(body).map_err(|e| {
             if e.classify() == serde_json::error::Category::Data {
-                GatewayError::bad_request("invalid_body", "the request body must be a JSON object")
+                GatewayError::new(Code::InvalidBody)
             } else {
-                GatewayError::bad_request(
-                    "invalid_json",
-                    format!(
-                        "the request body is not valid JSON (line {}, column {})",
-                        e.line(),
-                        e.column()
-                    ),
-                )
+                GatewayError::new(Code::InvalidJson).with_message(format!(
+                    "the request body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
             }
         })?;
 
@@ -294,12 +280,7 @@ impl Gateway {
         let mode = self.response_mode(head, body_mode.as_deref())?;
         let session_id = match body_session.or_else(|| header_str(&head.headers, SESSION_HEADER)) {
             Some(id) if is_safe_id(&id, SESSION_ID_LEN) => id,
-            Some(_) => {
-                return Err(GatewayError::bad_request(
-                    "invalid_session_id",
-                    "runtimeSessionId must be 33 to 256 visible ASCII characters",
-                ))
-            }
+            Some(_) => return Err(GatewayError::new(Code::InvalidSessionId)),
             None => generated_session_id(&ctx.session_seed),
         };
         ctx.mode = Some(mode);
@@ -324,12 +305,9 @@ impl Gateway {
                 .map(|(_, v)| v)
         });
         if let Some(requested) = body_mode.or(query_mode) {
-            return requested.parse().map_err(|()| {
-                GatewayError::bad_request(
-                    "invalid_response_mode",
-                    "response must be \"original\" or \"transformed\"",
-                )
-            });
+            return requested
+                .parse()
+                .map_err(|()| GatewayError::new(Code::InvalidResponseMode));
         }
         let wants_text = head
             .headers
@@ -469,45 +447,20 @@ pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
     let status = origin.status;
     let error_type = header_str(&origin.headers, "x-amzn-errortype")
         .map(|t| t.split(':').next().unwrap_or_default().to_owned());
-    let (status_out, code, message): (StatusCode, &'static str, Cow<'static, str>) =
-        match status.as_u16() {
-            429 => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "origin_throttled",
-                "the agent is busy; retry later".into(),
-            ),
-            408 | 504 => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "origin_timeout",
-                "the agent did not answer in time".into(),
-            ),
-            401 | 403 => (
-                StatusCode::BAD_GATEWAY,
-                "origin_auth_failed",
-                "the gateway could not authenticate to the agent".into(),
-            ),
-            404 => (
-                StatusCode::BAD_GATEWAY,
-                "origin_not_found",
-                "the agent runtime was not found".into(),
-            ),
-            400..=499 => (
-                StatusCode::BAD_GATEWAY,
-                "origin_rejected",
-                "the agent rejected the request".into(),
-            ),
-            _ => (
-                StatusCode::BAD_GATEWAY,
-                "origin_error",
-                "the agent failed to answer".into(),
-            ),
-        };
-    let mut error = GatewayError::new(status_out, code, message).with_detail(format!(
+    let code = match status.as_u16() {
+        429 => Code::OriginThrottled,
+        408 | 504 => Code::OriginTimeout,
+        401 | 403 => Code::OriginAuthFailed,
+        404 => Code::OriginNotFound,
+        400..=499 => Code::OriginRejected,
+        _ => Code::OriginError,
+    };
+    let mut error = GatewayError::new(code).with_detail(format!(
         "origin status {}{}",
         status.as_u16(),
         error_type.map(|t| format!(" ({t})")).unwrap_or_default()
     ));
-    if status_out == StatusCode::TOO_MANY_REQUESTS {
+    if code == Code::OriginThrottled {
         let retry = header_str(&origin.headers, "retry-after")
             .filter(|v| v.parse::<u32>().is_ok())
             .unwrap_or_else(|| "1".to_owned());
@@ -519,12 +472,9 @@ pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
 }
 
 fn method_not_allowed(allow: &'static str) -> GatewayError {
-    GatewayError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("this route allows {allow}"),
-    )
-    .with_header(header::ALLOW, HeaderValue::from_static(allow))
+    GatewayError::new(Code::MethodNotAllowed)
+        .with_message(format!("this route allows {allow}"))
+        .with_header(header::ALLOW, HeaderValue::from_static(allow))
 }
 
 /// JSON (or no declared type, as from `curl --data-binary` without `-H`) only.
@@ -545,17 +495,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     if is_json {
         Ok(())
     } else {
-        Err(GatewayError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the request body must be JSON (Content-Type: application/json)",
-        ))
+        Err(GatewayError::new(Code::UnsupportedMediaType))
     }
 }
 
 fn control_string(value: &RawValue, field: &'static str) -> Result<String, GatewayError> {
     serde_json::from_str::<String>(value.get()).map_err(|_| {
-        GatewayError::bad_request("invalid_field", format!("{field} must be a string"))
+        GatewayError::new(Code::InvalidField).with_message(format!("{field} must be a string"))
     })
 }
 
@@ -623,69 +569,6 @@ mod raw_object {
             }
             d.deserialize_map(V)
         }
-    }
-}
-
-/// One structured line per request: no token, no ARN, no key.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RequestLog {
-    pub time_ms: u64,
-    pub level: &'static str,
-    pub request_id: String,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<ResponseMode>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    pub bytes_in: usize,
-    pub bytes_out: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttfb_ms: Option<u64>,
-    pub duration_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// How the stream ended: `complete`, `origin_error`, `client_closed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'static str>,
-}
-
-impl RequestLog {
-    pub fn new(ctx: &RequestContext, status: StatusCode) -> Self {
-        RequestLog {
-            time_ms: ctx.unix_ms,
-            level: if status.is_server_error() {
-                "error"
-            } else {
-                "info"
-            },
-            request_id: ctx.request_id.clone(),
-            method: ctx.method.clone(),
-            path: ctx.path.clone(),
-            status: status.as_u16(),
-            mode: ctx.mode,
-            session_id: ctx.session_id.clone(),
-            sub: ctx.subject.clone(),
-            bytes_in: ctx.bytes_in,
-            bytes_out: 0,
-            ttfb_ms: None,
-            duration_ms: 0,
-            usage: None,
-            error: None,
-            detail: None,
-            outcome: None,
-        }
-    }
-
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{\"level\":\"error\"}".to_owned())
     }
 }
 

@@ -34,22 +34,31 @@ fn ctx(head: &http::request::Parts) -> RequestContext {
     RequestContext::new(head, [7; 32], 0, 0)
 }
 
-fn filter(g: &Gateway, h: &http::request::Parts) -> Result<Route, GatewayError> {
-    g.request_filter(h, &mut ctx(h)).map(|(route, _)| route)
+/// The route decided, as `Ok(None)` for `Invoke` and the answer's status
+/// for `Answered`.
+fn filter(g: &Gateway, h: &http::request::Parts) -> Result<Option<u16>, GatewayError> {
+    g.request_filter(h, &mut ctx(h)).map(|route| match route {
+        Route::Invoke => None,
+        Route::Answered(answer) => Some(answer.status().as_u16()),
+    })
+}
+
+fn answer(route: Route) -> Response<Bytes> {
+    match route {
+        Route::Answered(answer) => answer,
+        Route::Invoke => panic!("not answered"),
+    }
 }
 
 #[test]
 fn routes_and_methods() {
     let g = gateway(&[]);
-    assert_eq!(
-        filter(&g, &head("POST", "/invocations", &[])),
-        Ok(Route::Invoke)
-    );
-    assert_eq!(filter(&g, &head("POST", "/", &[])), Ok(Route::Invoke));
-    assert_eq!(filter(&g, &head("GET", "/ping", &[])), Ok(Route::Answered));
+    assert_eq!(filter(&g, &head("POST", "/invocations", &[])), Ok(None));
+    assert_eq!(filter(&g, &head("POST", "/", &[])), Ok(None));
+    assert_eq!(filter(&g, &head("GET", "/ping", &[])), Ok(Some(200)));
     let not_found = filter(&g, &head("POST", "/other", &[])).unwrap_err();
     assert_eq!(
-        (not_found.status.as_u16(), not_found.code),
+        (not_found.status.as_u16(), not_found.code.as_str()),
         (404, "not_found")
     );
     let wrong_method = filter(&g, &head("GET", "/invocations", &[])).unwrap_err();
@@ -64,8 +73,8 @@ fn routes_and_methods() {
 fn ping_answers_healthy() {
     let g = gateway(&[]);
     let h = head("GET", "/ping", &[]);
-    let (_, answer) = g.request_filter(&h, &mut ctx(&h)).unwrap();
-    assert_eq!(answer.unwrap().body().as_ref(), br#"{"status":"Healthy"}"#);
+    let answer = answer(g.request_filter(&h, &mut ctx(&h)).unwrap());
+    assert_eq!(answer.body().as_ref(), br#"{"status":"Healthy"}"#);
 }
 
 #[test]
@@ -84,7 +93,7 @@ fn content_type_must_be_json() {
     )
     .unwrap_err();
     assert_eq!(
-        (err.status.as_u16(), err.code),
+        (err.status.as_u16(), err.code.as_str()),
         (415, "unsupported_media_type")
     );
 }
@@ -97,7 +106,10 @@ fn declared_length_over_the_limit_is_413_before_reading() {
         &head("POST", "/invocations", &[("content-length", "11")]),
     )
     .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (413, "body_too_large"));
+    assert_eq!(
+        (err.status.as_u16(), err.code.as_str()),
+        (413, "body_too_large")
+    );
     assert!(filter(
         &g,
         &head("POST", "/invocations", &[("content-length", "10")])
@@ -155,7 +167,11 @@ fn malformed_bodies_are_400_with_distinct_codes() {
     ];
     for (body, code) in cases {
         let err = g.parse_invocation(&h, body, &mut ctx(&h)).unwrap_err();
-        assert_eq!((err.status.as_u16(), err.code), (400, *code), "{body:?}");
+        assert_eq!(
+            (err.status.as_u16(), err.code.as_str()),
+            (400, *code),
+            "{body:?}"
+        );
         // The body is the documented JSON shape.
         let json: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
         assert_eq!(json["error"]["code"], *code);
@@ -258,8 +274,7 @@ fn cors_preflight_for_allowed_and_refused_origins() {
         ],
     );
     let mut c = ctx(&h);
-    let (_, answer) = g.request_filter(&h, &mut c).unwrap();
-    let mut answer = answer.unwrap();
+    let mut answer = answer(g.request_filter(&h, &mut c).unwrap());
     g.finish_headers(answer.headers_mut(), &c);
     assert_eq!(answer.status(), 204);
     let headers = answer.headers();
@@ -283,7 +298,7 @@ fn cors_preflight_for_allowed_and_refused_origins() {
     );
     let err = g.request_filter(&h, &mut ctx(&h)).unwrap_err();
     assert_eq!(
-        (err.status.as_u16(), err.code),
+        (err.status.as_u16(), err.code.as_str()),
         (403, "cors_origin_not_allowed")
     );
 }
@@ -313,7 +328,7 @@ fn origin_failures_map_to_gateway_errors_without_the_origin_body() {
             &[("x-amzn-errortype", "AccessDeniedException:http://internal/")],
         ));
         assert_eq!(
-            (err.status.as_u16(), err.code),
+            (err.status.as_u16(), err.code.as_str()),
             (ours, code),
             "origin {origin}"
         );

@@ -23,13 +23,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub use sigv4::{sign, SigningError, SigningInputs};
 
 use crate::config::{OriginAuth, OriginConfig};
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 
 /// AgentCore's session header.
 pub const SESSION_ID_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
@@ -93,16 +93,13 @@ pub fn build_request(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_VALUE));
     let session = HeaderValue::from_str(invocation.session_id).map_err(|_| {
-        GatewayError::bad_request(
-            "invalid_session_id",
-            "the session id must be visible ASCII text",
-        )
+        GatewayError::new(Code::InvalidSessionId)
+            .with_message("the session id must be visible ASCII text")
     })?;
     headers.insert(HeaderName::from_static(SESSION_ID_HEADER), session);
     if let Some(user_id) = invocation.user_id {
-        let value = HeaderValue::from_str(user_id).map_err(|_| {
-            GatewayError::bad_request("invalid_user_id", "the user id must be visible ASCII text")
-        })?;
+        let value =
+            HeaderValue::from_str(user_id).map_err(|_| GatewayError::new(Code::InvalidUserId))?;
         headers.insert(HeaderName::from_static(USER_ID_HEADER), value);
     }
 
@@ -114,35 +111,25 @@ pub fn build_request(
         } => {
             let inputs = SigningInputs::for_gateway(credentials, region, service, now);
             sign(&mut request, &inputs).map_err(|err| {
-                GatewayError::internal(
-                    "origin_signing_failed",
-                    "the gateway could not sign the origin request",
-                )
-                .with_detail(err.to_string())
+                GatewayError::new(Code::OriginSigningFailed).with_detail(err.to_string())
             })?;
         }
         OriginAuth::JwtPassthrough => {
             let token = invocation.bearer_token.ok_or_else(|| {
-                GatewayError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing_token",
-                    "a bearer token is required",
-                )
-                .with_header(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                )
+                GatewayError::new(Code::MissingToken)
+                    .with_message("a bearer token is required")
+                    .with_header(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer"),
+                    )
             })?;
             let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                GatewayError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the bearer token is malformed",
-                )
-                .with_header(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                )
+                GatewayError::new(Code::InvalidToken)
+                    .with_message("the bearer token is malformed")
+                    .with_header(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    )
             })?;
             value.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, value);
@@ -185,7 +172,7 @@ fn host_header(uri: &http::Uri) -> Result<HeaderValue, GatewayError> {
 }
 
 fn bad_origin() -> GatewayError {
-    GatewayError::internal("origin_misconfigured", "the origin URL is not usable")
+    GatewayError::new(Code::OriginMisconfigured)
 }
 
 #[cfg(test)]
@@ -375,7 +362,7 @@ mod tests {
         no_token.bearer_token = None;
         let err =
             build_request(&agentcore(OriginAuth::JwtPassthrough), no_token, now()).unwrap_err();
-        assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(err.status, http::StatusCode::UNAUTHORIZED);
     }
 
     #[test]
@@ -392,7 +379,7 @@ mod tests {
         let mut inv = invocation("{}");
         inv.session_id = "bad\nsession";
         let err = build_request(&agentcore(sigv4(None)), inv, now()).unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
         assert!(!err.message.contains("bad"));
     }
 

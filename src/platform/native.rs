@@ -27,7 +27,7 @@ use crate::auth::{FetchRequest, FetchResponse};
 use crate::config::{AuthConfig, Config};
 use crate::gateway::driver::{self, BodyError, FetchError, Platform, Shared};
 use crate::gateway::rate_limit::RateDecision;
-use crate::gateway::Gateway;
+use crate::gateway::{Event, EventName, Gateway, Level};
 
 /// Where log lines go: stderr by default, a collector in tests.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -55,6 +55,13 @@ impl NativePlatform {
     }
 }
 
+// This adapter reads the clocks for the core (see clippy.toml).
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> SystemTime {
+    SystemTime::now()
+}
+
+#[allow(clippy::disallowed_methods)]
 fn process_epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -71,7 +78,7 @@ impl Platform for NativePlatform {
     }
 
     fn now(&self) -> SystemTime {
-        SystemTime::now()
+        wall_clock()
     }
 
     fn random(&self) -> [u8; 32] {
@@ -208,12 +215,13 @@ pub async fn spawn(
     log: LogSink,
 ) -> io::Result<GatewayServer> {
     if config.auth == AuthConfig::None {
-        log(&serde_json::json!({
-            "level": "warn",
-            "event": "auth_disabled",
-            "detail": "AUTH=none: callers are not authenticated; use for local development only",
-        })
-        .to_string());
+        let event = Event::new(
+            driver::unix_ms(wall_clock()),
+            Level::Warn,
+            EventName::AuthDisabled,
+        )
+        .with_detail("AUTH=none: callers are not authenticated; use for local development only");
+        log(&event.to_line());
     }
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(Gateway::new(config)));
@@ -279,10 +287,13 @@ async fn serve_one(
 pub async fn serve(config: Config, listen: SocketAddr) -> io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let server = spawn(config, listener, stderr_log()).await?;
-    eprintln!(
-        "{}",
-        serde_json::json!({"level": "info", "event": "listening", "addr": server.addr.to_string()})
+    let mut listening = Event::new(
+        driver::unix_ms(wall_clock()),
+        Level::Info,
+        EventName::Listening,
     );
+    listening.addr = Some(server.addr.to_string());
+    eprintln!("{}", listening.to_line());
     shutdown_signal().await;
     server.shutdown().await;
     Ok(())

@@ -34,7 +34,7 @@ use worker::{
 
 use crate::auth::{FetchRequest, FetchResponse, JwsAlgorithm, SignatureCheck};
 use crate::config::Config;
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 use crate::gateway::driver::{self, BodyError, FetchError, Platform, Shared};
 use crate::gateway::rate_limit::RateDecision;
 use crate::gateway::Gateway;
@@ -84,7 +84,7 @@ fn shared(env: &Env) -> Result<Rc<Shared>, GatewayError> {
             .or_else(|_| env.var(name).map(|v| v.to_string()))
             .ok()
     })
-    .map_err(|e| GatewayError::internal("invalid_configuration", e.to_string()))?;
+    .map_err(|e| GatewayError::new(Code::InvalidConfiguration).with_message(e.to_string()))?;
     let shared = Rc::new(Shared::new(Gateway::new(config)));
     if let Some(auth) = shared.authenticator() {
         auth.lock()
@@ -97,7 +97,7 @@ fn shared(env: &Env) -> Result<Rc<Shared>, GatewayError> {
 
 fn request_head(request: &Request) -> Result<http::request::Parts, GatewayError> {
     let url = request.url().map_err(|_| {
-        GatewayError::bad_request("invalid_request", "the request URL is malformed")
+        GatewayError::new(Code::InvalidRequest).with_message("the request URL is malformed")
     })?;
     let path_and_query = match url.query() {
         Some(query) => format!("{}?{}", url.path(), query),
@@ -112,7 +112,7 @@ fn request_head(request: &Request) -> Result<http::request::Parts, GatewayError>
     builder
         .body(())
         .map(|r| r.into_parts().0)
-        .map_err(|_| GatewayError::bad_request("invalid_request", "the request is malformed"))
+        .map_err(|_| GatewayError::new(Code::InvalidRequest))
 }
 
 async fn read_body(mut request: Request, limit: usize) -> Result<Bytes, BodyError> {

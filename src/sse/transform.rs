@@ -50,16 +50,12 @@ use serde_json::{Map, Value};
 
 use super::parser::{BoundaryTracker, EventTooLarge, ParseError, Parser};
 use crate::config::ResponseMode;
-use crate::error::error_json;
+use crate::error::{error_json, Code};
 
 /// The comment inserted when the origin is idle in original mode.
 pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
 /// The line between the text and the trailer in transformed mode.
 pub const TRAILER_SEPARATOR: &[u8] = b"\n----------\n";
-/// Error code of an event (or JSON body) over `max_event_bytes`.
-pub const EVENT_TOO_LARGE: &str = "event_too_large";
-/// Error code of an error the agent reported inside its stream.
-pub const AGENT_ERROR: &str = "agent_error";
 /// Longest agent error message kept for the trailer, in bytes.
 const MAX_AGENT_ERROR_MESSAGE: usize = 512;
 
@@ -116,14 +112,22 @@ pub struct TransformerOptions {
 /// final `error` event. `message` is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
 }
 
 impl StreamError {
+    /// The error of `code` with its default message.
+    pub fn new(code: Code) -> Self {
+        StreamError {
+            code,
+            message: code.message().to_owned(),
+        }
+    }
+
     fn event_too_large(limit: usize) -> Self {
         StreamError {
-            code: EVENT_TOO_LARGE,
+            code: Code::EventTooLarge,
             message: ParseError::EventTooLarge { limit }.to_string(),
         }
     }
@@ -264,9 +268,9 @@ impl Transformer {
     }
 
     /// The error code the transformer ended the stream with itself
-    /// ([`EVENT_TOO_LARGE`]), for the log line; `None` otherwise.
-    pub fn ended_with_error(&self) -> Option<&'static str> {
-        self.cut_by_limit.then_some(EVENT_TOO_LARGE)
+    /// ([`Code::EventTooLarge`]), for the log line; `None` otherwise.
+    pub fn ended_with_error(&self) -> Option<Code> {
+        self.cut_by_limit.then_some(Code::EventTooLarge)
     }
 
     /// Token usage summed so far (the metadata `usage` object), for the log
@@ -546,7 +550,7 @@ impl Extractor {
             None => message.to_owned(),
         };
         self.record_error(Some(StreamError {
-            code: AGENT_ERROR,
+            code: Code::AgentError,
             message: scrub_agent_message(&message),
         }));
     }
@@ -1131,7 +1135,7 @@ mod tests {
         ]);
         let mut out = t.push(Bytes::from(stream), 0).to_vec();
         out.extend_from_slice(&t.finish(Some(StreamError {
-            code: "origin_stream_failed",
+            code: Code::OriginStreamFailed,
             message: "the agent's stream broke off".into(),
         })));
         let expected = format!(
@@ -1149,7 +1153,7 @@ mod tests {
         let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
         t.push(Bytes::from(stream), 0);
         let tail = t.finish(Some(StreamError {
-            code: "later",
+            code: Code::OriginStreamFailed,
             message: "later".into(),
         }));
         assert!(String::from_utf8_lossy(&tail).contains(
@@ -1270,7 +1274,7 @@ mod tests {
         );
         assert_eq!(String::from_utf8_lossy(&out), expected);
         assert!(t.is_finished());
-        assert_eq!(t.ended_with_error(), Some(EVENT_TOO_LARGE));
+        assert_eq!(t.ended_with_error(), Some(Code::EventTooLarge));
         assert!(t.finish(None).is_empty());
         assert!(t.parser.next_event(&mut &b"\n\n"[..]).is_err());
     }
@@ -1327,7 +1331,7 @@ mod tests {
         assert_eq!(t.poll_idle(1_000_000), None);
         assert!(t
             .finish(Some(StreamError {
-                code: "x",
+                code: Code::OriginStreamFailed,
                 message: "y".into()
             }))
             .is_empty());
@@ -1459,7 +1463,7 @@ mod tests {
         let mut t = transformer(ResponseMode::Original, OriginBodyKind::EventStream);
         let mut wire = t.push(Bytes::copy_from_slice(stream), 0).to_vec();
         wire.extend_from_slice(&t.finish(Some(StreamError {
-            code: "origin_stream_failed",
+            code: Code::OriginStreamFailed,
             message: "broke".into(),
         })));
         assert!(t.is_finished());
@@ -1535,7 +1539,7 @@ mod tests {
             format!("data: ok\n\n: c\n{error}")
         );
         assert!(t.is_finished());
-        assert_eq!(t.ended_with_error(), Some(EVENT_TOO_LARGE));
+        assert_eq!(t.ended_with_error(), Some(Code::EventTooLarge));
         assert!(t.push(Bytes::from_static(b"data: more\n\n"), 0).is_empty());
         assert!(t.finish(None).is_empty());
         assert_eq!(t.idle_deadline(), None);

@@ -228,10 +228,9 @@ proptest! {
         for chunk in cut(&body, cuts) {
             wire.extend_from_slice(&transformer.push(Bytes::copy_from_slice(chunk), 1));
         }
-        wire.extend_from_slice(&transformer.finish(Some(StreamError {
-            code: "origin_stream_failed",
-            message: "the agent's stream broke off".to_owned(),
-        })));
+        wire.extend_from_slice(&transformer.finish(Some(StreamError::new(
+            agent_edge::error::Code::OriginStreamFailed,
+        ))));
         let (events, _) = parse_chunks([&wire[..]]);
         let last = events.last().expect("the error event");
         prop_assert_eq!(&last.event, "error");

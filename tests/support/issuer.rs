@@ -8,21 +8,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jwt_compact::alg::{Rsa, RsaPrivateKey};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmSignature as _};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-const ISSUER_KEY: &str = include_str!("../data/jwt/rsa-a.private.jwk.json");
-const ATTACKER_KEY: &str = include_str!("../data/jwt/rsa-attacker.private.jwk.json");
-const PRIVATE_MEMBERS: [&str; 6] = ["d", "p", "q", "dp", "dq", "qi"];
+#[path = "jws.rs"]
+pub mod jws;
+
+const ISSUER_KEY: &str = jws::RSA_A;
+const ATTACKER_KEY: &str = jws::RSA_ATTACKER;
 
 /// Which key signs a token.
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +39,8 @@ struct Keys {
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let private = |text: &str| {
-            let jwk: JsonWebKey<'_> = serde_json::from_str(text).expect("a JWK");
-            RsaPrivateKey::try_from(&jwk).expect("an RSA private JWK")
-        };
+        let private =
+            |text: &str| RsaPrivateKey::try_from(&jws::jwk(text)).expect("an RSA private JWK");
         Keys {
             issuer: private(ISSUER_KEY),
             attacker: private(ATTACKER_KEY),
@@ -52,19 +48,9 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// The public half of a private JWK.
-fn public_jwk(private: &str) -> Value {
-    let mut jwk: Value = serde_json::from_str(private).expect("JSON");
-    let object = jwk.as_object_mut().expect("a JWK object");
-    for member in PRIVATE_MEMBERS {
-        object.remove(member);
-    }
-    jwk
-}
-
 /// The `kid` of the issuer's key.
 pub fn issuer_kid() -> String {
-    public_jwk(ISSUER_KEY)["kid"]
+    jws::public(ISSUER_KEY)["kid"]
         .as_str()
         .expect("kid")
         .to_owned()
@@ -78,7 +64,7 @@ pub fn issuer_documents(url: &str) -> Vec<(String, Value)> {
         "jwks_uri": format!("{url}/.well-known/jwks.json"),
         "id_token_signing_alg_values_supported": ["RS256"],
     });
-    let jwks = json!({ "keys": [public_jwk(ISSUER_KEY)] });
+    let jwks = json!({ "keys": [jws::public(ISSUER_KEY)] });
     vec![
         ("/.well-known/openid-configuration".into(), discovery),
         ("/.well-known/jwks.json".into(), jwks),
@@ -138,15 +124,9 @@ pub fn header() -> Value {
 
 /// A compact JWS over exactly this header and these claims.
 pub fn mint(signer: Signer, header: &Value, claims: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(claims.to_string())
-    );
     let key = match signer {
         Signer::Issuer => &keys().issuer,
         Signer::Attacker => &keys().attacker,
     };
-    let signature = Rsa::rs256().sign(key, input.as_bytes());
-    format!("{input}.{}", B64.encode(signature.as_bytes()))
+    jws::mint(&Rsa::rs256(), key, header, claims)
 }

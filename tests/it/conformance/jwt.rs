@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use serde_json::json;
 
-use agent_edge::gateway::driver::SIGNATURE_CHECK_FALLBACK;
+use agent_edge::gateway::EventName;
 
 use super::client::{client, invoke, send, unique, Reply};
 use super::origin_errors::assert_logs_clean;
@@ -59,7 +59,7 @@ async fn assert_no_signature_fallback(t: &Target, request_id: &str) {
         .logs
         .lines()
         .into_iter()
-        .filter(|line| line.contains(SIGNATURE_CHECK_FALLBACK))
+        .filter(|line| line.contains(EventName::SignatureCheckFallback.as_str()))
         .collect();
     assert!(fallbacks.is_empty(), "{fallbacks:?}");
 }

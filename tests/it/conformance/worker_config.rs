@@ -86,7 +86,10 @@ async fn check_invalid(name: &str, variable: &str, value: &str) {
         error.variable, variable,
         "the native side blames {variable}"
     );
-    let expected_body = error_json("invalid_configuration", &error.to_string());
+    let expected_body = error_json(
+        agent_edge::error::Code::InvalidConfiguration,
+        &error.to_string(),
+    );
 
     let logs = LogBuffer::default();
     let instance = {

@@ -1,0 +1,165 @@
+//! The log lines: one per request ([`RequestLog`]) and one per notable
+//! event outside a request's outcome ([`Event`]), both JSON objects written
+//! by [`to_line`]. Neither ever holds a token, an ARN, an account id or a key.
+
+use http::StatusCode;
+use serde::Serialize;
+
+use super::RequestContext;
+use crate::config::ResponseMode;
+use crate::error::Code;
+
+/// A log line's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// How a streamed answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The origin's stream ended and everything was sent.
+    Complete,
+    /// The origin failed or broke a limit; the stream ended with an error.
+    OriginError,
+    /// The client went away before the end.
+    ClientClosed,
+}
+
+/// What an [`Event`] line reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    /// The server is listening (`addr`).
+    Listening,
+    /// `AUTH=none`: callers are not authenticated.
+    AuthDisabled,
+    /// An issuer document could not be fetched or used.
+    KeySetFetch,
+    /// The platform could not check a signature it was handed; the core did.
+    SignatureCheckFallback,
+}
+
+impl EventName {
+    /// The `event` field's value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventName::Listening => "listening",
+            EventName::AuthDisabled => "auth_disabled",
+            EventName::KeySetFetch => "key_set_fetch",
+            EventName::SignatureCheckFallback => "signature_check_fallback",
+        }
+    }
+}
+
+impl Serialize for EventName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A log line about something other than one request's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub time_ms: u64,
+    pub level: Level,
+    pub event: EventName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The listening address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
+impl Event {
+    pub fn new(time_ms: u64, level: Level, event: EventName) -> Self {
+        Event {
+            time_ms,
+            level,
+            event,
+            detail: None,
+            addr: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn to_line(&self) -> String {
+        to_line(self)
+    }
+}
+
+/// One JSON object on one line; every log line is written by this.
+pub fn to_line(line: &impl Serialize) -> String {
+    // Serializing these structs cannot fail (string keys, no maps of other keys).
+    serde_json::to_string(line).unwrap_or_else(|_| "{\"level\":\"error\"}".to_owned())
+}
+
+/// One structured line per request: no token, no ARN, no key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestLog {
+    pub time_ms: u64,
+    pub level: Level,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ResponseMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    pub bytes_in: usize,
+    pub bytes_out: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Code>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// How a streamed answer ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+impl RequestLog {
+    pub fn new(ctx: &RequestContext, status: StatusCode) -> Self {
+        RequestLog {
+            time_ms: ctx.unix_ms,
+            level: if status.is_server_error() {
+                Level::Error
+            } else {
+                Level::Info
+            },
+            request_id: ctx.request_id.clone(),
+            method: ctx.method.clone(),
+            path: ctx.path.clone(),
+            status: status.as_u16(),
+            mode: ctx.mode,
+            session_id: ctx.session_id.clone(),
+            sub: ctx.subject.clone(),
+            bytes_in: ctx.bytes_in,
+            bytes_out: 0,
+            ttfb_ms: None,
+            duration_ms: 0,
+            usage: None,
+            error: None,
+            detail: None,
+            outcome: None,
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        to_line(self)
+    }
+}
