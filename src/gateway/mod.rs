@@ -40,6 +40,11 @@ pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
 /// The per-request id header, echoed or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const SESSION_ID_LEN: std::ops::RangeInclusive<usize> = 33..=256;
+/// `Cache-Control` of a stream: not stored, and not transformed (compressed)
+/// by an intermediary.
+pub const STREAM_CACHE_CONTROL: &str = "no-cache, no-transform";
+/// `Content-Encoding` of a stream: the bytes as produced.
+pub const STREAM_CONTENT_ENCODING: &str = "identity";
 const EXPOSED_HEADERS: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id, X-Request-Id";
 const ALLOWED_HEADERS: &str =
     "authorization, content-type, accept, x-amzn-bedrock-agentcore-runtime-session-id, x-request-id";
@@ -382,7 +387,20 @@ impl Gateway {
             (ResponseMode::Original, OriginBodyKind::EventStream) => "text/event-stream",
         };
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // Never compressed on the way out, whatever the client's
+        // Accept-Encoding: a compressor holds text back until its buffer
+        // fills (workerd's gzip, until the stream ends). Cloudflare's edge
+        // leaves a response alone when the origin (here, the Worker) says
+        // `no-transform`; workerd ignores that but only encodes a body whose
+        // Content-Encoding is unset, gzip or br, so `identity` keeps it out.
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(STREAM_CACHE_CONTROL),
+        );
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(STREAM_CONTENT_ENCODING),
+        );
         headers.insert(
             HeaderName::from_static("x-accel-buffering"),
             HeaderValue::from_static("no"),

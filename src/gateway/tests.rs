@@ -354,3 +354,35 @@ fn uuid_v4_shape() {
     assert_eq!(&id[14..15], "4");
     assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
 }
+
+#[test]
+fn every_stream_is_marked_not_to_be_compressed() {
+    let g = gateway(&[]);
+    let h = head("POST", "/invocations", &[("accept-encoding", "gzip, br")]);
+    let c = ctx(&h);
+    for mode in [ResponseMode::Original, ResponseMode::Transformed] {
+        for origin_type in ["text/event-stream", "application/json"] {
+            let origin = http::Response::builder()
+                .header("content-type", origin_type)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            let invocation = InvocationRequest {
+                payload: Bytes::from_static(b"{}"),
+                mode,
+                session_id: "s".repeat(33),
+            };
+            let start = g.response_filter(&origin, &invocation, &c, 0).ok().unwrap();
+            let headers = &start.head.headers;
+            assert_eq!(
+                headers["content-encoding"], "identity",
+                "{mode:?} {origin_type}"
+            );
+            assert_eq!(
+                headers["cache-control"], "no-cache, no-transform",
+                "{mode:?} {origin_type}"
+            );
+        }
+    }
+}

@@ -65,8 +65,13 @@ pub fn assert_stream_headers(reply: &Reply, content_type: &str, session: &str) {
     );
     assert_eq!(
         reply.header("cache-control"),
-        Some("no-cache"),
+        Some("no-cache, no-transform"),
         "Cache-Control"
+    );
+    assert_eq!(
+        reply.header("content-encoding"),
+        Some("identity"),
+        "Content-Encoding"
     );
     assert_eq!(
         reply.header("x-accel-buffering"),

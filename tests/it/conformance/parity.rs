@@ -14,6 +14,7 @@ use super::tokens::token;
 const COMPARED: &[&str] = &[
     "content-type",
     "cache-control",
+    "content-encoding",
     "x-accel-buffering",
     SESSION_HEADER,
     "x-request-id",

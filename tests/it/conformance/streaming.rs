@@ -1,6 +1,10 @@
 //! Streaming without buffering, measured by client-side arrival times;
 //! keepalive comments; a stream failing mid-way; a client that goes away
 //! (SPEC "Original mode", "Transformed mode"; issue 2, item 5).
+//!
+//! The timing checks run twice: as sent by a bare client, and with the
+//! `Accept-Encoding` of a browser, which a platform that compresses
+//! streams answers with a body buffered until the end (issue 8, item 1).
 
 use std::sync::Arc;
 
@@ -14,6 +18,35 @@ use super::origin_errors::assert_no_leak;
 use super::stack::{stack, TargetKind};
 use super::tokens::token;
 use super::{every_target, Target};
+
+/// What Chromium sends with every `fetch`.
+pub const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+
+/// A stream request, with the browser's `Accept-Encoding` when asked.
+fn stream_request(
+    t: &Target,
+    subject: &str,
+    body: &str,
+    accept_encoding: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = invoke(t, Some(&token(&unique(subject))), body.to_owned());
+    match accept_encoding {
+        Some(value) => request.header("accept-encoding", value),
+        None => request,
+    }
+}
+
+/// Nothing but `identity` may reach the client: a compressed stream is a
+/// buffered one.
+fn assert_not_compressed(timed: &Timed) -> Result<(), String> {
+    match timed.header("content-encoding") {
+        None | Some("identity") => Ok(()),
+        Some(other) => Err(format!(
+            "the stream came compressed (Content-Encoding: {other}); reads: {:#?}",
+            timeline(timed)
+        )),
+    }
+}
 
 /// Per read: its arrival time and how many complete delta events it
 /// completed (an event split across reads counts where it ends).
@@ -51,16 +84,26 @@ fn timeline(timed: &Timed) -> Vec<String> {
 }
 
 async fn original_mode_events_arrive_as_they_are_sent(t: Arc<Target>) {
+    original_mode_arrivals(&t, None).await;
+}
+
+async fn original_mode_events_arrive_as_they_are_sent_to_a_browser(t: Arc<Target>) {
+    original_mode_arrivals(&t, Some(BROWSER_ACCEPT_ENCODING)).await;
+}
+
+async fn original_mode_arrivals(t: &Target, accept_encoding: Option<&str>) {
     let timed = send_timed(
-        invoke(
-            &t,
-            Some(&token(&unique("arrivals"))),
+        stream_request(
+            t,
+            "arrivals",
             r#"{"prompt":"/events 20 100"}"#,
+            accept_encoding,
         ),
         Duration::from_secs(20),
     )
     .await;
     assert_eq!(timed.status, 200);
+    assert_not_compressed(&timed).unwrap();
     assert_eq!(timed.header("content-type"), Some("text/event-stream"));
     let arrivals: Vec<(Duration, usize)> = delta_arrivals(&timed)
         .into_iter()
@@ -86,16 +129,26 @@ async fn original_mode_events_arrive_as_they_are_sent(t: Arc<Target>) {
 }
 
 async fn transformed_mode_text_arrives_long_before_the_end(t: Arc<Target>) {
+    transformed_mode_arrivals(&t, None).await;
+}
+
+async fn transformed_mode_text_arrives_long_before_the_end_in_a_browser(t: Arc<Target>) {
+    transformed_mode_arrivals(&t, Some(BROWSER_ACCEPT_ENCODING)).await;
+}
+
+async fn transformed_mode_arrivals(t: &Target, accept_encoding: Option<&str>) {
     let timed = send_timed(
-        invoke(
-            &t,
-            Some(&token(&unique("arrivals-text"))),
+        stream_request(
+            t,
+            "arrivals-text",
             r#"{"prompt":"/events 20 100","response":"transformed"}"#,
+            accept_encoding,
         ),
         Duration::from_secs(20),
     )
     .await;
     assert_eq!(timed.status, 200);
+    assert_not_compressed(&timed).unwrap();
     let (first_text, first_chunk) = timed.chunks.first().cloned().expect("some text");
     assert!(first_chunk.starts_with(b"1"), "{first_chunk:?}");
     assert!(
@@ -132,6 +185,14 @@ async fn transformed_mode_text_arrives_long_before_the_end(t: Arc<Target>) {
 }
 
 async fn keepalive_comments_only_between_events(t: Arc<Target>) {
+    keepalives(t, None).await;
+}
+
+async fn keepalive_comments_reach_a_browser_as_they_are_sent(t: Arc<Target>) {
+    keepalives(t, Some(BROWSER_ACCEPT_ENCODING)).await;
+}
+
+async fn keepalives(t: Arc<Target>, accept_encoding: Option<&'static str>) {
     // KEEPALIVE_SECONDS=1; the origin is silent 2.5 s after each of its
     // two deltas. Several streams at once: a keepalive that only sometimes
     // goes out shows up.
@@ -139,14 +200,16 @@ async fn keepalive_comments_only_between_events(t: Arc<Target>) {
         let t = t.clone();
         async move {
             let timed = send_timed(
-                invoke(
+                stream_request(
                     &t,
-                    Some(&token(&unique("keepalive"))),
+                    "keepalive",
                     r#"{"prompt":"/events 2 2500"}"#,
+                    accept_encoding,
                 ),
                 Duration::from_secs(20),
             )
             .await;
+            assert_not_compressed(&timed)?;
             check_keepalives(&timed).map_err(|why| format!("{why}; reads: {:#?}", timeline(&timed)))
         }
     });
@@ -337,8 +400,11 @@ async fn client_disconnect_cancels_the_origin_request(t: Arc<Target>) {
 
 every_target!(
     original_mode_events_arrive_as_they_are_sent,
+    original_mode_events_arrive_as_they_are_sent_to_a_browser,
     transformed_mode_text_arrives_long_before_the_end,
+    transformed_mode_text_arrives_long_before_the_end_in_a_browser,
     keepalive_comments_only_between_events,
+    keepalive_comments_reach_a_browser_as_they_are_sent,
     agent_error_mid_stream_is_the_trailer_error_line,
     origin_cut_mid_stream_ends_with_an_error_not_a_hang,
     client_disconnect_cancels_the_origin_request,
