@@ -256,6 +256,24 @@ impl fmt::Display for GatewayError {
 
 impl std::error::Error for GatewayError {}
 
+/// Why a stream ended early: the transformed trailer's error line, or
+/// original mode's final `error` event. `message` is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl StreamError {
+    /// The error of `code` with its default message.
+    pub fn new(code: Code) -> Self {
+        StreamError {
+            code,
+            message: code.message().to_owned(),
+        }
+    }
+}
+
 /// `{"error":{"code":<code>,"message":<message>}}`, compact, as used by the
 /// error response body, the transformed trailer's error line and the
 /// original mode's final `error` event.

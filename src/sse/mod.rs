@@ -4,12 +4,17 @@
 //!   boundary tracker original mode uses ([`BoundaryTracker`]).
 //! - [`transform`]: the response body filter of both response modes
 //!   ([`Transformer`]).
+//! - `dialect`: what transformed mode takes from each origin dialect.
 //!
 //! Sans-IO: bytes in, bytes out, the time passed in as milliseconds.
 //! Spec: `SPEC.md`, "Original mode", "Transformed mode" and "SSE parsing".
 
+mod dialect;
 pub mod parser;
+#[cfg(test)]
+mod test_support;
 pub mod transform;
 
+pub use crate::error::StreamError;
 pub use parser::{BoundaryTracker, Event, ParseError, Parser};
-pub use transform::{OriginBodyKind, StreamError, Transformer, TransformerOptions};
+pub use transform::{OriginBodyKind, Transformer, TransformerOptions};

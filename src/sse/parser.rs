@@ -37,7 +37,114 @@ use std::mem;
 
 use memchr::{memchr, memchr2};
 
-const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+/// The byte order mark a stream may start with (UTF-8 encoded U+FEFF).
+pub(crate) const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+/// How far the bytes of a chunk go towards a BOM of which `matched` bytes
+/// were seen before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BomMatch {
+    /// The chunk ended inside the BOM: `matched` bytes of it so far.
+    Partial(u8),
+    /// The BOM is complete after the first `len` bytes of the chunk.
+    Complete { len: usize },
+    /// Not a BOM: content starts at `at` in the chunk, after the BOM's
+    /// first `matched` bytes, which were content too.
+    Mismatch { at: usize, matched: u8 },
+}
+
+/// Matches a BOM across chunks: the one rule for the parser, the boundary
+/// tracker and the transformer's held BOM.
+pub(crate) fn match_bom(matched: u8, chunk: &[u8]) -> BomMatch {
+    let mut matched = matched;
+    for (at, &byte) in chunk.iter().enumerate() {
+        if byte != BOM[usize::from(matched)] {
+            return BomMatch::Mismatch { at, matched };
+        }
+        matched += 1;
+        if usize::from(matched) == BOM.len() {
+            return BomMatch::Complete { len: at + 1 };
+        }
+    }
+    BomMatch::Partial(matched)
+}
+
+/// What precedes the content of each chunk, shared by [`Parser`] and
+/// [`BoundaryTracker`]: the stream's leading BOM (stripped once, at the very
+/// start only) and the LF completing a CR that ended the previous chunk.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prelude {
+    /// BOM bytes seen at the stream's start so far.
+    bom_matched: u8,
+    /// The BOM window is closed (a BOM was stripped, or content began).
+    bom_done: bool,
+    /// The last byte seen was a CR ending a line: an LF next belongs to it.
+    after_cr: bool,
+}
+
+/// Where the content of a chunk starts.
+enum ContentStart {
+    /// The chunk is used up while the stream's BOM may still be arriving.
+    NotYet,
+    /// Content starts at `pos`, after `bom_prefix`: bytes that looked like a
+    /// BOM but were not, and so start the first line.
+    At {
+        pos: usize,
+        bom_prefix: &'static [u8],
+    },
+}
+
+impl Prelude {
+    /// Consumes the BOM and the LF of a split CRLF at the start of `buf`.
+    fn skip(&mut self, buf: &[u8]) -> ContentStart {
+        let mut pos = 0;
+        let mut bom_prefix: &'static [u8] = &[];
+        if !self.bom_done {
+            match match_bom(self.bom_matched, buf) {
+                BomMatch::Partial(matched) => {
+                    self.bom_matched = matched;
+                    return ContentStart::NotYet;
+                }
+                BomMatch::Complete { len } => pos = len,
+                BomMatch::Mismatch { at, matched } => {
+                    pos = at;
+                    bom_prefix = &BOM[..usize::from(matched)];
+                }
+            }
+            self.bom_done = true;
+        }
+        if self.after_cr && pos < buf.len() {
+            self.after_cr = false;
+            if buf[pos] == b'\n' {
+                pos += 1;
+            }
+        }
+        ContentStart::At { pos, bom_prefix }
+    }
+
+    /// Skips the line end (LF, CR or CRLF) at `buf[at]`; returns the next
+    /// position. A CR ending `buf` may be the first half of a CRLF.
+    fn skip_line_end(&mut self, buf: &[u8], at: usize) -> usize {
+        if buf[at] == b'\r' {
+            match buf.get(at + 1) {
+                Some(b'\n') => return at + 2,
+                Some(_) => {}
+                None => self.after_cr = true,
+            }
+        }
+        at + 1
+    }
+
+    /// True while a BOM has started but not finished arriving.
+    fn inside_bom(&self) -> bool {
+        !self.bom_done && self.bom_matched > 0
+    }
+
+    /// True before any byte of the stream.
+    fn at_stream_start(&self) -> bool {
+        !self.bom_done && self.bom_matched == 0
+    }
+}
 
 /// Why the parser stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +205,7 @@ enum PartialLine {
 #[derive(Debug, Clone)]
 pub struct Parser {
     max_event_bytes: usize,
-    bom_matched: u8,
-    bom_done: bool,
-    /// The last byte seen was a CR ending a line: an LF next belongs to it.
-    after_cr: bool,
+    prelude: Prelude,
     partial: PartialLine,
     line: Vec<u8>,
     data: Vec<u8>,
@@ -121,9 +225,7 @@ impl Parser {
     pub fn new(max_event_bytes: usize) -> Self {
         Parser {
             max_event_bytes,
-            bom_matched: 0,
-            bom_done: false,
-            after_cr: false,
+            prelude: Prelude::default(),
             partial: PartialLine::None,
             line: Vec::new(),
             data: Vec::new(),
@@ -168,20 +270,20 @@ impl Parser {
             self.event_type.clear();
         }
         let buf: &'i [u8] = input;
-        let mut pos = 0;
-        if !self.bom_done {
-            pos = self.strip_bom(buf);
-            if !self.bom_done {
+        let mut pos = match self.prelude.skip(buf) {
+            ContentStart::NotYet => {
                 *input = &buf[buf.len()..];
                 return Ok(None);
             }
-        }
-        if self.after_cr && pos < buf.len() {
-            self.after_cr = false;
-            if buf[pos] == b'\n' {
-                pos += 1;
+            ContentStart::At { pos, bom_prefix } => {
+                if !bom_prefix.is_empty() {
+                    // Not a BOM after all: what matched starts the first line.
+                    self.line.extend_from_slice(bom_prefix);
+                    self.partial = PartialLine::Held;
+                }
+                pos
             }
-        }
+        };
         // The value of the event's only data line so far, left in `buf`
         // rather than copied into `self.data` (which is then empty).
         let mut borrowed: Option<std::ops::Range<usize>> = None;
@@ -201,14 +303,7 @@ impl Parser {
                 pos = buf.len();
                 break;
             };
-            let mut next = pos + len + 1;
-            if buf[pos + len] == b'\r' {
-                match buf.get(next) {
-                    Some(b'\n') => next += 1,
-                    Some(_) => {}
-                    None => self.after_cr = true,
-                }
-            }
+            let next = self.prelude.skip_line_end(buf, pos + len);
             let line = match self.partial {
                 PartialLine::None => self.process_line(&rest[..len]),
                 PartialLine::Comment => {
@@ -307,29 +402,6 @@ impl Parser {
         ParseError::EventTooLarge {
             limit: self.max_event_bytes,
         }
-    }
-
-    /// Consumes the bytes of a leading BOM; returns how many were consumed.
-    fn strip_bom(&mut self, buf: &[u8]) -> usize {
-        for (pos, &byte) in buf.iter().enumerate() {
-            if byte == BOM[usize::from(self.bom_matched)] {
-                self.bom_matched += 1;
-                if usize::from(self.bom_matched) == BOM.len() {
-                    self.bom_done = true;
-                    return pos + 1;
-                }
-            } else {
-                // Not a BOM after all: what matched so far starts the first line.
-                let matched = usize::from(self.bom_matched);
-                if matched > 0 {
-                    self.line.extend_from_slice(&BOM[..matched]);
-                    self.partial = PartialLine::Held;
-                }
-                self.bom_done = true;
-                return pos;
-            }
-        }
-        buf.len()
     }
 
     /// Keeps the start of a line that has no end in this chunk.
@@ -444,9 +516,7 @@ pub struct EventTooLarge {
 #[derive(Debug, Clone, Copy)]
 pub struct BoundaryTracker {
     max_event_bytes: usize,
-    bom_matched: u8,
-    bom_done: bool,
-    after_cr: bool,
+    prelude: Prelude,
     line: LineKind,
     event_has_fields: bool,
     event_bytes: usize,
@@ -456,9 +526,7 @@ impl BoundaryTracker {
     pub fn new(max_event_bytes: usize) -> Self {
         BoundaryTracker {
             max_event_bytes,
-            bom_matched: 0,
-            bom_done: false,
-            after_cr: false,
+            prelude: Prelude::default(),
             line: LineKind::Start,
             event_has_fields: false,
             event_bytes: 0,
@@ -471,21 +539,19 @@ impl BoundaryTracker {
     /// bytes could still be a BOM: a comment there would make the client
     /// read the rest of the BOM as content.
     pub fn at_event_boundary(&self) -> bool {
-        self.line == LineKind::Start
-            && !self.event_has_fields
-            && (self.bom_done || self.bom_matched == 0)
+        self.line == LineKind::Start && !self.event_has_fields && !self.prelude.inside_bom()
     }
 
     /// True before the client has seen any byte (its BOM window is open).
     pub fn at_stream_start(&self) -> bool {
-        !self.bom_done && self.bom_matched == 0
+        self.prelude.at_stream_start()
     }
 
     /// Records that `: keepalive\n\n` was inserted at an event boundary.
     pub fn inserted_keepalive(&mut self) {
         debug_assert!(self.at_event_boundary());
-        self.bom_done = true;
-        self.after_cr = false;
+        self.prelude.bom_done = true;
+        self.prelude.after_cr = false;
     }
 
     /// The bytes that end a cut-off line and event so that whatever follows
@@ -493,7 +559,7 @@ impl BoundaryTracker {
     /// line if the event has field lines. After a CR, a lone LF would merge
     /// with it into one CRLF line end, so a second one is needed then.
     pub fn closing_bytes(&self) -> &'static [u8] {
-        match (self.line, self.event_has_fields, self.after_cr) {
+        match (self.line, self.event_has_fields, self.prelude.after_cr) {
             (LineKind::Field, _, _) => b"\n\n",
             (LineKind::Comment, true, _) => b"\n\n",
             (LineKind::Comment, false, _) => b"\n",
@@ -505,35 +571,19 @@ impl BoundaryTracker {
 
     /// Follows `buf`, the next bytes the client receives.
     pub fn scan(&mut self, buf: &[u8]) -> Result<(), EventTooLarge> {
-        let mut pos = 0;
         let mut event_start = None;
-        if !self.bom_done {
-            while pos < buf.len() {
-                if buf[pos] == BOM[usize::from(self.bom_matched)] {
-                    self.bom_matched += 1;
-                    pos += 1;
-                    if usize::from(self.bom_matched) == BOM.len() {
-                        self.bom_done = true;
-                        break;
-                    }
-                } else {
-                    if self.bom_matched > 0 {
-                        // A BOM prefix that is not a BOM starts a field line.
-                        self.line = LineKind::Field;
-                        self.event_has_fields = true;
-                        self.event_bytes = usize::from(self.bom_matched);
-                    }
-                    self.bom_done = true;
-                    break;
+        let mut pos = match self.prelude.skip(buf) {
+            ContentStart::NotYet => return Ok(()),
+            ContentStart::At { pos, bom_prefix } => {
+                if !bom_prefix.is_empty() {
+                    // A BOM prefix that is not a BOM starts a field line.
+                    self.line = LineKind::Field;
+                    self.event_has_fields = true;
+                    self.event_bytes = bom_prefix.len();
                 }
+                pos
             }
-        }
-        if self.after_cr && pos < buf.len() {
-            self.after_cr = false;
-            if buf[pos] == b'\n' {
-                pos += 1;
-            }
-        }
+        };
         while pos < buf.len() {
             if self.line == LineKind::Start {
                 match buf[pos] {
@@ -541,7 +591,7 @@ impl BoundaryTracker {
                         // A blank line dispatches the event.
                         self.event_has_fields = false;
                         self.event_bytes = 0;
-                        pos = self.skip_line_end(buf, pos);
+                        pos = self.prelude.skip_line_end(buf, pos);
                         continue;
                     }
                     b':' => self.line = LineKind::Comment,
@@ -565,24 +615,12 @@ impl BoundaryTracker {
             match found {
                 Some(len) => {
                     self.line = LineKind::Start;
-                    pos = self.skip_line_end(buf, pos + len);
+                    pos = self.prelude.skip_line_end(buf, pos + len);
                 }
                 None => pos = buf.len(),
             }
         }
         Ok(())
-    }
-
-    /// Skips the line end (LF, CR or CRLF) at `buf[at]`; returns the next position.
-    fn skip_line_end(&mut self, buf: &[u8], at: usize) -> usize {
-        if buf[at] == b'\r' {
-            match buf.get(at + 1) {
-                Some(b'\n') => return at + 2,
-                Some(_) => {}
-                None => self.after_cr = true,
-            }
-        }
-        at + 1
     }
 }
 
