@@ -979,83 +979,20 @@ enum Launch<'a> {
 /// Starts a Worker with wrangler's dev server API, without the devtools
 /// inspector; prints "Ready on <url>". Arguments: configuration, env file,
 /// state directory.
-const START_WORKER_JS: &str = r#"
-import { unstable_startWorker } from "wrangler";
-const [config, envFile, persist] = process.argv.slice(2);
-const worker = await unstable_startWorker({
-  config,
-  envFiles: [envFile],
-  dev: {
-    server: { hostname: "127.0.0.1", port: 0 },
-    inspector: false,
-    persist,
-    watch: false,
-    logLevel: "info",
-  },
-});
-await worker.ready;
-console.log(`Ready on ${(await worker.url).origin}`);
-process.on("SIGTERM", () => worker.dispose().finally(() => process.exit(0)));
-"#;
+const START_WORKER_JS: &str = include_str!("workers/start-worker.mjs");
 
 /// The baseline: the native gateway's original-mode stream, rewritten into
 /// the transformed text and trailer by a `TransformStream`.
-const JS_RELAY_WORKER: &str = r#"
-export default {
-  async fetch(request, env) {
-    if (new URL(request.url).pathname === "/ping") return Response.json({ status: "Healthy" });
-    const payload = await request.json();
-    payload.response = "original";
-    const upstream = await fetch(`${env.UPSTREAM}/invocations`, {
-      method: "POST",
-      headers: { authorization: request.headers.get("authorization"), "content-type": "application/json" },
-      body: JSON.stringify(payload),
-    });
-    if (!upstream.ok) return new Response(upstream.body, { status: upstream.status });
-    const session = upstream.headers.get("x-amzn-bedrock-agentcore-runtime-session-id");
-    const decoder = new TextDecoder();
-    const encoder = new TextEncoder();
-    let buffered = "";
-    let metadata;
-    const transform = new TransformStream({
-      transform(chunk, controller) {
-        buffered += decoder.decode(chunk, { stream: true });
-        let end;
-        while ((end = buffered.indexOf("\n\n")) >= 0) {
-          const event = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          for (const line of event.split("\n")) {
-            if (!line.startsWith("data:")) continue;
-            const data = JSON.parse(line.slice(5));
-            const text = data.event?.contentBlockDelta?.delta?.text;
-            if (text) controller.enqueue(encoder.encode(text));
-            if (data.event?.metadata) metadata = data.event.metadata;
-          }
-        }
-      },
-      flush(controller) {
-        controller.enqueue(encoder.encode(
-          `\n----------\n${JSON.stringify(metadata)}\n${JSON.stringify({ runtimeSessionId: session })}`));
-      },
-    });
-    return new Response(upstream.body.pipeThrough(transform), {
-      headers: { "content-type": "text/plain; charset=utf-8" },
-    });
-  },
-};
-"#;
+const JS_RELAY_WORKER: &str = include_str!("workers/js-relay.js");
 
 /// The floor of a streaming Worker: the native gateway's answer returned as
 /// is, so `workerd` pipes it to the client without running JavaScript per
 /// chunk. What is left is the runtime's own HTTP and stream handling.
-const JS_PIPE_WORKER: &str = r#"
-export default {
-  fetch(request, env) {
-    const url = new URL(request.url);
-    return fetch(`${env.UPSTREAM}${url.pathname}${url.search}`, request);
-  },
-};
-"#;
+const JS_PIPE_WORKER: &str = include_str!("workers/js-pipe.js");
+
+/// The `workerd` configuration of [`workerd_capnp`], with `{modules}`,
+/// `{compatibility_date}` and `{bindings}` to fill in.
+const WORKERD_CAPNP: &str = include_str!("workers/workerd.capnp");
 
 /// A `workerd.capnp` serving ES `modules` (name, file relative to the
 /// configuration) with text `bindings` on a socket named `http` (its address
@@ -1081,24 +1018,10 @@ fn workerd_capnp(
         .iter()
         .map(|(name, value)| format!("(name = {}, text = {})", quote(name), quote(value)))
         .collect();
-    format!(
-        r#"using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = (
-      modules = [{}],
-      compatibilityDate = {},
-      bindings = [{}],
-    )),
-    (name = "internet", network = (allow = ["public", "private", "local"])),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:0", http = (), service = "main")],
-);
-"#,
-        modules.join(", "),
-        quote(compatibility_date),
-        bindings.join(", "),
-    )
+    WORKERD_CAPNP
+        .replace("{modules}", &modules.join(", "))
+        .replace("{compatibility_date}", &quote(compatibility_date))
+        .replace("{bindings}", &bindings.join(", "))
 }
 
 impl WorkDir {

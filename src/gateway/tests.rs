@@ -179,45 +179,97 @@ fn malformed_bodies_are_400_with_distinct_codes() {
     }
 }
 
-#[test]
-fn response_mode_precedence_body_then_query_then_accept_then_default() {
-    let g = gateway(&[("DEFAULT_RESPONSE_MODE", "original")]);
-    let mode = |uri: &str, accept: Option<&str>, body: &str| {
-        let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
-        let h = head("POST", uri, &headers);
-        g.parse_invocation(&h, body.as_bytes(), &mut ctx(&h))
-            .unwrap()
-            .mode
-    };
+/// One row of the response mode's precedence: body field, then
+/// `?response=`, then `Accept: text/plain`, then `DEFAULT_RESPONSE_MODE`.
+struct ModeCase {
+    default: &'static str,
+    uri: &'static str,
+    accept: Option<&'static str>,
+    body: &'static str,
+    expected: ResponseMode,
+}
+
+const MODE_CASES: &[ModeCase] = {
     use ResponseMode::*;
-    assert_eq!(mode("/invocations", None, "{}"), Original);
-    assert_eq!(mode("/invocations", Some("text/plain"), "{}"), Transformed);
-    assert_eq!(
-        mode(
+    const fn case(
+        default: &'static str,
+        uri: &'static str,
+        accept: Option<&'static str>,
+        body: &'static str,
+        expected: ResponseMode,
+    ) -> ModeCase {
+        ModeCase {
+            default,
+            uri,
+            accept,
+            body,
+            expected,
+        }
+    }
+    &[
+        case("original", "/invocations", None, "{}", Original),
+        case("transformed", "/", None, "{}", Transformed),
+        case(
+            "original",
+            "/invocations",
+            Some("text/plain"),
+            "{}",
+            Transformed,
+        ),
+        case(
+            "original",
             "/invocations",
             Some("text/event-stream, text/plain;q=0.5"),
-            "{}"
+            "{}",
+            Transformed,
         ),
-        Transformed
-    );
-    assert_eq!(
-        mode("/invocations?response=original", Some("text/plain"), "{}"),
-        Original
-    );
-    assert_eq!(
-        mode(
+        case(
+            "original",
+            "/invocations?response=original",
+            Some("text/plain"),
+            "{}",
+            Original,
+        ),
+        case(
+            "transformed",
             "/invocations?response=original",
             None,
-            r#"{"response":"transformed"}"#
+            "{}",
+            Original,
         ),
-        Transformed
-    );
-    let g = gateway(&[("DEFAULT_RESPONSE_MODE", "transformed")]);
-    let h = head("POST", "/", &[]);
-    assert_eq!(
-        g.parse_invocation(&h, b"{}", &mut ctx(&h)).unwrap().mode,
-        Transformed
-    );
+        case(
+            "original",
+            "/invocations?response=original",
+            None,
+            r#"{"response":"transformed"}"#,
+            Transformed,
+        ),
+        case(
+            "original",
+            "/invocations?response=transformed",
+            Some("text/plain"),
+            r#"{"response":"original"}"#,
+            Original,
+        ),
+    ]
+};
+
+#[test]
+fn response_mode_precedence_body_then_query_then_accept_then_default() {
+    for case in MODE_CASES {
+        let g = gateway(&[("DEFAULT_RESPONSE_MODE", case.default)]);
+        let headers: Vec<(&str, &str)> = case.accept.map(|a| ("accept", a)).into_iter().collect();
+        let h = head("POST", case.uri, &headers);
+        let mode = g
+            .parse_invocation(&h, case.body.as_bytes(), &mut ctx(&h))
+            .unwrap()
+            .mode;
+        assert_eq!(
+            mode, case.expected,
+            "default {}, {} with Accept {:?} and body {}",
+            case.default, case.uri, case.accept, case.body
+        );
+    }
 }
 
 #[test]
