@@ -7,7 +7,10 @@
 #   - wrangler, workerd, esbuild and binaryen's wasm-opt: `npm ci`, rerun only
 #     when package-lock.json changed;
 #   - a Python venv in target/pyenv with botocore, PyJWT and cryptography, the
-#     reference implementations the interoperability tests compare against.
+#     reference implementations the interoperability tests compare against;
+#   - cargo-lambda (pinned, from PyPI, with its ziglang wheel) in a venv of its
+#     own, target/cargo-lambda: `cargo lambda watch` runs the Lambda target of
+#     the conformance suite, `cargo lambda build` makes the deployment zip.
 # Idempotent; stops at the first failing step and names it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +18,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 WORKER_BUILD_VERSION=0.8.7
 PYTHON_REQUIREMENTS=(botocore==1.43.107 PyJWT==2.15.1 cryptography==50.0.2)
 PYENV=target/pyenv
+CARGO_LAMBDA_VERSION=1.9.2
+CARGO_LAMBDA_VENV=target/cargo-lambda
 
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$cargo_bin:$PATH"
@@ -76,6 +81,15 @@ if [[ ! -x "$PYENV/bin/python" || "$(cat "$py_stamp" 2>/dev/null)" != "${PYTHON_
   echo "${PYTHON_REQUIREMENTS[*]}" >"$py_stamp"
 fi
 
+# --- cargo-lambda: the Lambda runtime emulator and the deployment build -------
+# `cargo-lambda lambda --version` prints "cargo-lambda 1.9.2 (<commit> <date>)".
+cargo_lambda_version=$("$CARGO_LAMBDA_VENV/bin/cargo-lambda" lambda --version 2>/dev/null | awk 'NR == 1 { print $2 }' || true)
+if [[ "$cargo_lambda_version" != "$CARGO_LAMBDA_VERSION" ]]; then
+  step "python3 -m venv $CARGO_LAMBDA_VENV; pip install cargo-lambda==$CARGO_LAMBDA_VERSION (a 100 MB ziglang wheel)"
+  python3 -m venv "$CARGO_LAMBDA_VENV"
+  "$CARGO_LAMBDA_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+
 current_step=""
 echo "setup: ready (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $wasm_bindgen_version," \
-  "wrangler $(node -p 'require("wrangler/package.json").version'))"
+  "wrangler $(node -p 'require("wrangler/package.json").version'), cargo-lambda $CARGO_LAMBDA_VERSION)"

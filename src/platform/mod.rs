@@ -5,3 +5,6 @@ pub mod native;
 
 #[cfg(target_arch = "wasm32")]
 pub mod workers;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod lambda;

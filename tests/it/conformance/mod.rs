@@ -1,23 +1,25 @@
 //! The HTTP-level conformance suite: one set of checks run against every
-//! deployment target of the gateway, the native server and the Cloudflare
-//! Worker under `wrangler dev`, both in front of the same demo AgentCore
-//! origin and the same JWT issuer. A response that differs
-//! between the two is a bug (issue 4, item 6).
+//! deployment target of the gateway, the native server, the Cloudflare
+//! Worker under `wrangler dev` and the AWS Lambda function under `cargo
+//! lambda watch`, all in front of the same demo AgentCore origin and the
+//! same JWT issuer. A response that differs between them is a bug (issue 4,
+//! item 6; issue 11).
 //!
 //! Layout:
 //! - [`stack`]: the servers the tests share (the demo origin behind the
-//!   [`tap`] proxy, the JWT issuer, the native gateway, `wrangler dev`),
-//!   started once on a runtime of their own, because each `#[tokio::test]`
-//!   has a runtime that dies with it. Same configuration for both targets:
+//!   [`tap`] proxy, the JWT issuer, the native gateway, `wrangler dev`,
+//!   `cargo lambda watch`), started once on a runtime of their own, because
+//!   each `#[tokio::test]` has a runtime that dies with it. Same
+//!   configuration for every target:
 //!   `AUTH=jwt`, CORS for one origin, `KEEPALIVE_SECONDS=1`,
 //!   `MAX_BODY_BYTES=4096`, and the rate limit of `wrangler.toml`.
 //! - [`worker`]: starting `scripts/wrangler-dev.sh` and tying its life to
-//!   the test process.
+//!   the test process; [`lambda`]: the same for `cargo lambda watch`.
 //! - [`tokens`]: the issuer and its tokens, good ones and attacks.
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
-//!   and [`parity`] (the same requests to both targets, compared).
+//!   and [`parity`] (the same requests to every target, compared).
 //!
 //! Every check is an `async fn(Arc<Target>)` written once; [`every_target!`]
 //! turns it into a test that runs it on each target at once and names the
@@ -25,8 +27,11 @@
 //! AWS secret, unreachable origin, `AUTH=none`) start a native gateway and
 //! are named `native_*`; [`worker_config`] starts Workers of its own with
 //! invalid configurations. The Worker target is left out only with
-//! `AGENT_EDGE_SKIP_WORKER=1`; if `wrangler dev` cannot start, every check
-//! fails on it with the reason and wrangler's last output.
+//! `AGENT_EDGE_SKIP_WORKER=1`, the Lambda target only with
+//! `AGENT_EDGE_SKIP_LAMBDA=1`; if one cannot start, every check fails on it
+//! with the reason and the tool's last output. A check that cannot apply
+//! to a target skips it through [`stack::Target::lacks`], which names the
+//! reason.
 //!
 //! Run: `cargo test --test it conformance`.
 //!
@@ -41,6 +46,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 mod client;
+mod lambda;
 mod stack;
 mod tap;
 pub mod tokens;

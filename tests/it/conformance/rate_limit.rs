@@ -9,16 +9,55 @@
 use std::sync::Arc;
 
 use super::client::{invoke, send, unique};
-use super::stack::{rate_limit, TargetKind};
+use super::stack::{rate_limit, Capability, LogBuffer, TargetKind};
 use super::tokens::token;
-use super::{every_target, Target};
+use super::{every_target, lambda, stack, Target};
 
 async fn over_the_limit_is_429_with_retry_after(t: Arc<Target>) {
+    if t.lacks(
+        Capability::OneRateLimiter,
+        "over_the_limit_is_429_with_retry_after",
+    ) {
+        return;
+    }
+    assert_limited_at_the_limit(&t).await;
+}
+
+/// The Lambda function's in-process limiter, in a `cargo lambda watch` of
+/// its own that runs one execution environment: exactly the limit passes,
+/// as on the native server.
+#[tokio::test]
+async fn lambda_one_execution_environment_limits_like_native() {
+    if lambda::skipped() {
+        eprintln!("conformance: SKIPPED, the Lambda target is disabled");
+        return;
+    }
+    let vars = stack::stack().vars.clone();
+    let logs = LogBuffer::default();
+    let instance = tokio::task::spawn_blocking(move || {
+        lambda::start_with_concurrency("rate-limit", &vars, logs, 1)
+    })
+    .await
+    .expect("the start thread")
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = Target {
+        kind: TargetKind::Lambda,
+        base_url: instance.base_url.clone(),
+        logs: LogBuffer::default(),
+        cold_start: Vec::new(),
+    };
+    assert_limited_at_the_limit(&target).await;
+}
+
+/// Sends requests of one subject until the 429, which must come after
+/// exactly the limit on a target with one limiter (the Workers binding's
+/// windows may start earlier: up to twice the limit there).
+async fn assert_limited_at_the_limit(t: &Target) {
     let limit = rate_limit() as usize;
     let token = token(&unique(&format!("rate-limit-{}", t.name())));
     let mut allowed = 0;
     let limited = loop {
-        let reply = send(invoke(&t, Some(&token), "not json")).await;
+        let reply = send(invoke(t, Some(&token), "not json")).await;
         if reply.status == 429 {
             break reply;
         }
@@ -45,7 +84,7 @@ async fn over_the_limit_is_429_with_retry_after(t: Arc<Target>) {
         allowed >= limit,
         "limited after {allowed} requests, the limit is {limit}"
     );
-    if t.kind == TargetKind::Native {
+    if t.kind != TargetKind::Worker {
         assert_eq!(
             allowed, limit,
             "a fixed window starting at the first request"
@@ -54,7 +93,7 @@ async fn over_the_limit_is_429_with_retry_after(t: Arc<Target>) {
 
     // Another subject is not affected.
     let other = super::tokens::token(&unique("rate-limit-other"));
-    let reply = send(invoke(&t, Some(&other), "not json")).await;
+    let reply = send(invoke(t, Some(&other), "not json")).await;
     reply.assert_error(400, "invalid_json");
 }
 

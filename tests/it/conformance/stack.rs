@@ -1,11 +1,13 @@
 //! The servers every check shares, started once per test binary on a
 //! runtime of their own (a thread that lives as long as the process):
 //! the demo AgentCore origin behind the [`OriginTap`], the JWT issuer, the
-//! native gateway, and `wrangler dev` with the same configuration.
+//! native gateway, `wrangler dev` and `cargo lambda watch` with the same
+//! configuration.
 //!
-//! The native target is ready as soon as the stack is; the Worker target
-//! becomes ready (or fails) later, so native checks do not wait for the
-//! Worker's build.
+//! The native target is ready as soon as the stack is; the Worker and
+//! Lambda targets become ready (or fail) later, so native checks do not
+//! wait for their builds. [`Target::lacks`] names what a target cannot do
+//! and why, for the checks that must skip it.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -19,7 +21,7 @@ use tokio::sync::watch;
 
 use super::tap::OriginTap;
 use super::tokens::{self, Issuer};
-use super::worker;
+use super::{lambda, worker};
 
 /// Browser origin allowed by `CORS_ALLOW_ORIGINS`.
 pub const CORS_ORIGIN: &str = "https://app.example.com";
@@ -34,6 +36,7 @@ const WORD_DELAY: Duration = Duration::from_millis(5);
 pub enum TargetKind {
     Native,
     Worker,
+    Lambda,
 }
 
 impl TargetKind {
@@ -41,6 +44,35 @@ impl TargetKind {
         match self {
             TargetKind::Native => "native",
             TargetKind::Worker => "worker",
+            TargetKind::Lambda => "lambda",
+        }
+    }
+}
+
+/// What a check may need that not every target offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// One rate limiter sees every request of the target.
+    OneRateLimiter,
+    /// A response without a body goes out without a `Content-Type`.
+    ResponseWithoutContentType,
+}
+
+impl TargetKind {
+    /// Why this target cannot run a check needing `capability`, or `None`
+    /// when it can.
+    pub fn lacks(self, capability: Capability) -> Option<&'static str> {
+        match (self, capability) {
+            (TargetKind::Lambda, Capability::OneRateLimiter) => Some(
+                "the in-process limiter counts per execution environment, and the suite's \
+                 function runs in several at once (the limit in one environment is checked \
+                 by rate_limit::lambda_one_execution_environment_limits_like_native)",
+            ),
+            (TargetKind::Lambda, Capability::ResponseWithoutContentType) => Some(
+                "lambda_runtime gives every streamed response a Content-Type, \
+                 application/octet-stream when the function sets none",
+            ),
+            _ => None,
         }
     }
 }
@@ -77,6 +109,21 @@ impl Target {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base_url)
+    }
+
+    /// Whether this target cannot run a check needing `capability`; if so,
+    /// says so on stderr with the reason, and the check returns early.
+    pub fn lacks(&self, capability: Capability, check: &str) -> bool {
+        match self.kind.lacks(capability) {
+            Some(reason) => {
+                eprintln!(
+                    "conformance: `{check}` SKIPPED on {}: {reason}",
+                    self.name()
+                );
+                true
+            }
+            None => false,
+        }
     }
 
     /// The JSON request log line of `request_id`, waiting up to 3 s for it
@@ -121,6 +168,7 @@ pub struct Stack {
     native: Arc<Target>,
     _native_server: GatewayServer,
     worker: watch::Receiver<Option<Result<Arc<Target>, String>>>,
+    lambda: watch::Receiver<Option<Result<Arc<Target>, String>>>,
 }
 
 impl Stack {
@@ -262,6 +310,29 @@ async fn start() -> Stack {
         });
     }
 
+    let (lambda_tx, lambda) = watch::channel(None);
+    if !lambda::skipped() {
+        let vars = vars.clone();
+        let issuer_url = issuer.url.clone();
+        std::thread::spawn(move || {
+            let logs = LogBuffer::default();
+            let result = lambda::start(&vars, logs.clone()).map(|base_url| {
+                let burst = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the first requests")
+                    .block_on(cold_start_burst(&base_url, &issuer_url));
+                Arc::new(Target {
+                    kind: TargetKind::Lambda,
+                    base_url,
+                    logs,
+                    cold_start: burst,
+                })
+            });
+            let _ = lambda_tx.send(Some(result));
+        });
+    }
+
     Stack {
         demo,
         tap,
@@ -270,6 +341,7 @@ async fn start() -> Stack {
         native,
         _native_server: native_server,
         worker,
+        lambda,
     }
 }
 
@@ -325,21 +397,29 @@ pub fn config_from(vars: &[(String, String)]) -> Result<Config, agent_edge::conf
     })
 }
 
-/// The targets the checks run on: native, and the Worker unless
-/// `AGENT_EDGE_SKIP_WORKER=1`.
+/// The targets the checks run on: native, the Worker unless
+/// `AGENT_EDGE_SKIP_WORKER=1`, and the Lambda function unless
+/// `AGENT_EDGE_SKIP_LAMBDA=1`.
 pub fn kinds() -> Vec<TargetKind> {
     static ANNOUNCED: OnceLock<()> = OnceLock::new();
+    let mut kinds = vec![TargetKind::Native];
+    let mut skipped = Vec::new();
     if worker::skipped() {
-        ANNOUNCED.get_or_init(|| {
-            eprintln!(
-                "conformance: the Worker target is SKIPPED ({}=1); only the native server is checked",
-                worker::SKIP_VAR
-            )
-        });
-        vec![TargetKind::Native]
+        skipped.push(format!("the Worker target ({}=1)", worker::SKIP_VAR));
     } else {
-        vec![TargetKind::Native, TargetKind::Worker]
+        kinds.push(TargetKind::Worker);
     }
+    if lambda::skipped() {
+        skipped.push(format!("the Lambda target ({}=1)", lambda::SKIP_VAR));
+    } else {
+        kinds.push(TargetKind::Lambda);
+    }
+    if !skipped.is_empty() {
+        ANNOUNCED.get_or_init(|| {
+            eprintln!("conformance: SKIPPED {}", skipped.join(" and "));
+        });
+    }
+    kinds
 }
 
 /// A target, once it is ready.
@@ -354,6 +434,21 @@ pub async fn target(kind: TargetKind) -> Result<Arc<Target>, Unavailable> {
                 .await
                 .map_err(|_| Unavailable {
                     reason: "the Worker target was not started".into(),
+                })?;
+            match ready.as_ref().expect("waited for Some") {
+                Ok(target) => Ok(target.clone()),
+                Err(reason) => Err(Unavailable {
+                    reason: reason.clone(),
+                }),
+            }
+        }
+        TargetKind::Lambda => {
+            let mut lambda = stack.lambda.clone();
+            let ready = lambda
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| Unavailable {
+                    reason: "the Lambda target was not started".into(),
                 })?;
             match ready.as_ref().expect("waited for Some") {
                 Ok(target) => Ok(target.clone()),

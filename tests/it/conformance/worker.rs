@@ -41,7 +41,7 @@ pub fn skipped() -> bool {
 /// Runs `$0 "$@"` (the script and its arguments) and stops it with SIGTERM
 /// when stdin (our pipe, kept on fd 3) reaches end of file; exits with its
 /// status when it stops by itself.
-const WATCHDOG: &str = r#"
+pub(super) const WATCHDOG: &str = r#"
 exec 3<&0
 "$0" "$@" </dev/null 3<&- &
 wrangler=$!
@@ -260,17 +260,20 @@ fn start_in(
 
 /// Whether a `/ping` answer comes from the gateway: 200, or one of its
 /// JSON errors (wrangler's own are not JSON).
-fn answered_by_the_gateway(status: u16, response: &str) -> bool {
+pub(super) fn answered_by_the_gateway(status: u16, response: &str) -> bool {
     status == 200 || response.contains(r#"{"error":{"code":""#)
 }
 
 /// A blocking `GET /ping`: its status and the whole response after the
 /// status line (headers and body), or `None` without an answer.
-fn get_ping(base_url: &str) -> Option<(u16, String)> {
-    let authority = base_url.strip_prefix("http://")?;
+pub(super) fn get_ping(base_url: &str) -> Option<(u16, String)> {
+    let rest = base_url.strip_prefix("http://")?;
+    // A base URL may have a path (the Lambda target's function URL prefix).
+    let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut stream = std::net::TcpStream::connect(authority).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /ping HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {prefix}/ping HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     // wrangler keeps the connection open despite `Connection: close`: read
     // the head, then `Content-Length` bytes, rather than to the end (which
@@ -317,7 +320,7 @@ fn ready_url(line: &str) -> Option<String> {
 }
 
 /// Removes ANSI escape sequences (colours) from a line of output.
-fn strip_ansi(line: &str) -> String {
+pub(super) fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {

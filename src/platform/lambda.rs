@@ -1,0 +1,106 @@
+//! The AWS Lambda adapter: a function behind a function URL with response
+//! streaming. `lambda_http`'s streaming runner hands each invocation over as
+//! an HTTP request; [`crate::gateway::driver::handle`] answers it, and its
+//! body goes back to the Runtime API chunk by chunk as it is produced. The
+//! origin and issuer fetches, timers, clock and log are the native
+//! server's ([`NativePlatform`]): the same HTTP client, the in-process rate
+//! limiter.
+//!
+//! One [`Shared`] per execution environment (process), built at init: the
+//! issuer's keys and verified tokens outlive an invocation. Configuration
+//! comes from the function's environment, where Lambda itself sets
+//! `AWS_REGION` and the execution role's `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`. An invalid configuration
+//! answers every request with 500 `invalid_configuration` naming the
+//! variable, as the Worker does, instead of failing the init.
+//!
+//! A client that hangs up: the runtime is told only when the Runtime API
+//! closes the connection carrying the response stream; then the body, which
+//! owns the origin response, is dropped and the origin request is cancelled.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use lambda_http::{service_fn, Body, Request};
+
+use super::native::{self, NativePlatform};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::gateway::driver::{self, BodyError, Shared};
+use crate::gateway::Gateway;
+
+/// Runs the function: reads the configuration from the environment, then
+/// serves invocations until the execution environment is shut down.
+pub async fn run() -> Result<(), lambda_http::Error> {
+    let log = native::stderr_log();
+    let shared = match Config::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(config) => Ok(Arc::new(Shared::new(Gateway::new(config)))),
+        Err(e) => {
+            let error = GatewayError::internal("invalid_configuration", e.to_string());
+            log(&serde_json::json!({
+                "level": "error",
+                "event": "invalid_configuration",
+                "detail": error.message,
+            })
+            .to_string());
+            Err(error)
+        }
+    };
+    let platform = NativePlatform::new(log);
+    lambda_http::run_with_streaming_response(service_fn(move |request| {
+        serve_one(shared.clone(), platform.clone(), request)
+    }))
+    .await
+}
+
+type ClientBody = StreamBody<
+    futures::stream::Map<
+        driver::ResponseBody<NativePlatform>,
+        fn(Bytes) -> Result<Frame<Bytes>, Infallible>,
+    >,
+>;
+
+async fn serve_one(
+    shared: Result<Arc<Shared>, GatewayError>,
+    platform: NativePlatform,
+    request: Request,
+) -> Result<http::Response<ClientBody>, Infallible> {
+    let to_frame: fn(Bytes) -> Result<Frame<Bytes>, Infallible> = |b| Ok(Frame::data(b));
+    let shared = match shared {
+        Ok(shared) => shared,
+        Err(error) => {
+            let response = error.to_response();
+            let body = driver::ResponseBody::Full(Some(response.body().clone()));
+            let (parts, _) = response.into_parts();
+            return Ok(http::Response::from_parts(
+                parts,
+                StreamBody::new(body.map(to_frame)),
+            ));
+        }
+    };
+    let (mut head, body) = request.into_parts();
+    // lambda_http rebuilds an absolute URI from the Host header; the other
+    // adapters hand the driver the path and query only.
+    if let Some(path_and_query) = head.uri.path_and_query() {
+        head.uri = http::Uri::from(path_and_query.clone());
+    }
+    let limit = shared.gateway.config().max_body_bytes;
+    // Lambda delivers the whole body with the event (at most 6 MB).
+    let read_body = async move {
+        let body = match body {
+            Body::Text(text) => Bytes::from(text),
+            Body::Binary(bytes) => Bytes::from(bytes),
+            other => Bytes::copy_from_slice(&other),
+        };
+        if body.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(body)
+    };
+    let response = driver::handle(&shared, &platform, head, read_body).await;
+    Ok(response.map(|body| StreamBody::new(body.map(to_frame))))
+}
