@@ -41,6 +41,9 @@ pub enum EventName {
     KeySetFetch,
     /// The platform could not check a signature it was handed; the core did.
     SignatureCheckFallback,
+    /// The configuration is invalid: every request answers 500 (adapters
+    /// that cannot refuse to start, like a Lambda function).
+    InvalidConfiguration,
 }
 
 impl EventName {
@@ -51,6 +54,7 @@ impl EventName {
             EventName::AuthDisabled => "auth_disabled",
             EventName::KeySetFetch => "key_set_fetch",
             EventName::SignatureCheckFallback => "signature_check_fallback",
+            EventName::InvalidConfiguration => "invalid_configuration",
         }
     }
 }

@@ -28,29 +28,35 @@ use hyper::body::Frame;
 use lambda_http::{service_fn, Body, Request};
 
 use super::native::{self, NativePlatform};
-use crate::config::Config;
-use crate::error::GatewayError;
-use crate::gateway::driver::{self, BodyError, Shared};
-use crate::gateway::Gateway;
+use crate::config::{AuthConfig, Config};
+use crate::error::{Code, GatewayError};
+use crate::gateway::driver::{self, BodyError, Platform, Shared};
+use crate::gateway::{Event, EventName, Gateway, Level};
 
 /// Runs the function: reads the configuration from the environment, then
 /// serves invocations until the execution environment is shut down.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    let log = native::stderr_log();
+    let platform = NativePlatform::new(native::stderr_log());
     let shared = match Config::from_lookup(|name| std::env::var(name).ok()) {
-        Ok(config) => Ok(Arc::new(Shared::new(Gateway::new(config)))),
+        Ok(config) => {
+            if config.auth == AuthConfig::None {
+                let warning = native::auth_disabled_warning(driver::unix_ms(platform.now()));
+                platform.log(&warning.to_line());
+            }
+            Ok(Arc::new(Shared::new(Gateway::new(config))))
+        }
         Err(e) => {
-            let error = GatewayError::internal("invalid_configuration", e.to_string());
-            log(&serde_json::json!({
-                "level": "error",
-                "event": "invalid_configuration",
-                "detail": error.message,
-            })
-            .to_string());
-            Err(error)
+            let message = e.to_string();
+            let line = Event::new(
+                driver::unix_ms(platform.now()),
+                Level::Error,
+                EventName::InvalidConfiguration,
+            )
+            .with_detail(&message);
+            platform.log(&line.to_line());
+            Err(GatewayError::new(Code::InvalidConfiguration).with_message(message))
         }
     };
-    let platform = NativePlatform::new(log);
     lambda_http::run_with_streaming_response(service_fn(move |request| {
         serve_one(shared.clone(), platform.clone(), request)
     }))

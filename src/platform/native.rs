@@ -208,6 +208,12 @@ impl Drop for GatewayServer {
     }
 }
 
+/// The warning written at start with `AUTH=none`.
+pub(crate) fn auth_disabled_warning(time_ms: u64) -> Event {
+    Event::new(time_ms, Level::Warn, EventName::AuthDisabled)
+        .with_detail("AUTH=none: callers are not authenticated; use for local development only")
+}
+
 /// Serves the gateway on `listener` in the background.
 pub async fn spawn(
     config: Config,
@@ -215,13 +221,7 @@ pub async fn spawn(
     log: LogSink,
 ) -> io::Result<GatewayServer> {
     if config.auth == AuthConfig::None {
-        let event = Event::new(
-            driver::unix_ms(wall_clock()),
-            Level::Warn,
-            EventName::AuthDisabled,
-        )
-        .with_detail("AUTH=none: callers are not authenticated; use for local development only");
-        log(&event.to_line());
+        log(&auth_disabled_warning(driver::unix_ms(wall_clock())).to_line());
     }
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(Gateway::new(config)));

@@ -25,8 +25,8 @@
 //! turns it into a test that runs it on each target at once and names the
 //! target in failures. Checks that need a configuration of their own (wrong
 //! AWS secret, unreachable origin, `AUTH=none`) start a native gateway and
-//! are named `native_*`; [`worker_config`] starts Workers of its own with
-//! invalid configurations. The Worker target is left out only with
+//! are named `native_*`; [`worker_config`] and [`lambda_config`] start
+//! Workers and functions of their own with invalid configurations. The Worker target is left out only with
 //! `AGENT_EDGE_SKIP_WORKER=1`, the Lambda target only with
 //! `AGENT_EDGE_SKIP_LAMBDA=1`; if one cannot start, every check fails on it
 //! with the reason and the tool's last output. A check that cannot apply
@@ -47,6 +47,7 @@ use futures::FutureExt;
 
 mod client;
 mod lambda;
+mod lambda_config;
 mod stack;
 mod tap;
 pub mod tokens;

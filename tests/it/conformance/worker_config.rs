@@ -17,14 +17,14 @@ use reqwest::StatusCode;
 use super::stack::{config_from, LogBuffer};
 use super::worker;
 
-const ACCESS_KEY_ID: &str = "AKIAWORKERCONFIGTEST";
-const SECRET_ACCESS_KEY: &str = "worker-config-secret/KEY+never-shown";
-const ACCOUNT_ID: &str = "210987654321";
+pub(super) const ACCESS_KEY_ID: &str = "AKIAWORKERCONFIGTEST";
+pub(super) const SECRET_ACCESS_KEY: &str = "worker-config-secret/KEY+never-shown";
+pub(super) const ACCOUNT_ID: &str = "210987654321";
 
 /// A valid configuration, every variable that `wrangler.toml`'s `[vars]`
 /// gives a value set here, so that the Worker sees the same as
 /// [`config_from`].
-fn valid_vars() -> Vec<(String, String)> {
+pub(super) fn valid_vars() -> Vec<(String, String)> {
     [
         (
             "AGENT_RUNTIME_ARN",

@@ -1,0 +1,91 @@
+//! The Lambda function with an invalid configuration: it cannot refuse to
+//! start as the native server does (Lambda would retry the init on every
+//! request and answer a bare 502), so, like the Worker, it answers every
+//! request, `/ping` included, with 500 `invalid_configuration` and the
+//! native server's message, and logs it once, never echoing a secret.
+//!
+//! Runs a `cargo lambda watch` of its own ([`lambda::start_named`]); left
+//! out with `AGENT_EDGE_SKIP_LAMBDA=1`.
+
+use agent_edge::error::{error_json, Code};
+use agent_edge::gateway::EventName;
+use reqwest::StatusCode;
+
+use super::lambda;
+use super::stack::{config_from, LogBuffer};
+use super::worker_config::{valid_vars, ACCESS_KEY_ID, ACCOUNT_ID, SECRET_ACCESS_KEY};
+
+#[tokio::test]
+async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
+    if lambda::skipped() {
+        eprintln!(
+            "SKIPPED: the Lambda target is disabled ({}=1)",
+            lambda::SKIP_VAR
+        );
+        return;
+    }
+    let variable = "AGENT_RUNTIME_ARN";
+    let mut vars = valid_vars();
+    vars.retain(|(n, _)| n != variable);
+    // Not a runtime, though it has the account id in it.
+    vars.push((
+        variable.to_owned(),
+        format!("arn:aws:s3:us-east-1:{ACCOUNT_ID}:bucket/not-a-runtime"),
+    ));
+    let error = config_from(&vars).expect_err("the configuration is invalid");
+    let expected_body = error_json(Code::InvalidConfiguration, &error.to_string());
+
+    let logs = LogBuffer::default();
+    let instance = {
+        let (vars, logs) = (vars.clone(), logs.clone());
+        tokio::task::spawn_blocking(move || lambda::start_named("bad-arn", &vars, logs))
+            .await
+            .expect("the starting thread")
+            .unwrap_or_else(|why| panic!("{why}"))
+    };
+    let client = super::client::client();
+    for path in ["/ping", "/invocations", "/ping"] {
+        let request = if path == "/ping" {
+            client.get(format!("{}{path}", instance.base_url))
+        } else {
+            client
+                .post(format!("{}{path}", instance.base_url))
+                .header("content-type", "application/json")
+                .body(r#"{"prompt":"hello"}"#)
+        };
+        let response = request.send().await.expect("an answer");
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}"
+        );
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let body = response.text().await.expect("the body");
+        assert_eq!(body, expected_body, "{path}: as the native server");
+        assert!(body.contains(variable), "{path}: names {variable}: {body}");
+    }
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let output = logs.lines();
+    let logged: Vec<&String> = output
+        .iter()
+        .filter(|line| line.contains(EventName::InvalidConfiguration.as_str()))
+        .filter(|line| line.contains("\"level\":\"error\""))
+        .collect();
+    assert!(
+        !logged.is_empty(),
+        "an error line about the configuration in:\n{}",
+        output.join("\n")
+    );
+    for line in &output {
+        for secret in [SECRET_ACCESS_KEY, ACCESS_KEY_ID, ACCOUNT_ID] {
+            assert!(!line.contains(secret), "the output leaks {secret}: {line}");
+        }
+        assert!(!line.contains("panicked"), "the function panicked: {line}");
+    }
+    assert!(!instance.exited(), "cargo lambda watch exited");
+}
