@@ -4,8 +4,10 @@
 #   - the wasm32-unknown-unknown Rust target, rustfmt and clippy;
 #   - worker-build (pinned) and wasm-bindgen-cli at exactly the version of the
 #     wasm-bindgen library in Cargo.lock (the two must match);
-#   - wrangler, workerd, esbuild and binaryen's wasm-opt: `npm ci`, rerun only
-#     when package-lock.json changed;
+#   - wrangler, workerd, esbuild, binaryen's wasm-opt and playwright-core (which
+#     drives Chromium, and downloads no browser): `npm ci`, rerun only when
+#     package-lock.json changed;
+#   - Debian's `chromium`, the browser of the browser tests;
 #   - a Python venv in target/pyenv with botocore, PyJWT and cryptography, the
 #     reference implementations the interoperability tests compare against;
 #   - cargo-lambda (pinned, from PyPI, with its ziglang wheel) in a venv of its
@@ -72,6 +74,15 @@ if [[ ! -d node_modules || "$(cat "$npm_stamp" 2>/dev/null)" != "$lock_hash" ]];
   echo "$lock_hash" >"$npm_stamp"
 fi
 
+# --- Chromium for the browser tests (Debian's package; apt as root, else sudo) -
+if [[ ! -x /usr/bin/chromium ]]; then
+  step "apt-get install chromium"
+  as_root=()
+  [[ $(id -u) -eq 0 ]] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y --no-install-recommends chromium
+fi
+
 # --- Python reference implementations for the interoperability tests ---------
 py_stamp="$PYENV/.agent-edge-requirements"
 if [[ ! -x "$PYENV/bin/python" || "$(cat "$py_stamp" 2>/dev/null)" != "${PYTHON_REQUIREMENTS[*]}" ]]; then
@@ -92,4 +103,5 @@ fi
 
 current_step=""
 echo "setup: ready (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $wasm_bindgen_version," \
-  "wrangler $(node -p 'require("wrangler/package.json").version'), cargo-lambda $CARGO_LAMBDA_VERSION)"
+  "wrangler $(node -p 'require("wrangler/package.json").version'), cargo-lambda $CARGO_LAMBDA_VERSION," \
+  "$(/usr/bin/chromium --version 2>/dev/null))"

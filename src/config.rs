@@ -255,6 +255,11 @@ pub struct Config {
     pub max_event_bytes: usize,
     /// Time allowed for the origin to answer with headers.
     pub origin_timeout_seconds: u64,
+    /// Whether the chat page is served at `GET /` (`UI`).
+    pub ui: bool,
+    /// The development issuer's token endpoint, offered by the chat page.
+    /// Not a variable: only `agent-edge dev` sets it.
+    pub dev_token_url: Option<String>,
 }
 
 /// Every variable [`Config::from_lookup`] reads: adapters that must name
@@ -283,6 +288,7 @@ pub const VARIABLES: &[&str] = &[
     "CORS_ALLOW_ORIGINS",
     "RATE_LIMIT_PER_MINUTE",
     "ORIGIN_TIMEOUT_SECONDS",
+    "UI",
 ];
 
 /// Default for `MAX_EVENT_BYTES`.
@@ -409,6 +415,12 @@ impl Config {
                 64 << 20,
             )?,
             origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 60, 1, 3600)?,
+            ui: match get("UI").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(_) => return Err(ConfigError::new("UI", "must be on or off")),
+            },
+            dev_token_url: None,
         })
     }
 
@@ -635,6 +647,15 @@ mod tests {
                     ("JWT_ISSUER", "https://issuer"),
                 ],
                 "JWT_AUDIENCE",
+            ),
+            (
+                &[
+                    ("ORIGIN_URL", "http://127.0.0.1:1/x"),
+                    ("AUTH", "none"),
+                    ("ORIGIN_AUTH", "none"),
+                    ("UI", "yes"),
+                ],
+                "UI",
             ),
         ];
         for (vars, variable) in cases {

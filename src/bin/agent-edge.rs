@@ -101,31 +101,46 @@ async fn dev(listen: Option<SocketAddr>, word_delay: Duration) -> Result<(), Str
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (try --listen 127.0.0.1:0)"))?;
 
+    let gateway_addr = gateway_listener.local_addr().map_err(|e| e.to_string())?;
+
     let mut settings = DemoOriginSettings::demo();
     settings.word_delay = word_delay;
     let origin_listener = bind_loopback().await?;
     let issuer_listener = bind_loopback().await?;
+    let issuer_addr = issuer_listener.local_addr().map_err(|e| e.to_string())?;
     let vars = dev_vars(
         &settings,
         origin_listener.local_addr().map_err(|e| e.to_string())?,
-        issuer_listener.local_addr().map_err(|e| e.to_string())?,
+        issuer_addr,
     );
 
     let origin = demo_origin::spawn(settings, origin_listener)
         .await
         .map_err(|e| format!("demo agent: {e}"))?;
     let dev_issuer = DevIssuer::generate();
-    let issuer_server = issuer::spawn(dev_issuer, issuer_listener)
-        .await
-        .map_err(|e| format!("development issuer: {e}"))?;
+    let issuer_server =
+        issuer::spawn_for_pages(dev_issuer, issuer_listener, page_origins(gateway_addr))
+            .await
+            .map_err(|e| format!("development issuer: {e}"))?;
 
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
+    let mut config =
+        Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
+    // The chat page offers a button that fetches a token from the issuer.
+    config.dev_token_url = Some(format!("http://{issuer_addr}/token"));
+    let ui = config.ui;
     let gateway = native::spawn(config, gateway_listener, native::stderr_log())
         .await
         .map_err(|e| format!("gateway: {e}"))?;
 
     let token = issuer_server.mint("demo-user", Duration::from_secs(3600), SystemTime::now());
     let url = gateway.url();
+    let page = if ui {
+        format!(
+            "\nThe chat page: open {url}/ in a browser (\"Get a development token\" signs in).\n"
+        )
+    } else {
+        String::new()
+    };
     println!(
         r#"
 agent-edge dev is running:
@@ -144,6 +159,7 @@ Original mode (the agent's SSE, byte for byte):
 Transformed mode (plain text, then usage and session id):
   curl -N {url}/invocations -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"prompt":"hello","response":"transformed"}}'
 
+{page}
 Press Ctrl-C to stop. One JSON log line per request follows.
 "#,
         origin = origin.addr,
@@ -154,6 +170,19 @@ Press Ctrl-C to stop. One JSON log line per request follows.
     drop(origin);
     drop(issuer_server);
     Ok(())
+}
+
+/// The origins the chat page may be opened on: the gateway's address and,
+/// for a loopback or unspecified address, `localhost` and `127.0.0.1`.
+fn page_origins(gateway: SocketAddr) -> Vec<String> {
+    let port = gateway.port();
+    let mut origins = vec![format!("http://{gateway}")];
+    if gateway.ip().is_loopback() || gateway.ip().is_unspecified() {
+        origins.push(format!("http://localhost:{port}"));
+        origins.push(format!("http://127.0.0.1:{port}"));
+    }
+    origins.dedup();
+    origins
 }
 
 async fn bind_loopback() -> Result<TcpListener, String> {

@@ -7,6 +7,8 @@
 //! - `GET /.well-known/jwks.json`: the public key, `Cache-Control: max-age=600`;
 //! - `POST /token`: a fresh token (text/plain) for `demo-user`, valid an hour.
 //!   Loopback only and for development: anyone who can reach it gets a token.
+//!   Browsers may read it only from the page origins given to
+//!   [`spawn_for_pages`] (the chat page of `agent-edge dev`), by CORS.
 //!
 //! Native only (tokio, hyper); it reads the clock, the core does not.
 
@@ -118,9 +120,20 @@ impl Drop for DevIssuerServer {
 
 /// Serves `issuer` on `listener` in the background.
 pub async fn spawn(issuer: DevIssuer, listener: TcpListener) -> io::Result<DevIssuerServer> {
+    spawn_for_pages(issuer, listener, Vec::new()).await
+}
+
+/// The same, and pages on `page_origins` (`http://host:port`) may fetch
+/// tokens from a browser.
+pub async fn spawn_for_pages(
+    issuer: DevIssuer,
+    listener: TcpListener,
+    page_origins: Vec<String>,
+) -> io::Result<DevIssuerServer> {
     let addr = listener.local_addr()?;
     let issuer = Arc::new(issuer);
     let shared = issuer.clone();
+    let page_origins = Arc::new(page_origins);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -128,10 +141,18 @@ pub async fn spawn(issuer: DevIssuer, listener: TcpListener) -> io::Result<DevIs
                 continue;
             };
             let issuer = shared.clone();
+            let page_origins = page_origins.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let issuer = issuer.clone();
-                    async move { Ok::<_, Infallible>(route(&issuer, addr, request)) }
+                    let page_origins = page_origins.clone();
+                    async move {
+                        Ok::<_, Infallible>(with_cors(
+                            &page_origins,
+                            &request,
+                            route(&issuer, addr, &request),
+                        ))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -142,10 +163,47 @@ pub async fn spawn(issuer: DevIssuer, listener: TcpListener) -> io::Result<DevIs
     Ok(DevIssuerServer { addr, issuer, task })
 }
 
+/// `Access-Control-Allow-Origin` for the allowed page origins, and their
+/// preflight (a `POST` without a body is a simple request, but a page may
+/// still send one).
+fn with_cors(
+    page_origins: &[String],
+    request: &Request<Incoming>,
+    response: Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            page_origins
+                .iter()
+                .any(|allowed| allowed.as_bytes() == o.as_bytes())
+        })
+        .cloned();
+    let Some(origin) = origin else {
+        return response;
+    };
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut preflight = Response::new(Full::new(Bytes::new()));
+        *preflight.status_mut() = StatusCode::NO_CONTENT;
+        preflight.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::HeaderValue::from_static("GET, POST"),
+        );
+        preflight
+    } else {
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    response
+}
+
 fn route(
     issuer: &DevIssuer,
     addr: SocketAddr,
-    request: Request<Incoming>,
+    request: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let issuer_url = format!("http://{addr}");
     let (status, content_type, cache, body) = match (request.method(), request.uri().path()) {

@@ -45,6 +45,10 @@
 //! - `/json`: answers `application/json`, the reply as a JSON string (what
 //!   the SDK returns for a non-streaming handler).
 //!
+//! Each streamed answer is noted when it ends ([`DemoOrigin::streams`]):
+//! its session id, and whether it was sent to the end or the caller went
+//! away first (what a gateway must do when its own client leaves).
+//!
 //! Native only (tokio, hyper). It reads the clock; the core does not.
 //!
 //! Spec: `SPEC.md` ("`agent-edge dev`"); AgentCore `InvokeAgentRuntime`,
@@ -122,6 +126,24 @@ impl DemoOriginSettings {
     }
 }
 
+/// How a streamed answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Sent to its last event (or its scripted error or cut).
+    Sent,
+    /// The caller closed the connection before the end.
+    CallerLeft,
+}
+
+/// A streamed answer, noted when it ended.
+#[derive(Debug, Clone)]
+pub struct StreamRecord {
+    pub session_id: String,
+    pub started: Instant,
+    pub ended: Instant,
+    pub end: StreamEnd,
+}
+
 /// One request as the demo origin received it (raw path and query).
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -143,6 +165,7 @@ pub struct DemoOrigin {
 struct State {
     settings: DemoOriginSettings,
     recorded: Mutex<VecDeque<RecordedRequest>>,
+    streams: Mutex<VecDeque<StreamRecord>>,
     request_counter: AtomicU64,
 }
 
@@ -152,6 +175,7 @@ pub async fn spawn(settings: DemoOriginSettings, listener: TcpListener) -> io::R
     let state = Arc::new(State {
         settings,
         recorded: Mutex::new(VecDeque::new()),
+        streams: Mutex::new(VecDeque::new()),
         request_counter: AtomicU64::new(0),
     });
     let task = tokio::spawn(accept_loop(listener, state.clone()));
@@ -217,6 +241,13 @@ impl DemoOrigin {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         recorded.iter().cloned().collect()
+    }
+
+    /// The most recent streamed answers that have ended (up to 256),
+    /// oldest first.
+    pub fn streams(&self) -> Vec<StreamRecord> {
+        let streams = self.state.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.iter().cloned().collect()
     }
 
     /// Stops the server and returns once its listener is closed and its
@@ -288,7 +319,7 @@ async fn handle(
         headers: head.headers.clone(),
         body: body.clone(),
     });
-    let response = match invoke(&state.settings, &head, &body, now, received) {
+    let response = match invoke(&state, &head, &body, now, received) {
         Ok(answer) => answer,
         Err(error) => error.into_response(),
     };
@@ -306,6 +337,14 @@ impl State {
             recorded.pop_front();
         }
         recorded.push_back(request);
+    }
+
+    fn record_stream(&self, stream: StreamRecord) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if streams.len() == RECORDED_REQUESTS {
+            streams.pop_front();
+        }
+        streams.push_back(stream);
     }
 
     /// A UUID-shaped request id, unique per server.
@@ -357,12 +396,13 @@ fn full(body: impl Into<Bytes>) -> Body {
 
 /// Steps 1 to 4 of the module doc, then the answer.
 fn invoke(
-    settings: &DemoOriginSettings,
+    state: &Arc<State>,
     head: &http::request::Parts,
     body: &Bytes,
     now: SystemTime,
     received: Instant,
 ) -> Result<Response<Body>, AwsError> {
+    let settings = &state.settings;
     let arn_segment = head
         .uri
         .path()
@@ -433,7 +473,13 @@ fn invoke(
             response
         }
         Script::Stream(plan) => {
-            let mut response = Response::new(sse_body(plan, received));
+            let watch = StreamWatch {
+                state: state.clone(),
+                session_id: session_id.clone(),
+                started: received,
+                sent: Default::default(),
+            };
+            let mut response = Response::new(sse_body(plan, received, watch));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream; charset=utf-8"),
@@ -846,8 +892,32 @@ fn reply_text(prompt_words: &[&str]) -> String {
     )
 }
 
+/// Notes how a streamed answer ended when its body is dropped: by hyper
+/// after the last frame, or earlier when the caller hangs up.
+struct StreamWatch {
+    state: Arc<State>,
+    session_id: String,
+    started: Instant,
+    sent: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        self.state.record_stream(StreamRecord {
+            session_id: std::mem::take(&mut self.session_id),
+            started: self.started,
+            ended: Instant::now(),
+            end: if self.sent.load(Ordering::Relaxed) {
+                StreamEnd::Sent
+            } else {
+                StreamEnd::CallerLeft
+            },
+        });
+    }
+}
+
 /// The SSE body of a [`Plan`], produced lazily so the delays are real.
-fn sse_body(plan: Plan, received: Instant) -> Body {
+fn sse_body(plan: Plan, received: Instant, watch: StreamWatch) -> Body {
     enum Step {
         Start,
         Delta(usize),
@@ -855,8 +925,11 @@ fn sse_body(plan: Plan, received: Instant) -> Body {
         Done,
     }
     let plan = Arc::new(plan);
+    // Owned by the body: dropped with it, at the end or when the caller leaves.
+    let watch = Arc::new(watch);
     let stream = futures::stream::unfold(Step::Start, move |step| {
         let plan = plan.clone();
+        let watch = watch.clone();
         async move {
             let (bytes, next) = match step {
                 Step::Start => (
@@ -884,6 +957,7 @@ fn sse_body(plan: Plan, received: Instant) -> Body {
                     // A gap before the end, as between words; it also lets
                     // the server flush what came before an abort.
                     tokio::time::sleep(plan.delay).await;
+                    watch.sent.store(true, Ordering::Relaxed);
                     match plan.end {
                         End::Complete => {
                             let output_tokens = plan.deltas.len();

@@ -2,7 +2,8 @@
 //!
 //! Reading order, which is also the order a request goes through:
 //! 1. [`Gateway::request_filter`]: route, method, CORS preflight, health
-//!    check, content type and declared length, before the body is read.
+//!    check, the chat page ([`page`]), content type and declared length,
+//!    before the body is read.
 //! 2. authentication (`auth`, driven by [`driver`]): the caller's JWT.
 //! 3. [`Gateway::parse_invocation`]: the body: control fields, response
 //!    mode, session id; the agent's payload.
@@ -19,6 +20,7 @@
 
 pub mod driver;
 pub mod log;
+pub mod page;
 pub mod rate_limit;
 
 use std::time::SystemTime;
@@ -128,11 +130,13 @@ pub struct StreamStart {
 #[derive(Debug)]
 pub struct Gateway {
     config: Config,
+    page: Option<page::Page>,
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Self {
-        Gateway { config }
+        let page = page::Page::new(&config);
+        Gateway { config, page }
     }
 
     pub fn config(&self) -> &Config {
@@ -165,6 +169,13 @@ impl Gateway {
                 );
                 Ok(Route::Answered(response))
             }
+            (&Method::GET | &Method::HEAD, _) if self.page.is_some() => {
+                match self.page.as_ref().and_then(|page| page.answer(path)) {
+                    Some(response) => Ok(Route::Answered(response)),
+                    None if is_invoke => Err(method_not_allowed("POST, OPTIONS")),
+                    None => Err(GatewayError::new(Code::NotFound)),
+                }
+            }
             (&Method::POST, _) if is_invoke => {
                 check_content_type(&head.headers)?;
                 let declared = head
@@ -177,6 +188,9 @@ impl Gateway {
                 Ok(Route::Invoke)
             }
             (_, "/ping") => Err(method_not_allowed("GET, HEAD, OPTIONS")),
+            // Without the page, `GET /` is a route that does not exist.
+            (&Method::GET | &Method::HEAD, "/") => Err(GatewayError::new(Code::NotFound)),
+            (_, "/") if self.page.is_some() => Err(method_not_allowed("GET, HEAD, POST, OPTIONS")),
             (_, _) if is_invoke => Err(method_not_allowed("POST, OPTIONS")),
             _ => Err(GatewayError::new(Code::NotFound)),
         }

@@ -438,3 +438,72 @@ fn every_stream_is_marked_not_to_be_compressed() {
         }
     }
 }
+
+#[test]
+fn the_chat_page_is_served_with_a_strict_policy_unless_ui_is_off() {
+    let g = gateway(&[]);
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "text/css; charset=utf-8"),
+    ] {
+        let h = head("GET", path, &[]);
+        let answer = answer(g.request_filter(&h, &mut ctx(&h)).unwrap());
+        assert_eq!(answer.headers()["content-type"], content_type, "{path}");
+        let csp = answer.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+    }
+    let h = head("GET", "/", &[]);
+    let page = answer(g.request_filter(&h, &mut ctx(&h)).unwrap());
+    let html = String::from_utf8(page.body().to_vec()).unwrap();
+    assert!(html.contains(r#"data-auth="none""#), "{html}");
+    assert!(!html.contains("<script>"), "no inline script: {html}");
+    // POST / still invokes.
+    assert_eq!(filter(&g, &head("POST", "/", &[])), Ok(None));
+    let put = filter(&g, &head("PUT", "/", &[])).unwrap_err();
+    assert_eq!(
+        put.to_response().headers()["allow"],
+        "GET, HEAD, POST, OPTIONS"
+    );
+
+    let off = gateway(&[("UI", "off")]);
+    for path in ["/", "/app.js", "/app.css"] {
+        let err = filter(&off, &head("GET", path, &[])).unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code.as_str()),
+            (404, "not_found"),
+            "{path}"
+        );
+    }
+    assert_eq!(filter(&off, &head("POST", "/", &[])), Ok(None));
+}
+
+#[test]
+fn the_page_offers_the_development_issuer_only_when_given_one() {
+    let mut config = gateway(&[
+        ("AUTH", "jwt"),
+        ("JWT_ISSUER", "http://127.0.0.1:1"),
+        ("JWT_AUDIENCE", "a"),
+    ])
+    .config()
+    .clone();
+    config.dev_token_url = Some("http://127.0.0.1:4321/token".to_owned());
+    let g = Gateway::new(config);
+    let h = head("GET", "/", &[]);
+    let page = answer(g.request_filter(&h, &mut ctx(&h)).unwrap());
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("connect-src 'self' http://127.0.0.1:4321;"),
+        "{csp}"
+    );
+    let html = String::from_utf8(page.body().to_vec()).unwrap();
+    assert!(html.contains(r#"data-auth="jwt""#), "{html}");
+    assert!(
+        html.contains(r#"data-dev-token-url="http://127.0.0.1:4321/token""#),
+        "{html}"
+    );
+}

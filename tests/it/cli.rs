@@ -180,4 +180,31 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
         .await
         .unwrap();
     assert_eq!(unauthenticated.status(), 401);
+
+    // The chat page, with the issuer's token endpoint for its sign-in button;
+    // the issuer lets that page (and only it) read a token.
+    let page_line = printed
+        .lines()
+        .find(|l| l.starts_with("The chat page: open "))
+        .unwrap_or_else(|| panic!("no chat page line in {printed}"));
+    assert!(page_line.contains(&format!("{gateway}/")), "{page_line}");
+    let page = client.get(format!("{gateway}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let token_url = format!(r#"data-dev-token-url="{issuer_token_url}""#);
+    assert!(html.contains(&token_url), "{html}");
+    for (origin, allowed) in [(gateway.as_str(), true), ("http://evil.example", false)] {
+        let answer = client
+            .post(issuer_token_url)
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let allow = answer
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(allow, allowed.then(|| origin.to_owned()), "{origin}");
+    }
 }

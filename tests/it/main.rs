@@ -5,6 +5,7 @@
 
 mod botocore;
 mod boundary;
+mod browser;
 mod cli;
 mod conformance;
 #[path = "../support/issuer.rs"]

@@ -48,10 +48,10 @@ use futures::FutureExt;
 mod client;
 mod lambda;
 mod lambda_config;
-mod stack;
+pub mod stack;
 mod tap;
 pub mod tokens;
-mod worker;
+pub mod worker;
 mod worker_cache;
 mod worker_config;
 

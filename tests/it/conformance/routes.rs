@@ -172,7 +172,53 @@ async fn request_id_is_echoed_or_generated(t: Arc<Target>) {
     assert_eq!(reply.header("x-request-id"), Some(id.as_str()));
 }
 
+async fn chat_page_is_served_with_a_strict_policy(t: Arc<Target>) {
+    let reply = send(
+        client()
+            .get(t.url("/"))
+            .header("accept-encoding", "gzip, deflate, br, zstd"),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = reply.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    if reply.header("content-encoding").is_none() {
+        let html = reply.text();
+        assert!(html.contains(r#"data-auth="jwt""#), "{html}");
+        assert!(html.contains(r#"<script src="/app.js""#), "{html}");
+    }
+    for (path, content_type) in [
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/app.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = send(client().get(t.url(path))).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
+        assert!(!reply.body.is_empty(), "{path}");
+    }
+    let reply = send(client().put(t.url("/")).body("{}")).await;
+    reply.assert_error(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn native_ui_off_removes_the_chat_page() {
+    let vars = super::stack::vars_with(&[("UI", "off")]);
+    let (_server, target) = super::stack::spawn_native(&vars).await;
+    for path in ["/", "/app.js", "/app.css"] {
+        let reply = send(client().get(target.url(path))).await;
+        reply.assert_error(404, "not_found");
+    }
+}
+
 every_target!(
+    chat_page_is_served_with_a_strict_policy,
     ping_is_healthy,
     unknown_route_is_404,
     wrong_method_is_405_with_allow,

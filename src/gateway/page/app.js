@@ -1,0 +1,381 @@
+// The chat page: sends prompts to this gateway's own /invocations and shows
+// the answer as it streams. Transformed mode by default (plain text, then a
+// trailer after the last "\n----------\n" with usage and the session id);
+// the "raw events" toggle asks for original mode and shows the SSE as is.
+"use strict";
+
+const SEPARATOR = "\n----------\n";
+const TOKEN_KEY = "agent-edge-token";
+const SESSION_HEADER = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id";
+
+const page = document.documentElement.dataset;
+const auth = page.auth;
+const devTokenUrl = page.devTokenUrl || "";
+
+const $ = (id) => document.getElementById(id);
+const conversation = $("conversation");
+const notice = $("notice");
+const composer = $("composer");
+const prompt = $("prompt");
+const sendButton = $("send");
+const stopButton = $("stop");
+const raw = $("raw");
+
+let sessionId = null;
+let controller = null;
+
+// --- sign-in ------------------------------------------------------------------
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+function setToken(value) {
+  if (value) {
+    sessionStorage.setItem(TOKEN_KEY, value);
+  } else {
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
+  showSignInState();
+}
+
+function showSignInState(message) {
+  const signedIn = Boolean(token());
+  $("sign-in-state").textContent =
+    message || (signedIn ? "Signed in (token kept in this tab)." : "Not signed in.");
+  $("sign-out").hidden = !signedIn;
+  $("token-form").hidden = signedIn;
+}
+
+function setUpSignIn() {
+  if (auth !== "jwt") {
+    return;
+  }
+  $("sign-in").hidden = false;
+  showSignInState();
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const field = $("token");
+    setToken(field.value.trim());
+    field.value = "";
+    hideNotice();
+    prompt.focus();
+  });
+  $("sign-out").addEventListener("click", () => setToken(""));
+  if (devTokenUrl) {
+    const button = $("dev-token");
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        // The development issuer of `agent-edge dev`; it gets no token.
+        const response = await fetch(devTokenUrl, { method: "POST", credentials: "omit" });
+        if (!response.ok) {
+          throw new Error(`the issuer answered ${response.status}`);
+        }
+        setToken((await response.text()).trim());
+        hideNotice();
+        prompt.focus();
+      } catch (error) {
+        showSignInState(`Could not get a development token: ${error.message}`);
+      }
+    });
+  }
+}
+
+// --- conversation ----------------------------------------------------------
+
+function showNotice(text) {
+  notice.textContent = text;
+  notice.hidden = false;
+}
+
+function hideNotice() {
+  notice.hidden = true;
+  notice.textContent = "";
+}
+
+function addTurn(who, label) {
+  const item = document.createElement("li");
+  item.className = who;
+  const name = document.createElement("span");
+  name.className = "who";
+  name.textContent = label;
+  item.append(name);
+  conversation.append(item);
+  return item;
+}
+
+function addUserTurn(text) {
+  const item = addTurn("user", "You");
+  const body = document.createElement("p");
+  body.className = "text";
+  body.textContent = text;
+  item.append(body);
+  following = true;
+}
+
+function addAgentTurn(rawMode) {
+  const item = addTurn("agent", rawMode ? "Agent (raw events)" : "Agent");
+  item.dataset.state = "streaming";
+  const body = document.createElement(rawMode ? "pre" : "p");
+  body.className = "text";
+  const status = document.createElement("p");
+  status.className = "status";
+  status.textContent = "Answering…";
+  item.append(body, status);
+  scrollToEnd();
+  return { item, body, status };
+}
+
+// Follows the answer as it grows, unless the reader scrolled up.
+let following = true;
+const scroller = document.querySelector("main");
+scroller.addEventListener("scroll", () => {
+  following = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+});
+
+function scrollToEnd() {
+  if (following) {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+}
+
+function addErrorLine(turn, text) {
+  const line = document.createElement("p");
+  line.className = "error";
+  line.setAttribute("role", "alert");
+  line.textContent = text;
+  turn.item.insertBefore(line, turn.status);
+}
+
+function setBusy(busy) {
+  sendButton.disabled = busy;
+  stopButton.disabled = !busy;
+  raw.disabled = busy;
+}
+
+// What of a transformed body so far is answer text: the trailer (after the
+// last separator, JSON lines) and a possible start of a separator are held
+// back until the stream tells what they are.
+function visibleText(body) {
+  const at = body.lastIndexOf(SEPARATOR);
+  if (at >= 0) {
+    const after = body.slice(at + SEPARATOR.length);
+    if (after === "" || after.startsWith("{")) {
+      return body.slice(0, at);
+    }
+  }
+  for (let keep = Math.min(SEPARATOR.length - 1, body.length); keep > 0; keep--) {
+    if (SEPARATOR.startsWith(body.slice(body.length - keep))) {
+      return body.slice(0, body.length - keep);
+    }
+  }
+  return body;
+}
+
+// The finished transformed body: its text and the parsed trailer lines.
+function splitTrailer(body) {
+  const at = body.lastIndexOf(SEPARATOR);
+  if (at < 0) {
+    return { text: body, lines: [] };
+  }
+  try {
+    const lines = body
+      .slice(at + SEPARATOR.length)
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    if (lines.every((line) => line && typeof line === "object")) {
+      return { text: body.slice(0, at), lines };
+    }
+  } catch (_) {
+    // Not a trailer: the separator was part of the answer.
+  }
+  return { text: body, lines: [] };
+}
+
+function describeUsage(usage) {
+  const count = (name) => (typeof usage[name] === "number" ? usage[name] : "?");
+  return `Tokens: input ${count("inputTokens")}, output ${count("outputTokens")}, total ${count("totalTokens")}`;
+}
+
+function finishTransformed(turn, body) {
+  const { text, lines } = splitTrailer(body);
+  turn.body.textContent = text;
+  const status = [];
+  for (const line of lines) {
+    if (line.error) {
+      addErrorLine(turn, `Error: ${line.error.message || line.error.code || "the answer failed"}`);
+      turn.item.dataset.state = "failed";
+    } else if (typeof line.runtimeSessionId === "string") {
+      sessionId = line.runtimeSessionId;
+    } else if (line.usage && typeof line.usage === "object") {
+      status.push(describeUsage(line.usage));
+    }
+  }
+  if (sessionId) {
+    status.push(`Session ${sessionId}`);
+    turn.item.dataset.session = sessionId;
+  }
+  turn.status.textContent = status.join(" · ") || "Done.";
+}
+
+// Original mode: the SSE as it came, and any `event: error` as an error line.
+function finishRaw(turn, body) {
+  for (const block of body.split(/\r?\n\r?\n/)) {
+    const lines = block.split(/\r?\n/);
+    if (!lines.includes("event: error")) {
+      continue;
+    }
+    const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+    try {
+      const error = JSON.parse(data).error || {};
+      addErrorLine(turn, `Error: ${error.message || error.code || "the answer failed"}`);
+    } catch (_) {
+      addErrorLine(turn, "Error: the answer failed");
+    }
+    turn.item.dataset.state = "failed";
+  }
+  const status = [];
+  if (sessionId) {
+    status.push(`Session ${sessionId}`);
+    turn.item.dataset.session = sessionId;
+  }
+  turn.status.textContent = status.join(" · ") || "Done.";
+}
+
+async function explainFailure(response) {
+  let message = `The gateway answered ${response.status}.`;
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) {
+      message = body.error.message;
+    }
+  } catch (_) {
+    // Not our JSON error: keep the status.
+  }
+  if (response.status === 401) {
+    if (auth === "jwt") {
+      setToken("");
+      $("token").focus();
+    }
+    return "Not signed in, or the sign-in expired: sign in again.";
+  }
+  if (response.status === 429) {
+    const wait = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    return Number.isFinite(wait)
+      ? `Too many requests: retry in ${wait} s.`
+      : "Too many requests: retry in a moment.";
+  }
+  return message;
+}
+
+async function send(text) {
+  hideNotice();
+  const rawMode = raw.checked;
+  addUserTurn(text);
+  const turn = addAgentTurn(rawMode);
+  controller = new AbortController();
+  setBusy(true);
+  const headers = {
+    "Content-Type": "application/json",
+    Accept: rawMode ? "text/event-stream" : "text/plain",
+  };
+  if (auth === "jwt" && token()) {
+    headers.Authorization = `Bearer ${token()}`;
+  }
+  const request = { prompt: text, response: rawMode ? "original" : "transformed" };
+  if (sessionId) {
+    request.runtimeSessionId = sessionId;
+  }
+  let body = "";
+  try {
+    const response = await fetch("/invocations", {
+      method: "POST",
+      headers,
+      body: JSON.stringify(request),
+      signal: controller.signal,
+      cache: "no-store",
+    });
+    if (!response.ok) {
+      const why = await explainFailure(response);
+      turn.item.dataset.state = "failed";
+      turn.status.textContent = "";
+      addErrorLine(turn, why);
+      showNotice(why);
+      return;
+    }
+    if (rawMode) {
+      sessionId = response.headers.get(SESSION_HEADER) || sessionId;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        break;
+      }
+      body += decoder.decode(value, { stream: true });
+      turn.body.textContent = rawMode ? body : visibleText(body);
+      scrollToEnd();
+    }
+    body += decoder.decode();
+    if (rawMode) {
+      turn.body.textContent = body;
+      finishRaw(turn, body);
+    } else {
+      finishTransformed(turn, body);
+    }
+    if (turn.item.dataset.state === "streaming") {
+      turn.item.dataset.state = "done";
+    }
+    scrollToEnd();
+  } catch (error) {
+    if (error.name === "AbortError") {
+      turn.item.dataset.state = "stopped";
+      turn.status.textContent = "Stopped.";
+    } else {
+      turn.item.dataset.state = "failed";
+      turn.status.textContent = "";
+      addErrorLine(turn, `The connection failed: ${error.message}`);
+    }
+  } finally {
+    controller = null;
+    setBusy(false);
+  }
+}
+
+composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = prompt.value.trim();
+  if (!text || controller) {
+    return;
+  }
+  prompt.value = "";
+  send(text);
+});
+
+prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    composer.requestSubmit();
+  }
+});
+
+stopButton.addEventListener("click", () => {
+  if (controller) {
+    controller.abort();
+  }
+});
+
+$("new-conversation").addEventListener("click", () => {
+  if (controller) {
+    controller.abort();
+  }
+  sessionId = null;
+  conversation.replaceChildren();
+  hideNotice();
+  prompt.focus();
+});
+
+setUpSignIn();
+prompt.focus();
