@@ -1,12 +1,14 @@
 // Drives the chat page in Chromium (Debian's /usr/bin/chromium, through
 // playwright-core) against one running gateway, as a user would: sign-in,
 // prompts sent with Enter, answers read while they stream, Stop, a new
-// conversation, raw events, an error mid-stream, and a page on another
-// origin calling the gateway through CORS. Run by tests/it/browser.rs,
-// which starts the servers and checks the demo agent's side.
+// conversation, raw events, an error mid-stream, the rate limit, and a page
+// on another origin calling the gateway through CORS. Run by
+// tests/it/browser.rs, which starts the servers and checks the demo agent's
+// side.
 //
 // Environment: GATEWAY_URL, CROSS_ORIGIN_URL (a blank page on another
 // loopback origin allowed by CORS_ALLOW_ORIGINS), TOKEN (a valid JWT),
+// LIMITED_TOKEN (a valid JWT of a subject this script runs over the limit),
 // SIGN_IN ("paste" or "dev-button"), TARGET (a name for prompts), SCREENSHOT
 // (a PNG path), USER_DATA_DIR (a fresh directory).
 // Output: one JSON object per line on stdout ({"event": ...}); any failed
@@ -24,6 +26,7 @@ const env = (name) => {
 const gateway = env("GATEWAY_URL");
 const crossOrigin = env("CROSS_ORIGIN_URL");
 const token = env("TOKEN");
+const limitedToken = env("LIMITED_TOKEN");
 const signIn = env("SIGN_IN");
 const target = env("TARGET");
 const screenshot = env("SCREENSHOT");
@@ -257,6 +260,30 @@ async function run(browser) {
   const fresh = await ask(page, `/events 2 10 1 ${target}-fresh`);
   check(fresh.state === "done" && fresh.session && fresh.session !== first.session, `fresh: ${JSON.stringify(fresh)}`);
   emit("new_conversation", { session: fresh.session });
+
+  // Over the rate limit: the page says when to retry. The subject's quota
+  // is used up from the page first (quick 400s for a body that is not JSON).
+  await page.click("#sign-out");
+  await page.fill("#token", limitedToken);
+  await page.press("#token", "Enter");
+  const used = await page.evaluate(async (limited) => {
+    for (let sent = 0; sent < 500; sent++) {
+      const response = await fetch("/invocations", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${limited}` },
+        body: "not json",
+      });
+      if (response.status === 429) {
+        return sent;
+      }
+    }
+    return -1;
+  }, limitedToken);
+  check(used > 0, "the rate limit was never reached");
+  const limited = await ask(page, "one more, over the limit");
+  check(limited.state === "failed", `over the limit: ${JSON.stringify(limited)}`);
+  check(/Too many requests: retry in \d+ s\./.test(limited.errors.join(" ")), `429: ${limited.errors}`);
+  emit("rate_limited", { after: used, errors: limited.errors });
 
   // Chromium's own Accept-Encoding went out, and no stream came back
   // compressed (a whole error answer may be).

@@ -4,7 +4,8 @@
 //!
 //! Each target gets its own servers on loopback: the demo agent, the
 //! development issuer, a blank page on a second origin (allowed by
-//! `CORS_ALLOW_ORIGINS`) and the gateway with `AUTH=jwt`. The script does
+//! `CORS_ALLOW_ORIGINS`) and the gateway with `AUTH=jwt` (and the rate limit
+//! of `wrangler.toml`). The script does
 //! what a user does and checks what the page shows; this side then checks
 //! what the demo agent saw: the second turn's session, the stream Stop
 //! ended (within a second of the click), and the new conversation's fresh
@@ -82,15 +83,17 @@ impl Servers {
             ("JWT_AUDIENCE", issuer::DEV_AUDIENCE.to_owned()),
             ("CORS_ALLOW_ORIGINS", self.cross_origin.clone()),
             ("UI", "on".to_owned()),
+            // The Worker's limit is its RATE_LIMITER binding.
+            ("RATE_LIMIT_PER_MINUTE", "60".to_owned()),
         ] {
             vars.push((name.to_owned(), value));
         }
         vars
     }
 
-    fn token(&self) -> String {
+    fn token(&self, subject: &str) -> String {
         self.issuer
-            .mint("browser-user", Duration::from_secs(3600), SystemTime::now())
+            .mint(subject, Duration::from_secs(3600), SystemTime::now())
     }
 }
 
@@ -154,7 +157,8 @@ fn run_script(target: &str, gateway: &str, servers: &Servers, sign_in: &str) -> 
         .current_dir(&root)
         .env("GATEWAY_URL", gateway)
         .env("CROSS_ORIGIN_URL", &servers.cross_origin)
-        .env("TOKEN", servers.token())
+        .env("TOKEN", servers.token("browser-user"))
+        .env("LIMITED_TOKEN", servers.token("browser-rate-limited"))
         .env("SIGN_IN", sign_in)
         .env("TARGET", target)
         .env("SCREENSHOT", &screenshot)
