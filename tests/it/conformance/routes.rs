@@ -207,13 +207,31 @@ async fn chat_page_is_served_with_a_strict_policy(t: Arc<Target>) {
     reply.assert_error(405, "method_not_allowed");
 }
 
+/// `UI=off`, on a native gateway and a Worker of its own.
 #[tokio::test]
-async fn native_ui_off_removes_the_chat_page() {
+async fn ui_off_removes_the_chat_page() {
     let vars = super::stack::vars_with(&[("UI", "off")]);
-    let (_server, target) = super::stack::spawn_native(&vars).await;
-    for path in ["/", "/app.js", "/app.css"] {
-        let reply = send(client().get(target.url(path))).await;
-        reply.assert_error(404, "not_found");
+    let (_server, native) = super::stack::spawn_native(&vars).await;
+    let mut base_urls = vec![("native", native.base_url.clone())];
+    let _worker = if super::worker::skipped() {
+        None
+    } else {
+        let vars = vars.clone();
+        let instance = tokio::task::spawn_blocking(move || {
+            super::worker::start_named("ui-off", &vars, super::stack::LogBuffer::default())
+        })
+        .await
+        .expect("the start thread")
+        .unwrap_or_else(|e| panic!("{e}"));
+        base_urls.push(("worker", instance.base_url.clone()));
+        Some(instance)
+    };
+    for (name, base_url) in base_urls {
+        for path in ["/", "/app.js", "/app.css"] {
+            let reply = send(client().get(format!("{base_url}{path}"))).await;
+            assert_eq!(reply.status, 404, "[{name}] GET {path}: {}", reply.text());
+            reply.assert_error(404, "not_found");
+        }
     }
 }
 
