@@ -9,7 +9,8 @@
 // Environment: GATEWAY_URL, CROSS_ORIGIN_URL (a blank page on another
 // loopback origin allowed by CORS_ALLOW_ORIGINS), TOKEN (a valid JWT),
 // LIMITED_TOKEN (a valid JWT of a subject this script runs over the limit),
-// SIGN_IN ("paste" or "dev-button"), TARGET (a name for prompts), SCREENSHOT
+// SIGN_IN ("paste" or "dev-button" with AUTH=jwt, "none" with AUTH=none),
+// TARGET (a name for prompts), SCREENSHOT
 // (a PNG path), USER_DATA_DIR (a fresh directory).
 // Output: one JSON object per line on stdout ({"event": ...}); any failed
 // check throws, and the process exits 1 with the reason on stderr.
@@ -161,7 +162,8 @@ async function run(browser) {
   check(loaded.status() === 200, `GET / answered ${loaded.status()}`);
   const csp = (await loaded.allHeaders())["content-security-policy"] || "";
   check(csp.includes("default-src 'none'") && csp.includes("script-src 'self'"), `CSP: ${csp}`);
-  check(await page.isVisible("#sign-in"), "AUTH=jwt: the sign-in section shows");
+  const signInShown = await page.isVisible("#sign-in");
+  check(signInShown === (signIn !== "none"), `the sign-in section shows: ${signInShown}`);
 
   // Keyboard and labels: every field has a label; Shift+Enter is a new line.
   const unlabelled = await page.evaluate(() =>
@@ -178,22 +180,26 @@ async function run(browser) {
   check((await agentTurns(page)) === 0, "Shift+Enter does not send");
   await page.fill("#prompt", "");
 
-  // Not signed in: the gateway's 401 becomes the sign-in hint.
-  const refused = await ask(page, `hello from ${target} without a token`);
-  check(refused.state === "failed", `without a token: ${JSON.stringify(refused)}`);
-  check(refused.errors.join(" ").includes("sign in again"), `sign-in hint: ${refused.errors}`);
-  check(await page.isVisible("#notice"), "the notice shows");
-  emit("no_token", { errors: refused.errors });
+  if (signIn !== "none") {
+    // Not signed in: the gateway's 401 becomes the sign-in hint.
+    const refused = await ask(page, `hello from ${target} without a token`);
+    check(refused.state === "failed", `without a token: ${JSON.stringify(refused)}`);
+    check(refused.errors.join(" ").includes("sign in again"), `sign-in hint: ${refused.errors}`);
+    check(await page.isVisible("#notice"), "the notice shows");
+    emit("no_token", { errors: refused.errors });
 
-  if (signIn === "dev-button") {
-    await page.click("#dev-token");
-  } else {
-    await page.fill("#token", token);
-    await page.press("#token", "Enter");
+    if (signIn === "dev-button") {
+      await page.click("#dev-token");
+    } else {
+      await page.fill("#token", token);
+      await page.press("#token", "Enter");
+    }
+    await page.waitForFunction(() =>
+      document.getElementById("sign-in-state").textContent.startsWith("Signed in"),
+    );
+    emit("signed_in", { how: signIn });
+    await page.click("#new-conversation");
   }
-  await page.waitForFunction(() => document.getElementById("sign-in-state").textContent.startsWith("Signed in"));
-  emit("signed_in", { how: signIn });
-  await page.click("#new-conversation");
 
   // The answer grows on screen while the agent streams (12 deltas, 200 ms apart).
   const first = await ask(page, `/events 12 200 1 ${target}-first`);
@@ -261,33 +267,14 @@ async function run(browser) {
   check(fresh.state === "done" && fresh.session && fresh.session !== first.session, `fresh: ${JSON.stringify(fresh)}`);
   emit("new_conversation", { session: fresh.session });
 
-  // Over the rate limit: the page says when to retry. The subject's quota
-  // is used up from the page first (quick 400s for a body that is not JSON).
-  await page.click("#sign-out");
-  await page.fill("#token", limitedToken);
-  await page.press("#token", "Enter");
-  const used = await page.evaluate(async (limited) => {
-    for (let sent = 0; sent < 500; sent++) {
-      const response = await fetch("/invocations", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${limited}` },
-        body: "not json",
-      });
-      if (response.status === 429) {
-        return sent;
-      }
-    }
-    return -1;
-  }, limitedToken);
-  check(used > 0, "the rate limit was never reached");
-  const limited = await ask(page, "one more, over the limit");
-  check(limited.state === "failed", `over the limit: ${JSON.stringify(limited)}`);
-  check(/Too many requests: retry in \d+ s\./.test(limited.errors.join(" ")), `429: ${limited.errors}`);
-  emit("rate_limited", { after: used, errors: limited.errors });
+  // Over the rate limit (not without sign-in: every caller is one subject then).
+  if (signIn !== "none") {
+    await rateLimited(page);
+  }
 
   // Chromium's own Accept-Encoding went out, and no stream came back
   // compressed (a whole error answer may be).
-  check(invocations.length >= 7, `invocations seen: ${JSON.stringify(invocations)}`);
+  check(invocations.length >= 6, `invocations seen: ${JSON.stringify(invocations)}`);
   for (const call of invocations) {
     check(/gzip/.test(call.acceptEncoding), `Chromium's Accept-Encoding: ${JSON.stringify(call)}`);
     if (call.status === 200) {
@@ -342,6 +329,32 @@ async function run(browser) {
   const early = cors.reads.filter((t) => t < cors.ended - 500).length;
   check(early >= 3, `cross-origin: ${early} reads before the end: ${JSON.stringify(cors.reads)}`);
   emit("cross_origin", { reads: cors.reads.length, early });
+}
+
+// The page says when to retry: the subject's quota is used up from the
+// page first (quick 400s for a body that is not JSON), then one more prompt.
+async function rateLimited(page) {
+  await page.click("#sign-out");
+  await page.fill("#token", limitedToken);
+  await page.press("#token", "Enter");
+  const used = await page.evaluate(async (limited) => {
+    for (let sent = 0; sent < 500; sent++) {
+      const response = await fetch("/invocations", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${limited}` },
+        body: "not json",
+      });
+      if (response.status === 429) {
+        return sent;
+      }
+    }
+    return -1;
+  }, limitedToken);
+  check(used > 0, "the rate limit was never reached");
+  const limited = await ask(page, "one more, over the limit");
+  check(limited.state === "failed", `over the limit: ${JSON.stringify(limited)}`);
+  check(/Too many requests: retry in \d+ s\./.test(limited.errors.join(" ")), `429: ${limited.errors}`);
+  emit("rate_limited", { after: used, errors: limited.errors });
 }
 
 main().then(

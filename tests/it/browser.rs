@@ -9,7 +9,8 @@
 //! what a user does and checks what the page shows; this side then checks
 //! what the demo agent saw: the second turn's session, the stream Stop
 //! ended (within a second of the click), and the new conversation's fresh
-//! session. Screenshots go to `target/browser/`.
+//! session. Screenshots go to `target/browser/`. A third run, on a native
+//! gateway with `AUTH=none`, checks that the page then asks for no sign-in.
 //!
 //! The Worker target is left out with `AGENT_EDGE_SKIP_WORKER=1`.
 
@@ -319,6 +320,24 @@ async fn chat_page_in_chromium_on_the_native_server() {
         })
     };
     check_the_agent_side("native", &servers, &events).await;
+}
+
+/// With `AUTH=none` the page asks for no sign-in and streams all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_page_in_chromium_without_sign_in() {
+    let servers = Servers::start(Vec::new()).await;
+    let mut vars = servers.vars();
+    vars.retain(|(name, _)| name != "AUTH");
+    vars.push(("AUTH".to_owned(), "none".to_owned()));
+    let config =
+        Config::from_lookup(|name| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .expect("a valid configuration");
+    let gateway = native::spawn(config, bind().await, Arc::new(|_: &str| {}))
+        .await
+        .expect("native gateway");
+    let events =
+        tokio::task::block_in_place(|| run_script("native-open", &gateway.url(), &servers, "none"));
+    check_the_agent_side("native-open", &servers, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
