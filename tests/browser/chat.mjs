@@ -241,7 +241,7 @@ async function run(browser) {
   // Stop: the request is aborted; tests/it/browser.rs checks the agent saw it.
   const before = await agentTurns(page);
   await page.evaluate(watchNewestAnswer);
-  await page.fill("#prompt", `/events 40 200 1 ${target}-stop`);
+  await page.fill("#prompt", `/events 80 100 1 ${target}-stop`);
   await page.press("#prompt", "Enter");
   await page.waitForFunction(
     (index) => {

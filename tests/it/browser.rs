@@ -260,7 +260,7 @@ async fn check_the_agent_side(target: &str, servers: &Servers, events: &[Event])
 
     // Stop: the agent saw its caller go away, within a second of the click.
     let clicked = event(events, "stop_clicked").at;
-    let stop_session = session_of(demo, &format!("/events 40 200 1 {target}-stop"));
+    let stop_session = session_of(demo, &format!("/events 80 100 1 {target}-stop"));
     assert_eq!(stop_session, first, "[{target}] the stopped turn's session");
     let deadline = Instant::now() + Duration::from_secs(5);
     let record = loop {
