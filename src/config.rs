@@ -337,9 +337,15 @@ impl Config {
                         ))
                     }
                 };
-                let region = get("AWS_REGION")
-                    .or_else(|| runtime.as_ref().map(|rt| rt.region.clone()))
+                // The region the origin names wins: AgentCore and Lambda
+                // check the signature against their own region, while
+                // AWS_REGION may be another's (Lambda sets it to the
+                // function's region, and it cannot be changed there).
+                let region = runtime
+                    .as_ref()
+                    .map(|rt| rt.region.clone())
                     .or(lambda_region)
+                    .or_else(|| get("AWS_REGION"))
                     .ok_or_else(|| {
                         ConfigError::new(
                             "AWS_REGION",
@@ -597,6 +603,34 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_origin_region_wins_over_aws_region() {
+        let signing_region = |vars: &[(&str, &str)]| match config(vars).unwrap().origin.auth {
+            OriginAuth::SigV4 { region, .. } => region,
+            other => panic!("{other:?}"),
+        };
+        // A function in eu-west-1 (Lambda sets AWS_REGION) calling a runtime
+        // in us-west-2.
+        let mut vars = base();
+        vars.push(("AWS_REGION", "eu-west-1"));
+        assert_eq!(signing_region(&vars), "us-west-2");
+        vars.push(("ORIGIN_URL", "https://abc123.lambda-url.ap-south-1.on.aws/"));
+        assert_eq!(
+            signing_region(&vars),
+            "us-west-2",
+            "the ARN's, then the URL's"
+        );
+        let custom_origin = [
+            ("ORIGIN_URL", "https://agent.example.com"),
+            ("SIGV4_SERVICE", "execute-api"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AUTH", "none"),
+        ];
+        assert_eq!(signing_region(&custom_origin), "eu-west-1");
     }
 
     #[test]

@@ -165,10 +165,11 @@ pub fn start_with_concurrency(
     let env_file = dir.join("vars.env");
     let mut env_text = String::new();
     for (name, value) in vars {
-        if value.contains('\n') {
-            return Err(format!("{name}: a value on several lines"));
+        // dotenv single quotes: the value as it is.
+        if value.contains(['\n', '\'']) {
+            return Err(format!("{name}: a value with a newline or a single quote"));
         }
-        env_text.push_str(&format!("{name}={value}\n"));
+        env_text.push_str(&format!("{name}='{value}'\n"));
     }
     std::fs::write(&env_file, env_text).map_err(|e| format!("writing the env file: {e}"))?;
 

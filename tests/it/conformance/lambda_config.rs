@@ -1,18 +1,25 @@
-//! The Lambda function with an invalid configuration: it cannot refuse to
-//! start as the native server does (Lambda would retry the init on every
-//! request and answer a bare 502), so, like the Worker, it answers every
-//! request, `/ping` included, with 500 `invalid_configuration` and the
-//! native server's message, and logs it once, never echoing a secret.
+//! The Lambda function's configuration, each case in a `cargo lambda watch`
+//! of its own ([`lambda::start_named`]); left out with
+//! `AGENT_EDGE_SKIP_LAMBDA=1`.
 //!
-//! Runs a `cargo lambda watch` of its own ([`lambda::start_named`]); left
-//! out with `AGENT_EDGE_SKIP_LAMBDA=1`.
+//! - Invalid: it cannot refuse to start as the native server does (Lambda
+//!   would retry the init on every request and answer a bare 502), so, like
+//!   the Worker, it answers every request, `/ping` included, with 500
+//!   `invalid_configuration` and the native server's message, and logs it,
+//!   never echoing a secret.
+//! - The Lambda environment (issue 11, item 2): the execution role's
+//!   temporary credentials, with their session token, and `AWS_REGION` set
+//!   to the function's own region are all SigV4 needs; the runtime's region
+//!   comes from its ARN.
 
+use agent_edge::config::Secret;
+use agent_edge::demo::origin::{self as demo, DemoOriginSettings};
 use agent_edge::error::{error_json, Code};
 use agent_edge::gateway::EventName;
 use reqwest::StatusCode;
 
 use super::lambda;
-use super::stack::{config_from, LogBuffer};
+use super::stack::{bind, config_from, LogBuffer};
 use super::worker_config::{valid_vars, ACCESS_KEY_ID, ACCOUNT_ID, SECRET_ACCESS_KEY};
 
 #[tokio::test]
@@ -88,4 +95,68 @@ async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
         assert!(!line.contains("panicked"), "the function panicked: {line}");
     }
     assert!(!instance.exited(), "cargo lambda watch exited");
+}
+
+#[tokio::test]
+async fn lambda_signs_with_the_execution_role_session_in_the_runtime_region() {
+    if lambda::skipped() {
+        eprintln!(
+            "SKIPPED: the Lambda target is disabled ({}=1)",
+            lambda::SKIP_VAR
+        );
+        return;
+    }
+    let session_token = "IQoJb3JpZ2luX2VjEXAMPLE/role-session+token==";
+    let mut settings = DemoOriginSettings::demo();
+    settings.word_delay = std::time::Duration::from_millis(1);
+    // Temporary credentials, as Lambda gives the execution role's.
+    settings.credentials.access_key_id = "ASIALAMBDAROLEEXAMPLE".to_owned();
+    settings.credentials.session_token = Some(Secret::new(session_token));
+    let runtime_region = settings.region.clone();
+    let origin = demo::spawn(settings, bind().await)
+        .await
+        .expect("demo origin");
+    let function_region = "eu-central-1";
+    assert_ne!(function_region, runtime_region);
+    let mut vars: Vec<(String, String)> = origin
+        .gateway_vars()
+        .into_iter()
+        .filter(|(name, _)| *name != "AWS_REGION")
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    assert!(vars.iter().any(|(name, _)| name == "AWS_SESSION_TOKEN"));
+    vars.push(("AWS_REGION".into(), function_region.into()));
+    vars.push(("AUTH".into(), "none".into()));
+
+    let instance = tokio::task::spawn_blocking(move || {
+        lambda::start_with_concurrency("role-credentials", &vars, LogBuffer::default(), 1)
+    })
+    .await
+    .expect("the starting thread")
+    .unwrap_or_else(|why| panic!("{why}"));
+    let response = super::client::client()
+        .post(format!("{}/invocations", instance.base_url))
+        .header("content-type", "application/json")
+        .body(r#"{"prompt":"/events 3 1","response":"transformed"}"#)
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status();
+    let body = response.text().await.expect("the body");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let signed = origin
+        .requests()
+        .into_iter()
+        .last()
+        .expect("the origin was called");
+    assert_eq!(
+        signed.headers["x-amz-security-token"], session_token,
+        "the session token is sent"
+    );
+    let authorization = signed.headers["authorization"].to_str().unwrap_or_default();
+    assert!(
+        authorization.contains(&format!("/{runtime_region}/bedrock-agentcore/aws4_request")),
+        "signed for the runtime's region, not the function's: {authorization}"
+    );
+    assert!(!body.contains(session_token));
 }
