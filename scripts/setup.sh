@@ -9,7 +9,8 @@
 #     package-lock.json changed;
 #   - Debian's `chromium`, the browser of the browser tests;
 #   - a Python venv in target/pyenv with botocore, PyJWT and cryptography, the
-#     reference implementations the interoperability tests compare against;
+#     reference implementations the interoperability tests compare against,
+#     and cfn-lint, which checks the Lambda deployment template;
 #   - cargo-lambda (pinned, from PyPI, with its ziglang wheel) in a venv of its
 #     own, target/cargo-lambda: `cargo lambda watch` runs the Lambda target of
 #     the conformance suite, `cargo lambda build` makes the deployment zip.
@@ -18,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WORKER_BUILD_VERSION=0.8.7
-PYTHON_REQUIREMENTS=(botocore==1.43.107 PyJWT==2.15.1 cryptography==50.0.2)
+PYTHON_REQUIREMENTS=(botocore==1.43.107 PyJWT==2.15.1 cryptography==50.0.2 cfn-lint==1.58.0)
 PYENV=target/pyenv
 CARGO_LAMBDA_VERSION=1.9.2
 CARGO_LAMBDA_VENV=target/cargo-lambda

@@ -10,6 +10,7 @@ mod cli;
 mod conformance;
 #[path = "../support/issuer.rs"]
 mod issuer_support;
+mod lambda_deploy;
 mod native_stack;
 mod pyenv;
 mod pyjwt;

@@ -1,6 +1,6 @@
 //! The Python virtualenv `target/pyenv` with the reference implementations
 //! the interoperability tests compare against (botocore, PyJWT,
-//! cryptography), at the versions `scripts/setup.sh` pins: its
+//! cryptography) and cfn-lint, at the versions `scripts/setup.sh` pins: its
 //! `PYTHON_REQUIREMENTS=(...)` line is read here, so there is one list.
 //! `scripts/setup.sh` makes it; so does [`python`] on first use if it is
 //! missing or its pins changed (needs `python3` and PyPI once). Both write
@@ -77,7 +77,7 @@ fn install() -> PathBuf {
 #[test]
 fn setup_pins_the_packages_the_tests_import() {
     let pins = requirements();
-    for package in ["botocore==", "PyJWT==", "cryptography=="] {
+    for package in ["botocore==", "PyJWT==", "cryptography==", "cfn-lint=="] {
         assert!(
             pins.iter().any(|pin| pin.starts_with(package)),
             "scripts/setup.sh does not pin {package}: {pins:?}"
