@@ -87,7 +87,15 @@ fn the_template_creates_a_streaming_url_a_function_and_a_narrow_role() {
             "{name} is reserved by Lambda: the role's credentials and region come from it"
         );
     }
-    assert_eq!(variables["AUTH"], "jwt", "the function checks the JWT");
+    assert_eq!(
+        variables["AUTH"],
+        serde_json::json!({"Fn::If": ["PublicUrl", "jwt", "none"]}),
+        "the function checks the JWT when its URL is public"
+    );
+    assert_eq!(
+        template["Conditions"]["PublicUrl"],
+        serde_json::json!({"Fn::Equals": [{"Ref": "FunctionUrlAuthType"}, "NONE"]})
+    );
 
     let roles = of_type("AWS::IAM::Role");
     assert_eq!(roles.len(), 1, "one role");
