@@ -1,5 +1,5 @@
-//! The Lambda function's configuration, each case in a `cargo lambda watch`
-//! of its own ([`lambda::start_named`]); left out with
+//! What only the Lambda function has to show, each case in a `cargo lambda
+//! watch` of its own ([`lambda::start_named`]); left out with
 //! `AGENT_EDGE_SKIP_LAMBDA=1`.
 //!
 //! - Invalid: it cannot refuse to start as the native server does (Lambda
@@ -11,6 +11,8 @@
 //!   temporary credentials, with their session token, and `AWS_REGION` set
 //!   to the function's own region are all SigV4 needs; the runtime's region
 //!   comes from its ARN.
+//! - State across invocations: the issuer's keys fetched by one invocation
+//!   serve the next ones of the same execution environment.
 
 use agent_edge::config::Secret;
 use agent_edge::demo::origin::{self as demo, DemoOriginSettings};
@@ -159,4 +161,66 @@ async fn lambda_signs_with_the_execution_role_session_in_the_runtime_region() {
         "signed for the runtime's region, not the function's: {authorization}"
     );
     assert!(!body.contains(session_token));
+}
+
+/// A plain test: the issuer runs on a runtime of its own, dropped midway.
+#[test]
+fn lambda_keeps_the_issuer_keys_across_invocations() {
+    if lambda::skipped() {
+        eprintln!(
+            "SKIPPED: the Lambda target is disabled ({}=1)",
+            lambda::SKIP_VAR
+        );
+        return;
+    }
+    let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("the issuer's runtime");
+    let issuer = issuer_runtime.block_on(super::tokens::Issuer::spawn());
+    let mut vars = super::stack::vars_with(&[("JWT_ISSUER", &issuer.url)]);
+    vars.retain(|(name, _)| name != "RATE_LIMIT_PER_MINUTE");
+    let instance = lambda::start_with_concurrency("keys", &vars, LogBuffer::default(), 1)
+        .unwrap_or_else(|why| panic!("{why}"));
+    let client_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the client's runtime");
+    let invoke = |subject: &str| {
+        let token = super::tokens::token_of(&issuer.url, subject);
+        client_runtime.block_on(async {
+            let reply = super::client::send(super::client::invoke(
+                &super::stack::Target {
+                    kind: super::stack::TargetKind::Lambda,
+                    base_url: instance.base_url.clone(),
+                    logs: LogBuffer::default(),
+                    cold_start: Vec::new(),
+                },
+                Some(&token),
+                r#"{"prompt":"/events 2 1"}"#,
+            ))
+            .await;
+            (reply.status, reply.text())
+        })
+    };
+    let (status, body) = invoke("keys-first");
+    assert_eq!(status, 200, "the first invocation fetches the keys: {body}");
+
+    drop(issuer_runtime);
+    let gone = client_runtime.block_on(async {
+        super::client::client()
+            .get(format!("{}/.well-known/jwks.json", issuer.url))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+    });
+    assert!(gone.is_err(), "the issuer still answers: {gone:?}");
+
+    // New tokens (not in the verified-token cache), the issuer gone: only
+    // keys kept from the first invocation can verify them.
+    for subject in ["keys-second", "keys-third"] {
+        let (status, body) = invoke(subject);
+        assert_eq!(status, 200, "{subject}: {body}");
+    }
 }
