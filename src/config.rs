@@ -1,11 +1,10 @@
-//! Gateway configuration: the variables of SPEC's configuration table, read
+//! Gateway configuration: the variables of the interface's configuration
+//! table (`docs/interface.md`, kept equal to [`VARIABLES`] by a test), read
 //! through a lookup function so that every platform (process environment,
 //! Workers `[vars]` and secrets, Lambda environment) shares one parser.
 //!
 //! Invalid configuration is a [`ConfigError`] naming the variable; nothing
 //! here panics. `Debug` of anything holding a credential is redacted.
-//!
-//! Spec: `SPEC.md`, "Configuration".
 
 use std::fmt;
 use std::str::FromStr;

@@ -8,7 +8,8 @@
 //! go to the log line through [`GatewayError::detail`], which is itself
 //! scrubbed before it is written.
 //!
-//! Spec: `SPEC.md`, "Errors before the stream starts".
+//! Every [`Code`] is in the error table of `docs/interface.md` with its
+//! status (a test keeps them equal).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -3,7 +3,7 @@
 //! Per request it verifies the caller's JWT, builds and SigV4-signs the
 //! origin request (AgentCore `InvokeAgentRuntime`, a Lambda function URL or
 //! any SSE origin), and streams the answer back, byte for byte or rewritten
-//! into plain text plus a trailer. The contract is `SPEC.md`.
+//! into plain text plus a trailer. The contract is `docs/interface.md`.
 //!
 //! Modules, in reading order:
 //! - [`config`]: the configuration table, parsed from any key/value lookup.
@@ -20,7 +20,8 @@
 //! The core (everything but `platform` and `demo`) is sans-IO: synchronous
 //! state machines over bytes and `http` types, the time passed in. It never
 //! imports tokio or `worker` and never reads the clock, so it builds and runs
-//! unchanged on `wasm32-unknown-unknown`.
+//! unchanged on `wasm32-unknown-unknown`; `clippy.toml` and
+//! `tests/it/boundary.rs` fail the build when that is broken.
 
 pub mod auth;
 pub mod config;

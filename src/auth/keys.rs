@@ -2,7 +2,7 @@
 //! fetch (OIDC discovery, then the JWKS) and takes the responses; the
 //! platform adapter does the HTTP.
 //!
-//! Policy (issue 3, "Keys"):
+//! Policy:
 //! - the key set lives for its `Cache-Control: max-age` (default 10 min);
 //! - a token with an unknown `kid` triggers a refresh, and so does a stale
 //!   set, but fetches are at least [`MIN_REFETCH_INTERVAL`] apart, counted

@@ -2,9 +2,9 @@
 //! against the issuer's JSON Web Key Set, with a key cache and a
 //! verified-token cache, as a sans-IO state machine.
 //!
-//! Spec: `SPEC.md` ("Configuration": `JWT_*`), issue 3; RFC 7515/7517/7519
-//! (JWS, JWK, JWT), RFC 8725 (JWT best practices), RFC 6750 (bearer
-//! challenges), OpenID Connect Discovery 1.0.
+//! What is checked and the `JWT_*` variables: `docs/interface.md`;
+//! RFC 7515/7517/7519 (JWS, JWK, JWT), RFC 8725 (JWT best practices),
+//! RFC 6750 (bearer challenges), OpenID Connect Discovery 1.0.
 //!
 //! [`Authenticator::check`] answers a request's `Authorization` header with
 //! [`Check::Verified`], [`Check::Rejected`] (a [`GatewayError`] carrying its

@@ -1,33 +1,17 @@
 //! RSA signature checks (RS256/384/512, PS256/384/512; RFC 7518 §3.3,
-//! §3.5): with `ring` on native targets, with `jwt-compact`'s own pure-Rust
+//! §3.5): with `ring` on native targets, with `jwt-compact`'s pure-Rust
 //! backend (the `rsa` crate) on wasm32.
 //!
-//! Why `ring` natively: speed. Checking an RS256 signature (2048-bit key)
-//! takes about 220 µs with the `rsa` crate, whose modular exponentiation is
-//! generic `num-bigint-dig` arithmetic, and about 40 µs with `ring`, whose
-//! Montgomery multiplication is hand-written assembly on x86_64 and aarch64
-//! (`benches/jwt.rs`; figures in `BENCHMARKS.md`). That brings uncached
-//! verification level with the `jsonwebtoken` crate (issue 3's target:
-//! within 2x). `ring` was already linked into the native build by rustls.
+//! `ring` natively for speed (its Montgomery multiplication is assembly;
+//! figures in BENCHMARKS.md, "JWT verification"). Not on the Worker: `ring`
+//! has no wasm32 assembly and needs clang to build for it, so the Worker
+//! keeps the pure-Rust path as the fallback behind WebCrypto
+//! (`super::platform_rsa`).
 //!
-//! Why not on the Worker: `ring` 0.17.14 has no assembly for wasm32 (its
-//! build script lists none), so it would run portable C and Rust there, and
-//! it does not build for `wasm32-unknown-unknown` with the usual toolchain:
-//! its build script compiles C sources for the wasm target, which needs
-//! clang (with gcc alone it fails: `failed to find tool "clang"`), and its
-//! randomness needs the `wasm32_unknown_unknown_js` feature. That is a C
-//! toolchain in the Worker build for an unmeasured gain, so the Worker keeps
-//! the pure-Rust path, as the fallback: it hands RSA checks to WebCrypto
-//! first (`super::platform_rsa`), which is native code in the runtime.
-//!
-//! The two backends change nothing else: both plug into `jwt-compact` as an
-//! [`Algorithm`], so the token goes through the same `Validator` (the
-//! token's `alg` must be the one the key allows, the claims are parsed the
-//! same way), and a JWK is accepted or skipped by the same rule on every
-//! target, the `rsa` crate's (odd modulus of at most 4096 bits, odd public
-//! exponent from 3 to 2^33 − 1, below the modulus), all of which `ring`
-//! accepts. PSS salts are the digest length in both (RFC 7518 §3.5). The
-//! unit tests check that both give the same verdicts.
+//! Both plug into `jwt-compact` as an [`Algorithm`], so tokens go through the
+//! same `Validator` and a JWK is accepted or skipped by the same rule (the
+//! `rsa` crate's, all of which `ring` accepts); PSS salts are the digest
+//! length in both. The unit tests check that both give the same verdicts.
 
 use jwt_compact::alg::{Rsa, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;

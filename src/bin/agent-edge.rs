@@ -1,21 +1,28 @@
-//! `agent-edge`: the native gateway (`serve`) and the whole pipeline on one
-//! machine (`dev`): demo agent, development issuer and gateway.
+//! `agent-edge`: the native gateway (`serve`), the whole pipeline on one
+//! machine (`dev`: demo agent, development issuer and gateway), and what a
+//! recorded origin stream becomes for a client (`transform`).
 
 // Only the core may not read the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::HashMap;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use agent_edge::config::Config;
+use agent_edge::config::{Config, ResponseMode, DEFAULT_MAX_EVENT_BYTES};
 use agent_edge::demo::issuer::{self, DevIssuer};
 use agent_edge::demo::origin::{self as demo_origin, DemoOriginSettings};
+use agent_edge::error::{Code, StreamError};
+use agent_edge::gateway;
 use agent_edge::platform::native;
+use agent_edge::sse::{OriginBodyKind, Transformer, TransformerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -45,10 +52,37 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         word_delay_ms: u64,
     },
+    /// Print what a client receives for a recorded origin event stream,
+    /// byte for byte as the gateway sends it (without keepalives).
+    Transform {
+        /// The client's response mode: original or transformed.
+        #[arg(long, default_value = "transformed", value_parser = parse_mode)]
+        response: ResponseMode,
+        /// The session id of the transformed trailer [default: a new UUID]
+        #[arg(long)]
+        session_id: Option<String>,
+        /// The recorded stream [default: standard input, also as `-`]
+        file: Option<PathBuf>,
+    },
+}
+
+fn parse_mode(value: &str) -> Result<ResponseMode, String> {
+    value
+        .parse()
+        .map_err(|()| "expected original or transformed".to_owned())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Transform {
+        response,
+        session_id,
+        file,
+    } = cli.command
+    {
+        // Synchronous: no runtime needed to read a file.
+        return exit(transform(response, session_id, file));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,13 +99,88 @@ fn main() -> ExitCode {
             listen,
             word_delay_ms,
         } => runtime.block_on(dev(listen, Duration::from_millis(word_delay_ms))),
+        Command::Transform { .. } => unreachable!("handled above"),
     };
+    exit(result)
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("agent-edge: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `agent-edge transform`: the origin stream read as it comes, through the
+/// gateway's [`Transformer`] (default limits, no keepalives), each output
+/// written and flushed as soon as it is known.
+fn transform(
+    mode: ResponseMode,
+    session_id: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<(), String> {
+    let session_id = match session_id {
+        Some(id) if gateway::is_valid_session_id(&id) => id,
+        Some(_) => {
+            return Err(format!(
+                "--session-id: {}",
+                Code::InvalidSessionId.message()
+            ))
+        }
+        None => {
+            let mut seed = [0u8; 16];
+            getrandom::getrandom(&mut seed).map_err(|e| format!("random source: {e}"))?;
+            gateway::uuid_v4(seed)
+        }
+    };
+    let mut input: Box<dyn Read> = match &file {
+        Some(path) if path.as_os_str() != "-" => {
+            Box::new(std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        _ => Box::new(io::stdin().lock()),
+    };
+    let mut transformer = Transformer::new(
+        TransformerOptions {
+            mode,
+            body_kind: OriginBodyKind::EventStream,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            keepalive_ms: None,
+            session_id,
+        },
+        0,
+    );
+    let mut out = io::stdout().lock();
+    let mut write = |bytes: &[u8]| -> Result<(), String> {
+        out.write_all(bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("writing: {e}"))
+    };
+    let mut buffer = vec![0u8; 64 * 1024];
+    let failure = loop {
+        match input.read(&mut buffer) {
+            Ok(0) => break None,
+            Ok(read) => {
+                write(&transformer.push(Bytes::copy_from_slice(&buffer[..read]), 0))?;
+                if transformer.is_finished() {
+                    // A limit or `[DONE]` ended the stream: the gateway stops reading too.
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Some(e),
+        }
+    };
+    // A read failure ends the stream as the origin's breaking off does.
+    let error = failure
+        .as_ref()
+        .map(|_| StreamError::new(Code::OriginStreamFailed));
+    write(&transformer.finish(error))?;
+    match failure {
+        Some(e) => Err(format!("reading the stream: {e}")),
+        None => Ok(()),
     }
 }
 

@@ -44,6 +44,8 @@
 //!   must never relay.
 //! - `/json`: answers `application/json`, the reply as a JSON string (what
 //!   the SDK returns for a non-streaming handler).
+//! - `/html`: answers 200 `text/html`, as a login page or a proxy's error
+//!   page in front of an agent would.
 //!
 //! Each streamed answer is noted when it ends ([`DemoOrigin::streams`]):
 //! its session id, and whether it was sent to the end or the caller went
@@ -51,7 +53,7 @@
 //!
 //! Native only (tokio, hyper). It reads the clock; the core does not.
 //!
-//! Spec: `SPEC.md` ("`agent-edge dev`"); AgentCore `InvokeAgentRuntime`,
+//! AgentCore `InvokeAgentRuntime`,
 //! <https://docs.aws.amazon.com/bedrock-agentcore/latest/APIReference/API_InvokeAgentRuntime.html>.
 
 use std::collections::VecDeque;
@@ -472,6 +474,14 @@ fn invoke(
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
+        Script::Html => {
+            let mut response = Response::new(full("<!doctype html><title>Sign in</title>"));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
         Script::Stream(plan) => {
             let watch = StreamWatch {
                 state: state.clone(),
@@ -778,6 +788,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 enum Script {
     Stream(Plan),
     Json(String),
+    Html,
     OriginError(StatusCode),
 }
 
@@ -853,6 +864,7 @@ impl Script {
                 return Script::OriginError(status);
             }
             Some("/json") => return Script::Json(reply_text(&words[1..])),
+            Some("/html") => return Script::Html,
             _ => {}
         }
         let reply = reply_text(&words);

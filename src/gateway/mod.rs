@@ -16,7 +16,7 @@
 //! Everything here is synchronous and platform-free; [`driver`] runs the
 //! phases over a [`driver::Platform`] that does the I/O and reads the clock.
 //!
-//! Spec: `SPEC.md`, "HTTP interface" and "Errors before the stream starts".
+//! The routes, fields and headers: `docs/interface.md`.
 
 pub mod driver;
 pub mod log;
@@ -298,7 +298,7 @@ impl Gateway {
 
         let mode = self.response_mode(head, body_mode.as_deref())?;
         let session_id = match body_session.or_else(|| header_str(&head.headers, SESSION_HEADER)) {
-            Some(id) if is_safe_id(&id, SESSION_ID_LEN) => id,
+            Some(id) if is_valid_session_id(&id) => id,
             Some(_) => return Err(GatewayError::new(Code::InvalidSessionId)),
             None => generated_session_id(&ctx.session_seed),
         };
@@ -374,13 +374,16 @@ impl Gateway {
         if !origin.status.is_success() {
             return Err(map_origin_status(origin));
         }
-        let content_type = header_str(&origin.headers, header::CONTENT_TYPE.as_str())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let body_kind = if content_type.starts_with("application/json") {
-            OriginBodyKind::Json
-        } else {
-            OriginBodyKind::EventStream
+        let content_type =
+            header_str(&origin.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+        // Anything else (an HTML login or error page, no type at all) is not
+        // an agent's answer; an EventSource would refuse it too.
+        let Some(body_kind) = OriginBodyKind::from_content_type(&content_type) else {
+            let shown: String = content_type.chars().take(64).collect();
+            return Err(GatewayError::new(Code::OriginError).with_detail(format!(
+                "origin status {} with content type {shown:?}, neither an event stream nor JSON",
+                origin.status.as_u16()
+            )));
         };
         let keepalive = self.config.keepalive_seconds;
         let transformer = Transformer::new(
@@ -542,6 +545,11 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// A session id the gateway accepts (`runtimeSessionId`).
+pub fn is_valid_session_id(id: &str) -> bool {
+    is_safe_id(id, SESSION_ID_LEN)
 }
 
 /// Visible ASCII without spaces: safe in a header and a log line.

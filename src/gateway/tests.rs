@@ -507,3 +507,47 @@ fn the_page_offers_the_development_issuer_only_when_given_one() {
         "{html}"
     );
 }
+
+#[test]
+fn a_2xx_origin_answer_streams_only_as_an_event_stream_or_json() {
+    let g = gateway(&[]);
+    let h = head("POST", "/invocations", &[]);
+    let mut c = ctx(&h);
+    let invocation = g.parse_invocation(&h, b"{}", &mut c).unwrap();
+    let answer = |content_type: Option<&str>| {
+        let mut b = http::Response::builder().status(200);
+        if let Some(value) = content_type {
+            b = b.header("content-type", value);
+        }
+        let origin = b.body(()).unwrap().into_parts().0;
+        g.response_filter(&origin, &invocation, &c, 0)
+            .map(|start| {
+                start.head.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .map_err(|e| (e.status.as_u16(), e.code.as_str()))
+    };
+    // One row per content type: what an original-mode client gets.
+    type Answer<'a> = Result<&'a str, (u16, &'a str)>;
+    let cases: &[(Option<&str>, Answer)] = &[
+        (Some("text/event-stream"), Ok("text/event-stream")),
+        (
+            Some("text/event-stream; charset=utf-8"),
+            Ok("text/event-stream"),
+        ),
+        (Some("Text/Event-Stream"), Ok("text/event-stream")),
+        (Some("application/json"), Ok("application/json")),
+        (Some("application/problem+json"), Ok("application/json")),
+        (Some("text/html; charset=utf-8"), Err((502, "origin_error"))),
+        (Some("text/plain"), Err((502, "origin_error"))),
+        (Some("application/octet-stream"), Err((502, "origin_error"))),
+        (None, Err((502, "origin_error"))),
+    ];
+    for (content_type, expected) in cases {
+        let got = answer(*content_type);
+        let got = got.as_ref().map(String::as_str).map_err(|e| *e);
+        assert_eq!(got, *expected, "{content_type:?}");
+    }
+}

@@ -14,8 +14,7 @@
 //!
 //! Sans-IO: the signing time is an argument, never read here.
 //!
-//! Spec: `SPEC.md` ("builds the origin request"); AgentCore
-//! `InvokeAgentRuntime`, <https://docs.aws.amazon.com/bedrock-agentcore/latest/APIReference/API_InvokeAgentRuntime.html>.
+//! AgentCore `InvokeAgentRuntime`, <https://docs.aws.amazon.com/bedrock-agentcore/latest/APIReference/API_InvokeAgentRuntime.html>.
 
 pub mod sigv4;
 

@@ -2,7 +2,7 @@
 //! each `data` payload carries (Strands / Bedrock ConverseStream, AgentCore
 //! SDK strings and errors, Anthropic Messages, OpenAI-style chunks, raw
 //! text), read in one pass into small borrowed structs; the table is in
-//! [the interface](../../docs/interface.md#transformed-mode).
+//! `docs/interface.md`, "Transformed mode".
 //!
 //! Strands text deltas, nearly all of a Strands stream, are recognised token
 //! by token before serde is involved ([`strands_text_delta`]). An error the

@@ -6,8 +6,8 @@
 //!   ([`Transformer`]).
 //! - `dialect`: what transformed mode takes from each origin dialect.
 //!
-//! Sans-IO: bytes in, bytes out, the time passed in as milliseconds.
-//! Spec: `SPEC.md`, "Original mode", "Transformed mode" and "SSE parsing".
+//! Sans-IO: bytes in, bytes out, the time passed in as milliseconds. What
+//! clients receive: `docs/interface.md`, "The response".
 
 mod dialect;
 pub mod parser;

@@ -3,7 +3,7 @@
 //!
 //! Both follow the WHATWG HTML algorithm, "Interpreting an event stream"
 //! (<https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation>),
-//! as `SPEC.md` ("SSE parsing") requires: LF, CR and CRLF line ends (a CR at
+//! as the interface promises: LF, CR and CRLF line ends (a CR at
 //! the end of one chunk and its LF at the start of the next are one line end),
 //! one leading BOM stripped at the start of the stream only, comments,
 //! `event`/`id`/`retry` fields, multi-line `data`, an `id` containing NUL

@@ -1,44 +1,24 @@
 //! The response body filter: turns the origin's bytes into what the client
-//! receives, in either response mode.
+//! receives (`docs/interface.md`, "The response"), as an enum of its four
+//! states (pass-through JSON, original SSE, transformed SSE, transformed
+//! JSON), each holding only what it needs.
 //!
-//! Spec: `SPEC.md`, "Original mode" and "Transformed mode".
+//! - **Original**: each chunk is returned as-is (zero-copy). A
+//!   [`BoundaryTracker`] follows what the client's parser has seen so that a
+//!   keepalive goes only where it changes nothing (a line start with no field
+//!   line since the last dispatch), and so that a failure's `event: error`
+//!   is parsed on its own (a cut-off line and event are closed first). If a
+//!   keepalive goes out before the origin's first byte, a BOM the origin
+//!   then starts with is dropped: the client strips one only at the very
+//!   start.
+//! - **Transformed**: a [`Parser`] reads the events, `super::dialect` takes
+//!   their text, metadata and errors, and the text goes out as it arrives;
+//!   at the end, the trailer. OpenAI's `data: [DONE]` ends the stream.
 //!
-//! - **Original**: the origin's bytes unchanged (each chunk is returned
-//!   as-is, zero-copy). A [`BoundaryTracker`] follows line and event
-//!   boundaries so that, after `keepalive_ms` without origin bytes, a
-//!   `: keepalive\n\n` comment is inserted only where it changes nothing: at
-//!   a line start with no field line since the last dispatch. If the first
-//!   keepalive goes out before the origin's first byte, a BOM the origin then
-//!   starts with is dropped, because the client only strips a BOM at the very
-//!   start of its stream. When the origin fails mid-stream, a final
-//!   `event: error` event is appended. If the origin stopped inside a line or
-//!   an event, that line is ended and the event closed with a blank line
-//!   first (the client then receives the partial event as the origin sent
-//!   it, which is unavoidable once its first bytes have gone out), so that
-//!   the error event is parsed on its own and keeps its type and data.
-//! - **Transformed**: a [`Parser`] reads the events, each `data` payload is
-//!   deserialized into small borrowed structs, one pass for all dialects
-//!   (`serde_json::Value` only for the metadata and usage objects, which are
-//!   kept), and the text of every dialect in SPEC's table is written out as
-//!   it arrives; at the end, the trailer
-//!   `\n----------\n<metadata>\n<error>\n{"runtimeSessionId":..}`, each
-//!   line present only when there is something to say. Strands text deltas,
-//!   nearly all of a Strands stream, are recognised token by token before
-//!   serde is involved (`strands_text_delta`): that is what makes the
-//!   throughput target. An error the agent reports in-band (AgentCore SDK,
-//!   Anthropic, an `event: error`) becomes the error line with the code
-//!   `agent_error`, its message scrubbed of ARNs, account ids and key ids.
-//!   OpenAI's `data: [DONE]` ends the stream there. As the WHATWG algorithm
-//!   says, an event the origin leaves incomplete at its end is discarded.
-//!
-//! Memory is bounded by `max_event_bytes` in both modes: an event larger than
-//! that (a JSON origin body, in transformed mode) ends the stream with the
-//! `event_too_large` error line or error event. In original mode the chunk is
-//! then cut at the start of the offending event if it starts in that chunk.
-//!
-//! A JSON (non-SSE) origin body is passed through in original mode (an error
-//! cannot be appended to it: the stream just ends), and printed before the
-//! trailer in transformed mode.
+//! Memory is bounded by `max_event_bytes` in both modes: a larger event (or
+//! JSON body, in transformed mode) ends the stream with `event_too_large`;
+//! in original mode the chunk is cut at the start of that event if it
+//! starts in the chunk.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;

@@ -208,3 +208,223 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
         assert_eq!(allow, allowed.then(|| origin.to_owned()), "{origin}");
     }
 }
+
+// ---- agent-edge transform ----
+
+/// The recorded origin streams under `tests/data/sse/`.
+fn recordings() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sse");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sse"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
+const SESSION: &str = "cli-0123456789abcdef0123456789abcdef";
+
+/// `agent-edge transform` with `args`, `stdin` as its input; its stdout.
+fn transform(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(BIN)
+        .arg("transform")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run agent-edge transform");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut input, &stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        output.status.success(),
+        "transform {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// An origin answering every request with `body` as an event stream.
+async fn serve_recording(body: Vec<u8>) -> std::net::SocketAddr {
+    use http_body_util::Full;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = bytes::Bytes::from(body);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| {
+                    let response = http::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Full::new(body.clone()));
+                    async move { response }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn transform_reads_a_file_or_stdin_and_defaults_to_transformed() {
+    let seed = recordings()
+        .into_iter()
+        .find(|p| p.ends_with("strands-seed.sse"))
+        .unwrap();
+    let bytes = std::fs::read(&seed).unwrap();
+    let path = seed.to_str().unwrap();
+    let from_file = transform(&["--session-id", SESSION, path], b"");
+    let from_stdin = transform(&["--session-id", SESSION], &bytes);
+    let from_dash = transform(&["--session-id", SESSION, "-"], &bytes);
+    let explicit = transform(
+        &["--response", "transformed", "--session-id", SESSION, path],
+        b"",
+    );
+    assert_eq!(from_file, from_stdin);
+    assert_eq!(from_file, from_dash);
+    assert_eq!(from_file, explicit);
+    let text = String::from_utf8(from_file).unwrap();
+    assert!(text.contains("\n----------\n{\"usage\":"), "{text}");
+    assert!(
+        text.ends_with(&format!("{{\"runtimeSessionId\":\"{SESSION}\"}}")),
+        "{text}"
+    );
+
+    // Original mode is the recording itself; no keepalives.
+    assert_eq!(transform(&["--response", "original", path], b""), bytes);
+
+    // Without --session-id, a generated UUID, as the gateway's.
+    let generated = String::from_utf8(transform(&[path], b"")).unwrap();
+    let (_, session) = generated.rsplit_once("{\"runtimeSessionId\":\"").unwrap();
+    assert_eq!(session.trim_end_matches("\"}").len(), 36, "{generated}");
+}
+
+#[test]
+fn transform_refuses_bad_arguments_without_panicking() {
+    for args in [
+        &["--response", "summary"][..],
+        &["/nonexistent/recording.sse"],
+        &["--session-id", "short"],
+    ] {
+        let output = Command::new(BIN)
+            .arg("transform")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            !stderr.is_empty() && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn transform_writes_each_text_as_its_event_arrives() {
+    let mut child = Command::new(BIN)
+        .args(["transform", "--session-id", SESSION])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run agent-edge transform");
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 256];
+        loop {
+            match std::io::Read::read(&mut output, &mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sender.send(buffer[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let event = |text: &str| {
+        format!("data: {{\"event\": {{\"contentBlockDelta\": {{\"delta\": {{\"text\": \"{text}\"}}, \"contentBlockIndex\": 0}}}}}}\n\n")
+    };
+    // The first event, the input left open: its text must come out now.
+    std::io::Write::write_all(&mut input, event("Hello").as_bytes()).unwrap();
+    std::io::Write::flush(&mut input).unwrap();
+    let first = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the first text before the input ends");
+    assert_eq!(first, b"Hello");
+    std::io::Write::write_all(&mut input, event(" world").as_bytes()).unwrap();
+    drop(input);
+    let mut rest = Vec::new();
+    while let Ok(chunk) = received.recv_timeout(Duration::from_secs(20)) {
+        rest.extend_from_slice(&chunk);
+    }
+    let rest = String::from_utf8(rest).unwrap();
+    assert!(
+        rest.starts_with(" world\n----------\n{\"runtimeSessionId\""),
+        "{rest}"
+    );
+}
+
+#[tokio::test]
+async fn transform_writes_what_the_gateway_sends_for_the_same_origin_stream() {
+    for recording in recordings() {
+        let bytes = std::fs::read(&recording).unwrap();
+        let origin = serve_recording(bytes).await;
+        let vars = [
+            ("ORIGIN_URL", format!("http://{origin}")),
+            ("ORIGIN_AUTH", "none".to_owned()),
+            ("AUTH", "none".to_owned()),
+            ("KEEPALIVE_SECONDS", "0".to_owned()),
+        ];
+        let config = agent_edge::config::Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let log: agent_edge::platform::native::LogSink = std::sync::Arc::new(|_: &str| {});
+        let gateway = agent_edge::platform::native::spawn(config, listener, log)
+            .await
+            .unwrap();
+        for mode in ["original", "transformed"] {
+            let sent = reqwest::Client::new()
+                .post(format!("http://{}/invocations", gateway.addr))
+                .header("content-type", "application/json")
+                .header("x-amzn-bedrock-agentcore-runtime-session-id", SESSION)
+                .body(format!("{{\"response\":\"{mode}\"}}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(sent.status(), 200, "{recording:?} {mode}");
+            let sent = sent.bytes().await.unwrap();
+            let path = recording.to_str().unwrap().to_owned();
+            let printed = tokio::task::spawn_blocking(move || {
+                transform(&["--response", mode, "--session-id", SESSION, &path], b"")
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&printed),
+                String::from_utf8_lossy(&sent),
+                "{recording:?} in {mode} mode"
+            );
+        }
+        gateway.shutdown().await;
+    }
+}

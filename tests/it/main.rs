@@ -8,6 +8,7 @@ mod boundary;
 mod browser;
 mod cli;
 mod conformance;
+mod docs;
 #[path = "../support/issuer.rs"]
 mod issuer_support;
 mod lambda_deploy;

@@ -1,6 +1,5 @@
 //! CORS: preflights from an allowed and a refused browser origin, and the
-//! headers of actual responses (SPEC "HTTP interface": "With CORS
-//! configured, these are exposed to browsers").
+//! headers of actual responses (`docs/interface.md`, "The response").
 
 use std::sync::Arc;
 

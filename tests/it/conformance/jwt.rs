@@ -1,7 +1,6 @@
 //! Caller authentication over HTTP: valid tokens pass, and each kind of bad
 //! token is a 401 with an RFC 6750 challenge and the JSON error shape,
-//! never echoing the token (SPEC "Errors before the stream starts"; issue 3,
-//! item 2). The full attack list, minted by an independent library, is in
+//! never echoing the token (`docs/interface.md`, "Errors"). The full attack list, minted by an independent library, is in
 //! the `pyjwt` module.
 
 use std::sync::Arc;

@@ -35,8 +35,7 @@
 //!
 //! Run: `cargo test --test it conformance`.
 //!
-//! Spec: `SPEC.md` ("HTTP interface", "Errors before the stream starts",
-//! "Configuration"); issues 2 (item 5), 3 (items 2, 5) and 4 (item 6).
+//! The contract: `docs/interface.md`.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -1,4 +1,4 @@
-//! The two response modes (SPEC "Original mode", "Transformed mode"), their
+//! The two response modes (`docs/interface.md`, "The response"), their
 //! selection, their headers, and the payload forwarded to the origin.
 
 use std::sync::Arc;

@@ -161,6 +161,26 @@ async fn origin_failures_are_mapped_without_leaks(t: Arc<Target>) {
     assert_no_leak(&reply, &token, "origin 429");
 }
 
+/// A 2xx that is neither an event stream nor JSON (an HTML login page) is
+/// not streamed to the client as if it were one, in either mode.
+async fn an_html_answer_is_502_origin_error(t: Arc<Target>) {
+    let token = token(&unique("html"));
+    for mode in ["original", "transformed"] {
+        let reply = send(invoke(
+            &t,
+            Some(&token),
+            format!(r#"{{"prompt":"/html","response":"{mode}"}}"#),
+        ))
+        .await;
+        reply.assert_error(502, "origin_error");
+        assert!(
+            !reply.text().contains("<title>"),
+            "{mode}: {}",
+            reply.text()
+        );
+    }
+}
+
 async fn log_lines_hold_no_secret_and_no_token(t: Arc<Target>) {
     let token = token(&unique("log-leak"));
     for prompt in [
@@ -232,5 +252,6 @@ async fn native_unreachable_origin_is_502_origin_unreachable() {
 every_target!(
     origin_request_is_sigv4_signed_with_the_body_hash,
     origin_failures_are_mapped_without_leaks,
+    an_html_answer_is_502_origin_error,
     log_lines_hold_no_secret_and_no_token,
 );

@@ -1,6 +1,6 @@
 //! The per-subject rate limit: `RATE_LIMIT_PER_MINUTE` on the native server,
 //! the `RATE_LIMITER` binding on Workers, both with the limit of
-//! `wrangler.toml` (SPEC: "429 rate limited (with `Retry-After`)").
+//! `wrangler.toml` (`docs/interface.md`: 429 `rate_limited` with `Retry-After`).
 //!
 //! The subject is this check's own, so the other checks are not limited.
 //! Requests carry an invalid body: the limit applies after authentication

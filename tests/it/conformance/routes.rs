@@ -1,5 +1,5 @@
 //! Routes, methods, content types, body limits and the errors before a
-//! stream starts (SPEC "HTTP interface", "Errors before the stream starts").
+//! stream starts (`docs/interface.md`, "Routes", "Errors").
 
 use std::sync::Arc;
 

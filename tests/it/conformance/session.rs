@@ -1,6 +1,6 @@
 //! The session id: from the body, from the header, or generated; always
-//! echoed in the response header and sent to the origin (SPEC "HTTP
-//! interface": `runtimeSessionId`).
+//! echoed in the response header and sent to the origin (`docs/interface.md`,
+//! "The request": `runtimeSessionId`).
 
 use std::sync::Arc;
 

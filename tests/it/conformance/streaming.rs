@@ -1,6 +1,6 @@
 //! Streaming without buffering, measured by client-side arrival times;
 //! keepalive comments; a stream failing mid-way; a client that goes away
-//! (SPEC "Original mode", "Transformed mode"; issue 2, item 5).
+//! (`docs/interface.md`, "Original mode", "Transformed mode").
 //!
 //! The timing checks run twice: as sent by a bare client, and with the
 //! `Accept-Encoding` of a browser, which a platform that compresses

@@ -15,7 +15,7 @@
 //! Left out with `AGENT_EDGE_SKIP_WORKER=1`. The demo origin and the issuer
 //! are this test's own, so it does not start the suite's shared stack.
 //!
-//! Spec: `SPEC.md`, "Authentication"; issue 4, item 2.
+//! Authentication: `docs/interface.md`, "The request".
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};

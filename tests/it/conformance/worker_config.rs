@@ -9,7 +9,7 @@
 //! `AGENT_EDGE_SKIP_WORKER=1`. The configuration is self-contained (no
 //! request reaches an origin or an issuer).
 //!
-//! Spec: `SPEC.md`, "Configuration".
+//! The variables: `docs/interface.md`, "Configuration".
 
 use agent_edge::error::error_json;
 use reqwest::StatusCode;

@@ -1,0 +1,83 @@
+//! `docs/interface.md` is the contract; these checks keep its tables equal
+//! to the code's: every error code with its status, and every variable.
+
+use std::collections::BTreeMap;
+
+use agent_edge::config::VARIABLES;
+use agent_edge::error::Code;
+
+/// Variables read by a command rather than by the gateway's configuration.
+const COMMAND_VARIABLES: &[&str] = &["LISTEN_ADDR"];
+
+fn interface() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/interface.md");
+    std::fs::read_to_string(path).expect("docs/interface.md")
+}
+
+/// The rows of the table under `## <section>` whose header's first cell is
+/// `first_column`: each row's cells, backticks removed.
+fn table(text: &str, section: &str, first_column: &str) -> Vec<Vec<String>> {
+    let heading = format!("## {section}");
+    let body = text
+        .split("\n## ")
+        .find(|part| format!("## {part}").starts_with(&heading))
+        .unwrap_or_else(|| panic!("no section {heading:?}"));
+    let mut rows = Vec::new();
+    let mut in_table = false;
+    for line in body.lines() {
+        let Some(inner) = line.trim().strip_prefix('|') else {
+            in_table = false;
+            continue;
+        };
+        let cells: Vec<String> = inner
+            .trim_end_matches('|')
+            .split('|')
+            .map(|cell| cell.trim().replace('`', ""))
+            .collect();
+        if cells[0] == first_column {
+            in_table = true;
+        } else if in_table && !cells[0].starts_with("---") {
+            rows.push(cells);
+        }
+    }
+    assert!(
+        !rows.is_empty(),
+        "no table {first_column:?} under {heading:?}"
+    );
+    rows
+}
+
+#[test]
+fn every_error_code_is_documented_with_its_status() {
+    let documented: BTreeMap<String, String> = table(&interface(), "Errors", "code")
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
+        .collect();
+    let code: BTreeMap<String, String> = Code::ALL
+        .iter()
+        .map(|code| {
+            let status = code
+                .status()
+                .map_or("in stream".to_owned(), |s| s.as_u16().to_string());
+            (code.as_str().to_owned(), status)
+        })
+        .collect();
+    assert_eq!(documented, code, "docs/interface.md's error table");
+}
+
+#[test]
+fn every_variable_is_documented() {
+    let documented: Vec<String> = table(&interface(), "Configuration", "variable")
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    let mut expected: Vec<String> = VARIABLES
+        .iter()
+        .chain(COMMAND_VARIABLES)
+        .map(|name| (*name).to_owned())
+        .collect();
+    let mut sorted = documented.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "docs/interface.md's variable table");
+}
