@@ -113,29 +113,22 @@ fn rs256_header(kid: &str) -> Value {
     json!({"alg": "RS256", "kid": kid})
 }
 
+/// An RS256 token by `key` under the `kid` given.
+fn rs256(key: &'static RsaPrivateKey, kid: &str, claims: &Value) -> String {
+    mint(Signer::Rsa(Rsa::rs256(), key), rs256_header(kid), claims)
+}
+
 fn rs256_a(claims: &Value) -> String {
-    mint(
-        Signer::Rsa(Rsa::rs256(), &keys().rsa_a),
-        rs256_header("rsa-a"),
-        claims,
-    )
+    rs256(&keys().rsa_a, "rsa-a", claims)
 }
 
 /// Signed by a key the issuer never published, under the `kid` of key A.
 fn forged_rs256_a() -> String {
-    mint(
-        Signer::Rsa(Rsa::rs256(), &keys().attacker),
-        rs256_header("rsa-a"),
-        &id_claims(),
-    )
+    rs256(&keys().attacker, "rsa-a", &id_claims())
 }
 
 fn rs256_b(claims: &Value) -> String {
-    mint(
-        Signer::Rsa(Rsa::rs256(), &keys().rsa_b),
-        rs256_header("rsa-b"),
-        claims,
-    )
+    rs256(&keys().rsa_b, "rsa-b", claims)
 }
 
 // ---- a fake issuer and the adapter's fetch loop ----

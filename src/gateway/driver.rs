@@ -210,7 +210,7 @@ async fn invoke<P: Platform>(
     let invocation = gateway.parse_invocation(head, &body, ctx)?;
 
     // Phase 4: the upstream request.
-    let bearer = authorization.and_then(bearer_token);
+    let bearer = crate::auth::reject::bearer_token(authorization).ok();
     let user_id = verified.as_ref().and_then(|v| v.user_id.as_deref());
     let request = gateway.upstream_request(&invocation, user_id, bearer, platform.now())?;
 
@@ -304,13 +304,6 @@ async fn rate_limit<P: Platform>(
             HeaderValue::from(retry_after_seconds.max(1)),
         )),
     }
-}
-
-/// `Authorization: Bearer <token>` → the token.
-pub fn bearer_token(authorization: &str) -> Option<&str> {
-    let (scheme, token) = authorization.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

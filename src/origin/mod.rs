@@ -27,6 +27,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub use sigv4::{sign, SigningError, SigningInputs};
 
+use crate::auth::Reason;
 use crate::config::{OriginAuth, OriginConfig};
 use crate::error::{Code, GatewayError};
 
@@ -114,22 +115,12 @@ pub fn build_request(
             })?;
         }
         OriginAuth::JwtPassthrough => {
-            let token = invocation.bearer_token.ok_or_else(|| {
-                GatewayError::new(Code::MissingToken)
-                    .with_message("a bearer token is required")
-                    .with_header(
-                        http::header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer"),
-                    )
-            })?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                GatewayError::new(Code::InvalidToken)
-                    .with_message("the bearer token is malformed")
-                    .with_header(
-                        http::header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                    )
-            })?;
+            // The caller's credentials are refused as authentication refuses them.
+            let token = invocation
+                .bearer_token
+                .ok_or_else(|| Reason::MissingToken.to_error())?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| Reason::MalformedAuthorization.to_error())?;
             value.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, value);
         }
