@@ -37,8 +37,9 @@ use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
 
 pub use log::{Event, EventName, Level, Outcome, RequestLog};
 
-/// The session header of AgentCore, accepted from callers and returned to them.
-pub const SESSION_HEADER: &str = "x-amzn-bedrock-agentcore-runtime-session-id";
+/// AgentCore's session header: accepted from callers, returned to them and
+/// sent to the origin (one definition, in [`crate::origin`]).
+pub use crate::origin::SESSION_ID_HEADER as SESSION_HEADER;
 /// The per-request id header, echoed or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const SESSION_ID_LEN: std::ops::RangeInclusive<usize> = 33..=256;
