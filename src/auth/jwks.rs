@@ -8,7 +8,7 @@
 //! none of these (unknown `kty` or curve, `use` other than `sig`, symmetric,
 //! RSA under 2048 bits) are skipped, with a reason, without failing the set.
 //! The key material itself is decoded by `jwt-compact`'s JWK conversions
-//! (RSA keys by [`super::rsa_key`]).
+//! (RSA keys by `super::rsa_key`).
 
 use std::fmt;
 

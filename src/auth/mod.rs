@@ -10,21 +10,7 @@
 //! [`Check::Verified`], [`Check::Rejected`] (a [`GatewayError`] carrying its
 //! `WWW-Authenticate` challenge), or [`Check::Fetch`]: the adapter performs
 //! that HTTP GET, hands the result to [`Authenticator::on_fetched`], and
-//! checks again:
-//!
-//! ```ignore
-//! loop {
-//!     match auth.check(header, now) {
-//!         Check::Verified(v) => break Ok(v),
-//!         Check::Rejected(e) => break Err(e),
-//!         Check::Fetch(request) => {
-//!             let _serialized = fetch_lock.lock().await; // then re-check first
-//!             let response = http_get(&request.url).await;
-//!             if let Some(failure) = auth.on_fetched(&request, response, now) { log(failure) }
-//!         }
-//!     }
-//! }
-//! ```
+//! checks again (the loop is `crate::gateway::driver`'s `authenticate`).
 //!
 //! With [`Authenticator::use_platform_rsa`] (the Workers adapter: WebCrypto),
 //! `check` may also answer [`Check::VerifySignature`]: the adapter checks

@@ -10,8 +10,9 @@
 //! ignored, and lines, events and UTF-8 characters split anywhere across
 //! chunks.
 //!
-//! Like `httparse`, the state lives in the struct and the caller feeds byte
-//! slices; running out of input is not an error, it just returns `None`.
+//! One prelude (the leading BOM, the LF of a CRLF split across chunks)
+//! serves both. Like `httparse`, the state lives in the struct and the
+//! caller feeds byte slices; running out of input is not an error, it just returns `None`.
 //! Line ends are found with `memchr`, whole line slices are copied at once,
 //! and the buffers are reused from one event to the next.
 //!
