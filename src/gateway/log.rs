@@ -9,59 +9,72 @@ use super::RequestContext;
 use crate::config::ResponseMode;
 use crate::error::Code;
 
-/// A log line's severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-/// How a streamed answer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The origin's stream ended and everything was sent.
-    Complete,
-    /// The origin failed or broke a limit; the stream ended with an error.
-    OriginError,
-    /// The client went away before the end.
-    ClientClosed,
-}
-
-/// What an [`Event`] line reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventName {
-    /// The server is listening (`addr`).
-    Listening,
-    /// `AUTH=none`: callers are not authenticated.
-    AuthDisabled,
-    /// An issuer document could not be fetched or used.
-    KeySetFetch,
-    /// The platform could not check a signature it was handed; the core did.
-    SignatureCheckFallback,
-    /// The configuration is invalid: every request answers 500 (adapters
-    /// that cannot refuse to start, like a Lambda function).
-    InvalidConfiguration,
-}
-
-impl EventName {
-    /// The `event` field's value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventName::Listening => "listening",
-            EventName::AuthDisabled => "auth_disabled",
-            EventName::KeySetFetch => "key_set_fetch",
-            EventName::SignatureCheckFallback => "signature_check_fallback",
-            EventName::InvalidConfiguration => "invalid_configuration",
+/// Declares a log field's values: an enum with its wire names, the list of
+/// all of them (`docs/interface.md` names each, a test checks it) and a
+/// `Serialize` that writes the wire name.
+macro_rules! log_values {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$doc:meta])* $variant:ident = $wire:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
         }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The value as written in log lines.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)*
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+log_values! {
+    /// A log line's severity.
+    pub enum Level {
+        Info = "info",
+        Warn = "warn",
+        Error = "error",
     }
 }
 
-impl Serialize for EventName {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+log_values! {
+    /// How a streamed answer ended.
+    pub enum Outcome {
+        /// The origin's stream ended and everything was sent.
+        Complete = "complete",
+        /// The origin failed or broke a limit; the stream ended with an error.
+        OriginError = "origin_error",
+        /// The client went away before the end.
+        ClientClosed = "client_closed",
+    }
+}
+
+log_values! {
+    /// What an [`Event`] line reports (its `event` field).
+    pub enum EventName {
+        /// The server is listening (`addr`).
+        Listening = "listening",
+        /// `AUTH=none`: callers are not authenticated.
+        AuthDisabled = "auth_disabled",
+        /// An issuer document could not be fetched or used.
+        KeySetFetch = "key_set_fetch",
+        /// The platform could not check a signature it was handed; the core did.
+        SignatureCheckFallback = "signature_check_fallback",
+        /// The configuration is invalid: every request answers 500 (adapters
+        /// that cannot refuse to start, like a Lambda function).
+        InvalidConfiguration = "invalid_configuration",
     }
 }
 

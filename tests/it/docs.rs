@@ -1,5 +1,6 @@
 //! `docs/interface.md` is the contract; these checks keep its tables equal
-//! to the code's: every error code with its status, and every variable.
+//! to the code's: every error code with its status, every variable, and
+//! every value of a log line's `level`, `outcome` and `event`.
 
 use std::collections::BTreeMap;
 
@@ -80,4 +81,25 @@ fn every_variable_is_documented() {
     sorted.sort();
     expected.sort();
     assert_eq!(sorted, expected, "docs/interface.md's variable table");
+}
+
+#[test]
+fn every_log_value_is_documented() {
+    use agent_edge::gateway::{EventName, Level, Outcome};
+    let text = interface();
+    let section = text
+        .split("\n## ")
+        .find(|part| part.starts_with("Log lines"))
+        .expect("a Log lines section");
+    let values = Level::ALL
+        .iter()
+        .map(|v| v.as_str())
+        .chain(Outcome::ALL.iter().map(|v| v.as_str()))
+        .chain(EventName::ALL.iter().map(|v| v.as_str()));
+    for value in values {
+        assert!(
+            section.contains(&format!("`{value}`")),
+            "docs/interface.md's log lines do not name `{value}`"
+        );
+    }
 }
