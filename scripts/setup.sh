@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing agent-edge needs, skipping what
 # is already there (a few seconds when everything is present):
-#   - the wasm32-unknown-unknown Rust target, rustfmt and clippy;
+#   - the wasm32-unknown-unknown and aarch64-unknown-linux-gnu Rust targets,
+#     rustfmt and clippy;
 #   - worker-build (pinned) and wasm-bindgen-cli at exactly the version of the
 #     wasm-bindgen library in Cargo.lock (the two must match);
 #   - wrangler, workerd, esbuild, binaryen's wasm-opt and playwright-core (which
@@ -41,10 +42,13 @@ version_of() {
 }
 
 # --- Rust toolchain pieces -------------------------------------------------
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  step "rustup target add wasm32-unknown-unknown"
-  rustup target add wasm32-unknown-unknown
-fi
+# wasm32 for the Worker; aarch64 Linux for the Lambda zip (cross-linked by zig).
+for target in wasm32-unknown-unknown aarch64-unknown-linux-gnu; do
+  if ! rustup target list --installed | grep -qx "$target"; then
+    step "rustup target add $target"
+    rustup target add "$target"
+  fi
+done
 for component in rustfmt clippy; do
   if ! rustup component list --installed | grep -q "^$component"; then
     step "rustup component add $component"

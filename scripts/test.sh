@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (.ci/run): installs what is missing, then
 # formatting, lints (native and wasm32), the Worker's deploy bundle and its
-# size, and all tests (which build the benchmarks too). Stops at the first failure.
+# size, the Lambda deployment zip, and all tests (which build the benchmarks
+# too). Stops at the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -36,6 +37,12 @@ cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 # start from an up-to-date build.
 section "worker bundle: wrangler deploy --dry-run, gzip size under 1 MiB"
 scripts/bundle-size.sh
+
+# The README's Lambda build: the deployment zip for Graviton (zig links it).
+section "lambda deployment zip: cargo lambda build --release --arm64"
+PATH="$PWD/target/cargo-lambda/bin:$PATH" cargo lambda build --release --arm64 \
+  --bin agent-edge-lambda --output-format zip
+ls -l target/lambda/agent-edge-lambda/bootstrap.zip
 
 section "cargo test --all-targets, then the doc tests"
 cargo test --all-targets
