@@ -259,6 +259,9 @@ pub struct Config {
     /// The development issuer's token endpoint, offered by the chat page.
     /// Not a variable: only `agent-edge dev` sets it.
     pub dev_token_url: Option<String>,
+    /// Longest silence between two origin body bytes before the stream ends
+    /// with `origin_idle_timeout` (keepalives go on meanwhile).
+    pub origin_idle_timeout_seconds: u64,
 }
 
 /// Every variable [`Config::from_lookup`] reads: adapters that must name
@@ -288,6 +291,7 @@ pub const VARIABLES: &[&str] = &[
     "RATE_LIMIT_PER_MINUTE",
     "ORIGIN_TIMEOUT_SECONDS",
     "UI",
+    "ORIGIN_IDLE_TIMEOUT_SECONDS",
 ];
 
 /// Default for `MAX_EVENT_BYTES`.
@@ -426,6 +430,14 @@ impl Config {
                 Some(_) => return Err(ConfigError::new("UI", "must be on or off")),
             },
             dev_token_url: None,
+            // Agents think for minutes between two outputs: generous.
+            origin_idle_timeout_seconds: number(
+                &get,
+                "ORIGIN_IDLE_TIMEOUT_SECONDS",
+                900,
+                1,
+                86_400,
+            )?,
         })
     }
 

@@ -125,6 +125,10 @@ codes! {
         "the agent failed to answer";
     OriginUnreachable = "origin_unreachable", answered(StatusCode::BAD_GATEWAY),
         "the agent could not be reached";
+    /// The origin's body is compressed (`Content-Encoding` other than
+    /// `identity`): it cannot be streamed through or read.
+    OriginEncodingUnsupported = "origin_encoding_unsupported", answered(StatusCode::BAD_GATEWAY),
+        "the agent answered in an encoding the gateway does not read";
     // The gateway's own configuration.
     OriginSigningFailed = "origin_signing_failed", answered(StatusCode::INTERNAL_SERVER_ERROR),
         "the gateway could not sign the origin request";
@@ -140,6 +144,9 @@ codes! {
         "the agent reported an error";
     OriginStreamFailed = "origin_stream_failed", IN_STREAM,
         "the agent's stream broke off";
+    /// Nothing from the origin for `ORIGIN_IDLE_TIMEOUT_SECONDS`.
+    OriginIdleTimeout = "origin_idle_timeout", IN_STREAM,
+        "the agent stopped sending";
 }
 
 impl Code {

@@ -12,6 +12,7 @@
 //! - [`auth`]: JWT verification against a JWKS, key and token caches.
 //! - [`origin`]: the origin request and its SigV4 signature.
 //! - [`gateway`]: the request's phases, from request filter to log line.
+//! - [`scrub`]: the one scrubber of secrets in log fields and written errors.
 //! - `platform`: the thin adapters (native server, Cloudflare Workers) that
 //!   do the I/O and read the clock; nothing above them does.
 //! - `demo`: the built-in AgentCore-speaking demo agent and development
@@ -28,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod origin;
+pub mod scrub;
 pub mod sse;
 
 pub mod platform;

@@ -9,9 +9,11 @@
 //!   from the end of the previous attempt: after a failed or useless fetch
 //!   the caller is refused instead of asked to fetch again, which is what
 //!   makes the adapter's fetch loop terminate;
-//! - when a refresh fails, the last good set keeps serving for
-//!   [`STALE_GRACE`] past its lifetime, and the failure is returned for the
-//!   log.
+//! - a stale set that is still usable (up to [`STALE_GRACE`] past its
+//!   lifetime) keeps serving while it is refreshed off the request's path
+//!   ([`KeyStore::background_refresh`], one at a time); only a missing or
+//!   unusable set, or an unknown `kid`, makes a request wait for the issuer;
+//! - when a refresh fails, the failure is returned for the log.
 //!
 //! No fetch is recorded as started when it is requested, only when it ends
 //! ([`KeyStore::on_fetched`]): concurrent callers that all asked for a fetch
@@ -22,7 +24,7 @@ use bytes::Bytes;
 use super::algorithm::JwsAlgorithm;
 use super::jwks::{self, Key, KeyMatch, KeySet};
 use super::reject::Reason;
-use super::{FetchPurpose, FetchRequest, FetchResponse};
+use super::{FetchPurpose, FetchRequest, FetchResponse, ISSUER_FETCH_TIMEOUT_MS};
 
 /// Shortest gap between two fetch attempts, in seconds.
 pub const MIN_REFETCH_INTERVAL: u64 = 60;
@@ -59,6 +61,8 @@ pub(crate) struct KeyStore {
     current: Option<Current>,
     /// When the last key set fetch, or failed discovery, ended.
     last_attempt: Option<u64>,
+    /// When the background refresh in flight was handed out.
+    refreshing_since: Option<u64>,
 }
 
 /// The key for a token, or what to do instead.
@@ -85,6 +89,7 @@ impl KeyStore {
             discovered_url: None,
             current: None,
             last_attempt: None,
+            refreshing_since: None,
         }
     }
 
@@ -110,11 +115,29 @@ impl KeyStore {
         }
     }
 
-    /// A fetch to make before answering anything: there is no key set yet,
-    /// or it is stale, and fetching is allowed now.
+    /// A fetch to make before answering anything: there is no usable key
+    /// set, and fetching is allowed now.
     pub fn refresh_due(&self, now: u64) -> Option<FetchRequest> {
-        let due = self.current.as_ref().is_none_or(|c| !c.is_fresh(now));
+        let due = self.current.as_ref().is_none_or(|c| !c.is_usable(now));
         (due && self.may_fetch(now)).then(|| self.next_request())
+    }
+
+    /// A refresh of a stale set that still serves, to run without making a
+    /// request wait; handed out once until its result comes back (or until
+    /// [`ISSUER_FETCH_TIMEOUT_MS`] has passed without one).
+    pub fn background_refresh(&mut self, now: u64) -> Option<FetchRequest> {
+        let stale = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.is_usable(now) && !c.is_fresh(now));
+        let in_flight = self
+            .refreshing_since
+            .is_some_and(|since| now < since.saturating_add(ISSUER_FETCH_TIMEOUT_MS / 1000 + 1));
+        if !stale || in_flight || !self.may_fetch(now) {
+            return None;
+        }
+        self.refreshing_since = Some(now);
+        Some(self.next_request())
     }
 
     /// Whether there is a key set that may still be used.
@@ -153,6 +176,7 @@ impl KeyStore {
         response: Result<FetchResponse, String>,
         now: u64,
     ) -> FetchOutcome {
+        self.refreshing_since = None;
         let reached = response.is_ok();
         let body = response.and_then(|r| {
             if (200..300).contains(&r.status) {

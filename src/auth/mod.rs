@@ -17,6 +17,13 @@
 //! that RSA signature, passes the verdict to [`Authenticator::on_signature`]
 //! and checks again (`platform_rsa`).
 //!
+//! A stale key set that still serves never makes a request wait: `check`
+//! answers with it, and [`Authenticator::take_background_refresh`] hands out
+//! its refresh once, for the adapter to run off the request's path (or,
+//! where I/O cannot outlive a request, within [`STALE_REFRESH_WAIT_MS`]).
+//! Every issuer fetch gets [`ISSUER_FETCH_TIMEOUT_MS`] and reads at most
+//! [`MAX_ISSUER_DOCUMENT_BYTES`].
+//!
 //! The loop ends: a `Fetch` is only returned when a fetch is allowed, and
 //! every completed key set fetch (good or bad) bars the next one for a
 //! minute, so after at most a discovery and a key set fetch `check` answers.
@@ -53,6 +60,15 @@ use jwks::PublicKey;
 use keys::{KeyLookup, KeyStore};
 use platform_rsa::{Verdict, Verdicts};
 use token_cache::{Lookup, VerifiedTokens};
+
+/// The deadline of one issuer fetch (discovery or key set), head and body.
+pub const ISSUER_FETCH_TIMEOUT_MS: u64 = 10_000;
+/// How long a request waits for the refresh of a stale key set that still
+/// serves, where the refresh cannot run apart from the request (Workers);
+/// the stale keys are used when it has not finished by then.
+pub const STALE_REFRESH_WAIT_MS: u64 = 500;
+/// The largest issuer document (discovery, key set) read.
+pub const MAX_ISSUER_DOCUMENT_BYTES: usize = jwks::MAX_DOCUMENT_BYTES;
 
 /// What a verified token says about its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +210,7 @@ impl Authenticator {
             Lookup::Miss => {}
             Lookup::Rejected(reason) => return Err(reason.into()),
             Lookup::Hit(verified) => {
-                // A due refresh comes first: it may drop the token's key.
+                // No usable set: fetch first (it may drop the token's key).
                 if let Some(request) = self.keys.refresh_due(now) {
                     return Err(Outcome::Fetch(request));
                 }
@@ -246,6 +262,14 @@ impl Authenticator {
             leeway,
         );
         Ok(verified)
+    }
+
+    /// The refresh of a stale key set that still serves, if one is due and
+    /// none is in flight: perform it like a [`Check::Fetch`] (result to
+    /// [`Self::on_fetched`]), then ask again (discovery may lead to a key set
+    /// fetch), without holding up the request.
+    pub fn take_background_refresh(&mut self, now: u64) -> Option<FetchRequest> {
+        self.keys.background_refresh(now)
     }
 
     /// Takes the result of a [`Check::Fetch`]: `Err(message)` when the

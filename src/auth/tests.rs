@@ -232,12 +232,23 @@ impl Harness {
         Harness::new(config(), keys)
     }
 
+    /// A stale set's refresh, run to its end as a background task would
+    /// (before the check, as if the issuer answered at once).
+    fn background_refresh(&mut self, now: u64) {
+        while let Some(request) = self.auth.take_background_refresh(now) {
+            let response = self.issuer.answer(&request);
+            self.logged
+                .extend(self.auth.on_fetched(&request, response, now));
+        }
+    }
+
     /// The adapter's loop, as the gateway drives it.
     fn check_header(
         &mut self,
         authorization: Option<&str>,
         now: u64,
     ) -> Result<Verified, GatewayError> {
+        self.background_refresh(now);
         for _ in 0..4 {
             match self.auth.check(authorization, now) {
                 Check::Verified(v) => return Ok(v),
@@ -934,6 +945,40 @@ fn key_set_lives_for_its_max_age() {
 }
 
 #[test]
+fn a_stale_set_serves_while_one_background_refresh_runs() {
+    let mut h = Harness::with_keys(&[RSA_A]);
+    h.issuer.cache_control = Some("max-age=600".to_owned());
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    let token = rs256_a(&with(id_claims(), json!({"jti": "stale"})));
+    let header = format!("Bearer {token}");
+    let stale = NOW + 600;
+    // Stale but usable: answered without a fetch, cached token or not.
+    assert!(matches!(
+        h.auth.check(Some(&header), stale),
+        Check::Verified(_)
+    ));
+    assert!(matches!(
+        h.auth.check(Some(&header), stale),
+        Check::Verified(_)
+    ));
+    // One refresh is handed out, not one per request…
+    let request = h.auth.take_background_refresh(stale).expect("a refresh");
+    assert_eq!(request.purpose, FetchPurpose::KeySet);
+    assert!(h.auth.take_background_refresh(stale + 1).is_none());
+    // …unless it never reported back within the fetch deadline.
+    let lost = stale + ISSUER_FETCH_TIMEOUT_MS / 1000 + 1;
+    let again = h
+        .auth
+        .take_background_refresh(lost)
+        .expect("handed out again");
+    let response = h.issuer.answer(&again);
+    assert!(h.auth.on_fetched(&again, response, lost).is_none());
+    // Fresh again: nothing to refresh.
+    assert!(h.auth.take_background_refresh(lost + 1).is_none());
+    assert_eq!(h.issuer.key_set_fetches(), 2);
+}
+
+#[test]
 fn unreachable_issuer_the_last_good_set_serves_for_24_hours() {
     let mut h = Harness::with_keys(&[RSA_A]);
     h.issuer.cache_control = Some("max-age=600".to_owned());
@@ -1090,11 +1135,13 @@ fn exported_key_set_imports_into_another_instance() {
         other.check(Some(&header), NOW + 10),
         Check::Verified(_)
     ));
-    // Once stale, the imported set is refreshed like a fetched one.
+    // Once stale, the imported set is refreshed like a fetched one: in the
+    // background, while it still serves.
     assert!(matches!(
         other.check(Some(&header), NOW + 3600),
-        Check::Fetch(_)
+        Check::Verified(_)
     ));
+    assert!(other.take_background_refresh(NOW + 3600).is_some());
     // An older document does not replace a newer set.
     other.import_key_set(document, NOW - 100, 3600).unwrap();
     assert_eq!(other.export_key_set().unwrap().1, NOW);

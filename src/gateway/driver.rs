@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -24,9 +24,13 @@ use http::{header, HeaderValue, Response};
 use super::log::{Event, EventName, Level, Outcome};
 use super::rate_limit::{RateDecision, RateLimiter};
 use super::{Gateway, RequestContext, RequestLog, Route, StreamStart};
-use crate::auth::{Authenticator, Check, FetchRequest, FetchResponse, SignatureCheck, Verified};
+use crate::auth::{
+    Authenticator, Check, FetchRequest, FetchResponse, SignatureCheck, Verified,
+    ISSUER_FETCH_TIMEOUT_MS, STALE_REFRESH_WAIT_MS,
+};
 use crate::config::AuthConfig;
 use crate::error::{Code, GatewayError};
+use crate::scrub::Scrubber;
 use crate::sse::{StreamError, Transformer};
 
 /// Why the origin could not be fetched.
@@ -68,7 +72,9 @@ pub trait Platform: Clone + Unpin {
         &self,
         request: http::Request<Bytes>,
     ) -> impl Future<Output = Result<http::Response<Self::OriginBody>, FetchError>>;
-    /// GETs an issuer document (discovery or key set).
+    /// GETs an issuer document (discovery or key set), reading at most
+    /// [`crate::auth::MAX_ISSUER_DOCUMENT_BYTES`]; the driver gives it
+    /// [`crate::auth::ISSUER_FETCH_TIMEOUT_MS`].
     fn fetch_auth(
         &self,
         request: &FetchRequest,
@@ -80,6 +86,13 @@ pub trait Platform: Clone + Unpin {
     fn verify_rsa(&self, _check: &SignatureCheck) -> impl Future<Output = Option<bool>> {
         std::future::ready(None)
     }
+    /// Runs a key set refresh apart from the request that found it due
+    /// (natively: a spawned task). Platforms that cannot (Workers: I/O
+    /// belongs to one request) hand it back, and the request runs it for at
+    /// most [`crate::auth::STALE_REFRESH_WAIT_MS`].
+    fn spawn_key_refresh(&self, refresh: KeyRefresh) -> Option<KeyRefresh> {
+        Some(refresh)
+    }
     /// A platform rate limiter (the Workers binding), or `None` to use the
     /// configured in-process one.
     fn rate_limit(&self, key: &str) -> impl Future<Output = Option<RateDecision>>;
@@ -90,7 +103,7 @@ pub trait Platform: Clone + Unpin {
 /// State shared by all requests of a deployment (or a Worker isolate).
 pub struct Shared {
     pub gateway: Gateway,
-    authenticator: Option<Mutex<Authenticator>>,
+    authenticator: Option<Arc<Mutex<Authenticator>>>,
     /// Serializes issuer fetches so concurrent requests share one refresh.
     auth_fetch: futures::lock::Mutex<()>,
     rate_limiter: Option<Mutex<RateLimiter>>,
@@ -100,7 +113,7 @@ impl Shared {
     pub fn new(gateway: Gateway) -> Self {
         let config = gateway.config();
         let authenticator = match &config.auth {
-            AuthConfig::Jwt(jwt) => Some(Mutex::new(Authenticator::new(jwt.clone()))),
+            AuthConfig::Jwt(jwt) => Some(Arc::new(Mutex::new(Authenticator::new(jwt.clone())))),
             AuthConfig::None => None,
         };
         let rate_limiter = config
@@ -116,7 +129,7 @@ impl Shared {
 
     /// The verified-token and key caches, for adapters that persist keys.
     pub fn authenticator(&self) -> Option<&Mutex<Authenticator>> {
-        self.authenticator.as_ref()
+        self.authenticator.as_deref()
     }
 }
 
@@ -154,8 +167,10 @@ pub async fn handle<P: Platform>(
                 transformer,
                 sleep: None,
                 started_ms: ctx.started_ms,
+                origin_idle_ms: gateway.config().origin_idle_timeout_seconds * 1000,
+                last_origin_ms: platform.now_ms(),
                 log: Some(log),
-                scrub: ScrubList::of(gateway),
+                scrubber: gateway.scrubber().clone(),
             };
             Response::from_parts(head, ResponseBody::Stream(Box::new(stream)))
         }
@@ -163,7 +178,7 @@ pub async fn handle<P: Platform>(
             let response = gateway.error_response(&error, &ctx);
             let mut log = RequestLog::new(&ctx, error.status);
             log.error = Some(error.code);
-            log.detail = error.detail.as_deref().map(|d| gateway.scrub(d));
+            log.detail = error.detail.as_deref().map(|d| gateway.scrubber().scrub(d));
             log.bytes_out = response.body().len() as u64;
             log.duration_ms = platform.now_ms().saturating_sub(ctx.started_ms);
             platform.log(&log.to_line());
@@ -239,6 +254,17 @@ async fn authenticate<P: Platform>(
     let Some(authenticator) = &shared.authenticator else {
         return Ok(None);
     };
+    let refresh = lock(authenticator).take_background_refresh(unix_seconds(platform.now()));
+    if let Some(request) = refresh {
+        let refresh = KeyRefresh {
+            authenticator: authenticator.clone(),
+            request,
+        };
+        if let Some(refresh) = platform.spawn_key_refresh(refresh) {
+            // Run here, briefly: the stale keys serve if it is not done.
+            refresh.run(platform, STALE_REFRESH_WAIT_MS).await;
+        }
+    }
     let mut fetch_turn = None;
     loop {
         let now = unix_seconds(platform.now());
@@ -269,17 +295,66 @@ async fn authenticate<P: Platform>(
                     fetch_turn = Some(shared.auth_fetch.lock().await);
                     continue;
                 }
-                let response = platform.fetch_auth(&request).await;
+                let response = fetch_issuer(platform, &request, ISSUER_FETCH_TIMEOUT_MS).await;
                 let now = unix_seconds(platform.now());
                 if let Some(failure) = lock(authenticator).on_fetched(&request, response, now) {
-                    let event =
-                        Event::new(unix_ms(platform.now()), Level::Warn, EventName::KeySetFetch)
-                            .with_detail(failure);
-                    platform.log(&event.to_line());
+                    log_fetch_failure(platform, &failure);
                 }
             }
         }
     }
+}
+
+/// The refresh of a stale key set that still serves
+/// ([`Authenticator::take_background_refresh`]), handed to
+/// [`Platform::spawn_key_refresh`].
+pub struct KeyRefresh {
+    authenticator: Arc<Mutex<Authenticator>>,
+    request: FetchRequest,
+}
+
+impl KeyRefresh {
+    /// Fetches until the key set is refreshed or the attempt failed; each
+    /// fetch within `wait_ms` (at most [`ISSUER_FETCH_TIMEOUT_MS`]).
+    pub async fn run<P: Platform>(self, platform: &P, wait_ms: u64) {
+        let mut request = self.request;
+        loop {
+            let wait_ms = wait_ms.min(ISSUER_FETCH_TIMEOUT_MS);
+            let response = fetch_issuer(platform, &request, wait_ms).await;
+            let now = unix_seconds(platform.now());
+            let next = {
+                let mut authenticator = lock(&self.authenticator);
+                if let Some(failure) = authenticator.on_fetched(&request, response, now) {
+                    log_fetch_failure(platform, &failure);
+                }
+                authenticator.take_background_refresh(now)
+            };
+            match next {
+                Some(next) => request = next,
+                None => return,
+            }
+        }
+    }
+}
+
+/// One issuer fetch, given up after `wait_ms`.
+async fn fetch_issuer<P: Platform>(
+    platform: &P,
+    request: &FetchRequest,
+    wait_ms: u64,
+) -> Result<FetchResponse, String> {
+    let deadline = platform.now_ms().saturating_add(wait_ms);
+    let fetch = std::pin::pin!(platform.fetch_auth(request));
+    match select(fetch, platform.sleep_until(deadline)).await {
+        Either::Left((response, _)) => response,
+        Either::Right(_) => Err(format!("no answer within {wait_ms} ms")),
+    }
+}
+
+fn log_fetch_failure<P: Platform>(platform: &P, failure: &str) {
+    let event = Event::new(unix_ms(platform.now()), Level::Warn, EventName::KeySetFetch)
+        .with_detail(failure.to_owned());
+    platform.log(&event.to_line());
 }
 
 async fn rate_limit<P: Platform>(
@@ -327,25 +402,27 @@ pub fn unix_ms(now: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Strings that must not reach the log line in stream error details.
-#[derive(Clone)]
-struct ScrubList(Vec<String>);
-
-impl ScrubList {
-    fn of(gateway: &Gateway) -> Self {
-        let mut list = Vec::new();
-        if let Some(runtime) = &gateway.config().origin.runtime {
-            list.push(runtime.arn.clone());
-            list.push(crate::origin::encode_path_segment(&runtime.arn));
-            list.push(runtime.account_id.clone());
+/// The numbers of an origin's `usage` object (nested objects kept, keys of
+/// safe characters only): the origin's own text never reaches the log.
+fn numbers_only(value: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    const MAX_KEY: usize = 64;
+    match value {
+        Value::Number(_) => Some(value.clone()),
+        Value::Object(map) => {
+            let kept: serde_json::Map<String, Value> = map
+                .iter()
+                .filter(|(key, _)| {
+                    key.len() <= MAX_KEY
+                        && key
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                })
+                .filter_map(|(key, value)| Some((key.clone(), numbers_only(value)?)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
         }
-        ScrubList(list)
-    }
-
-    fn apply(&self, text: &str) -> String {
-        self.0.iter().fold(text.to_owned(), |acc, s| {
-            acc.replace(s.as_str(), "[redacted]")
-        })
+        _ => None,
     }
 }
 
@@ -378,8 +455,12 @@ pub struct StreamBody<P: Platform> {
     transformer: Transformer,
     sleep: Option<(u64, P::Sleep)>,
     started_ms: u64,
+    /// `ORIGIN_IDLE_TIMEOUT_SECONDS`, in milliseconds.
+    origin_idle_ms: u64,
+    /// When the origin last sent bytes (or its head).
+    last_origin_ms: u64,
     log: Option<RequestLog>,
-    scrub: ScrubList,
+    scrubber: Scrubber,
 }
 
 impl<P: Platform> StreamBody<P> {
@@ -420,7 +501,8 @@ impl<P: Platform> StreamBody<P> {
     }
 
     fn write_log(&self, mut log: RequestLog) {
-        log.usage = self.transformer.usage().cloned();
+        // The origin wrote it: only its numbers are logged.
+        log.usage = self.transformer.usage().and_then(numbers_only);
         log.duration_ms = self.platform.now_ms().saturating_sub(self.started_ms);
         if log.outcome != Some(Outcome::Complete) {
             log.level = Level::Warn;
@@ -441,7 +523,11 @@ impl<P: Platform> Stream for StreamBody<P> {
             };
             match Pin::new(origin).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let out = this.transformer.push(chunk, this.platform.now_ms());
+                    let now = this.platform.now_ms();
+                    if !chunk.is_empty() {
+                        this.last_origin_ms = now;
+                    }
+                    let out = this.transformer.push(chunk, now);
                     if this.transformer.is_finished() {
                         // A limit ended the stream inside `push`.
                         let tail = this.end(None);
@@ -460,7 +546,7 @@ impl<P: Platform> Stream for StreamBody<P> {
                     // The client gets a fixed sentence (the same on every
                     // platform); the platform's wording goes to the log.
                     if let Some(log) = &mut this.log {
-                        log.detail = Some(this.scrub.apply(&detail));
+                        log.detail = Some(this.scrubber.scrub(&detail));
                     }
                     let tail = this.end(Some(StreamError::new(Code::OriginStreamFailed)));
                     return this.emit(tail);
@@ -474,27 +560,37 @@ impl<P: Platform> Stream for StreamBody<P> {
                     };
                 }
                 Poll::Pending => {
-                    let Some(deadline) = this.transformer.idle_deadline() else {
-                        this.sleep = None;
-                        return Poll::Pending;
-                    };
-                    if this.sleep.as_ref().is_none_or(|(at, _)| *at != deadline) {
+                    let idle_at = this.last_origin_ms.saturating_add(this.origin_idle_ms);
+                    // `None` inside an event: no keepalive may go there.
+                    let keepalive_at = this.transformer.idle_deadline();
+                    let deadline = keepalive_at.map_or(idle_at, |at| at.min(idle_at));
+                    // A timer due later is replaced; one due earlier is kept
+                    // (and re-armed when it fires), so a busy stream does not
+                    // arm a timer per chunk.
+                    if this.sleep.as_ref().is_none_or(|(at, _)| *at > deadline) {
                         this.sleep = Some((deadline, this.platform.sleep_until(deadline)));
                     }
-                    let (_, sleep) = this.sleep.as_mut().expect("just set");
+                    let (armed_at, sleep) = this.sleep.as_mut().expect("just set");
                     if Pin::new(sleep).poll(cx).is_pending() {
                         return Poll::Pending;
                     }
+                    let armed_at = *armed_at;
                     this.sleep = None;
-                    // The timer firing proves the deadline has passed, even
+                    // The timer firing proves its time has passed, even
                     // where the clock only advances on I/O (Workers).
-                    let now = this.platform.now_ms().max(deadline);
+                    let now = this.platform.now_ms().max(armed_at);
+                    if now >= idle_at {
+                        if let Some(log) = &mut this.log {
+                            log.detail = Some(format!(
+                                "no origin bytes for {} s",
+                                this.origin_idle_ms / 1000
+                            ));
+                        }
+                        let tail = this.end(Some(StreamError::new(Code::OriginIdleTimeout)));
+                        return this.emit(tail);
+                    }
                     if let Some(keepalive) = this.transformer.poll_idle(now) {
                         return this.emit(keepalive);
-                    }
-                    if this.transformer.idle_deadline().is_none_or(|at| at <= now) {
-                        // Not allowed here (mid-event): the next origin chunk wakes us.
-                        return Poll::Pending;
                     }
                     // Not due yet: loop to re-arm the timer.
                 }

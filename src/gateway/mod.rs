@@ -33,6 +33,7 @@ use serde_json::value::RawValue;
 use crate::config::{Config, ResponseMode};
 use crate::error::{Code, GatewayError};
 use crate::origin::{self, Invocation};
+use crate::scrub::Scrubber;
 use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
 
 pub use log::{Event, EventName, Level, Outcome, RequestLog};
@@ -132,12 +133,24 @@ pub struct StreamStart {
 pub struct Gateway {
     config: Config,
     page: Option<page::Page>,
+    scrubber: Scrubber,
 }
 
 impl Gateway {
     pub fn new(config: Config) -> Self {
         let page = page::Page::new(&config);
-        Gateway { config, page }
+        let scrubber = Scrubber::for_config(&config);
+        Gateway {
+            config,
+            page,
+            scrubber,
+        }
+    }
+
+    /// Removes the configuration's secrets (and anything shaped like a
+    /// secret) from text that is logged or written to a client.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
     }
 
     pub fn config(&self) -> &Config {
@@ -375,6 +388,14 @@ impl Gateway {
         if !origin.status.is_success() {
             return Err(map_origin_status(origin));
         }
+        // A compressed body can be neither relayed byte for byte (the
+        // client would not be told) nor read as events.
+        let encoding = header_str(&origin.headers, header::CONTENT_ENCODING.as_str());
+        if let Some(encoding) = encoding.filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            let shown: String = encoding.chars().take(32).collect();
+            return Err(GatewayError::new(Code::OriginEncodingUnsupported)
+                .with_detail(format!("origin Content-Encoding: {shown}")));
+        }
         let content_type =
             header_str(&origin.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
         // Anything else (an HTML login or error page, no type at all) is not
@@ -396,7 +417,8 @@ impl Gateway {
                 session_id: invocation.session_id.clone(),
             },
             now_ms,
-        );
+        )
+        .with_scrubber(self.scrubber.clone());
         let mut response = Response::new(());
         let headers = response.headers_mut();
         let content_type = match (invocation.mode, body_kind) {
@@ -462,27 +484,25 @@ impl Gateway {
         self.finish_headers(response.headers_mut(), ctx);
         response
     }
-
-    /// Removes the runtime ARN and account id from operator-facing text
-    /// before it is logged.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        if let Some(runtime) = &self.config.origin.runtime {
-            let encoded = origin::encode_path_segment(&runtime.arn);
-            for secret in [runtime.arn.as_str(), encoded.as_str(), &runtime.account_id] {
-                out = out.replace(secret, "[redacted]");
-            }
-        }
-        out
-    }
 }
 
 /// Maps an origin's failure status to ours. 401/403 from the origin mean our
 /// credentials or its policy failed, not the caller: 502, never 401.
 pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
     let status = origin.status;
+    // The origin's header is logged only when it has the shape of an AWS
+    // error type (`ThrottlingException`); anything else may echo a secret.
     let error_type = header_str(&origin.headers, "x-amzn-errortype")
-        .map(|t| t.split(':').next().unwrap_or_default().to_owned());
+        .map(|t| t.split(':').next().unwrap_or_default().to_owned())
+        .map(|t| {
+            let is_name = (1..=64).contains(&t.len())
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+            if is_name {
+                t
+            } else {
+                "unrecognized error type".to_owned()
+            }
+        });
     let code = match status.as_u16() {
         429 => Code::OriginThrottled,
         408 | 504 => Code::OriginTimeout,

@@ -394,7 +394,7 @@ fn scrub_removes_arn_encoded_arn_and_account() {
     let g = gateway(&[]);
     let encoded = crate::origin::encode_path_segment(ARN);
     let text = format!("denied for {ARN} at /runtimes/{encoded}/ by 123456789012");
-    let clean = g.scrub(&text);
+    let clean = g.scrubber().scrub(&text);
     assert!(!clean.contains("123456789012"), "{clean}");
     assert!(!clean.contains("runtime/demo"), "{clean}");
 }

@@ -23,17 +23,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::{FetchRequest, FetchResponse};
+use crate::auth::{
+    FetchRequest, FetchResponse, ISSUER_FETCH_TIMEOUT_MS, MAX_ISSUER_DOCUMENT_BYTES,
+};
 use crate::config::{AuthConfig, Config};
-use crate::gateway::driver::{self, BodyError, FetchError, Platform, Shared};
+use crate::gateway::driver::{self, BodyError, FetchError, KeyRefresh, Platform, Shared};
 use crate::gateway::rate_limit::RateDecision;
 use crate::gateway::{Event, EventName, Gateway, Level};
 
 /// Where log lines go: stderr by default, a collector in tests.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// Largest issuer document (discovery, key set) we read.
-const MAX_ISSUER_DOCUMENT: usize = 1 << 20;
 
 /// The native [`Platform`].
 #[derive(Clone)]
@@ -125,7 +124,6 @@ impl Platform for NativePlatform {
             let response = client
                 .get(&url)
                 .header(http::header::ACCEPT, "application/json")
-                .timeout(Duration::from_secs(10))
                 .send()
                 .await
                 .map_err(|e| error_chain(&e))?;
@@ -139,9 +137,9 @@ impl Platform for NativePlatform {
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| error_chain(&e))?;
-                if body.len() + chunk.len() > MAX_ISSUER_DOCUMENT {
+                if body.len() + chunk.len() > MAX_ISSUER_DOCUMENT_BYTES {
                     return Err(format!(
-                        "issuer document larger than {MAX_ISSUER_DOCUMENT} bytes"
+                        "issuer document larger than {MAX_ISSUER_DOCUMENT_BYTES} bytes"
                     ));
                 }
                 body.extend_from_slice(&chunk);
@@ -152,6 +150,12 @@ impl Platform for NativePlatform {
                 body: body.into(),
             })
         }
+    }
+
+    fn spawn_key_refresh(&self, refresh: KeyRefresh) -> Option<KeyRefresh> {
+        let platform = self.clone();
+        tokio::spawn(async move { refresh.run(&platform, ISSUER_FETCH_TIMEOUT_MS).await });
+        None
     }
 
     async fn rate_limit(&self, _key: &str) -> Option<RateDecision> {

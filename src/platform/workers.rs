@@ -32,7 +32,9 @@ use worker::{
     RequestInit, Response, ResponseBuilder,
 };
 
-use crate::auth::{FetchRequest, FetchResponse, JwsAlgorithm, SignatureCheck};
+use crate::auth::{
+    FetchRequest, FetchResponse, JwsAlgorithm, SignatureCheck, MAX_ISSUER_DOCUMENT_BYTES,
+};
 use crate::config::Config;
 use crate::error::{Code, GatewayError};
 use crate::gateway::driver::{self, BodyError, FetchError, Platform, Shared};
@@ -428,7 +430,18 @@ impl Platform for WorkersPlatform {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        if let Ok(mut stream) = response.stream() {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                if body.len() + chunk.len() > MAX_ISSUER_DOCUMENT_BYTES {
+                    return Err(format!(
+                        "issuer document larger than {MAX_ISSUER_DOCUMENT_BYTES} bytes"
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
         Ok(FetchResponse {
             status: response.status_code(),
             cache_control: response.headers().get("cache-control").ok().flatten(),

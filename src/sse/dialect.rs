@@ -7,7 +7,7 @@
 //! Strands text deltas, nearly all of a Strands stream, are recognised token
 //! by token before serde is involved ([`strands_text_delta`]). An error the
 //! agent reports in-band becomes [`Code::AgentError`], its message scrubbed
-//! of ARNs, account ids and key ids.
+//! ([`crate::scrub`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,6 +18,7 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::{Map, Value};
 
 use crate::error::{Code, StreamError};
+use crate::scrub::Scrubber;
 
 /// Longest agent error message kept for the trailer, in bytes.
 const MAX_AGENT_ERROR_MESSAGE: usize = 512;
@@ -36,6 +37,9 @@ pub(super) struct Extractor {
     pub(super) error: Option<StreamError>,
     /// OpenAI's `data: [DONE]` was seen.
     pub(super) done: bool,
+    /// For what reaches the client from the agent's own words (error
+    /// messages, metadata).
+    pub(super) scrubber: Scrubber,
 }
 
 impl Extractor {
@@ -155,7 +159,9 @@ impl Extractor {
         };
         self.record_error(Some(StreamError {
             code: Code::AgentError,
-            message: scrub_agent_message(&message),
+            message: self
+                .scrubber
+                .scrub_bounded(&message, MAX_AGENT_ERROR_MESSAGE),
         }));
     }
 
@@ -235,58 +241,6 @@ fn sum_into(dst: &mut Value, src: Value) {
         }
         (dst, src) => *dst = src,
     }
-}
-
-/// An agent's error message goes to the client: drop what looks like an
-/// ARN, an AWS account id or an access key id (an exception text from the
-/// agent may quote its own role), and keep it short.
-fn scrub_agent_message(message: &str) -> String {
-    const REDACTED: &str = "[redacted]";
-    let bytes = message.as_bytes();
-    let mut out = String::with_capacity(message.len().min(MAX_AGENT_ERROR_MESSAGE));
-    let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-        let end = if word_start && bytes[i..].starts_with(b"arn:") {
-            Some(
-                bytes[i..]
-                    .iter()
-                    .position(|&b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b','))
-                    .map_or(bytes.len(), |len| i + len),
-            )
-        } else if word_start && bytes[i].is_ascii_digit() {
-            let len = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-            (len == 12).then_some(i + len)
-        } else if word_start && (bytes[i..].starts_with(b"AKIA") || bytes[i..].starts_with(b"ASIA"))
-        {
-            let len = bytes[i..]
-                .iter()
-                .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                .count();
-            (len == 20).then_some(i + len)
-        } else {
-            None
-        };
-        match end {
-            Some(end) => {
-                out.push_str(&message[copied..i]);
-                out.push_str(REDACTED);
-                copied = end;
-                i = end;
-            }
-            None => i += 1,
-        }
-    }
-    out.push_str(&message[copied..]);
-    if out.len() > MAX_AGENT_ERROR_MESSAGE {
-        let mut cut = MAX_AGENT_ERROR_MESSAGE;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
-    out
 }
 
 /// The text (UTF-8 checked) of `{"event":{"contentBlockDelta":{"delta":{"text":<string>}}}}`
@@ -846,16 +800,17 @@ mod tests {
 
     #[test]
     fn agent_messages_are_scrubbed_and_bounded() {
-        let scrubbed = scrub_agent_message(
+        let scrubbed = Scrubber::default().scrub_bounded(
             "User: arn:aws:sts::123456789012:assumed-role/r/s is not authorized; account 123456789012, \
              request 1234567890123, key ASIAABCDEFGHIJKLMNOP",
+            MAX_AGENT_ERROR_MESSAGE,
         );
         assert_eq!(
             scrubbed,
             "User: [redacted] is not authorized; account [redacted], request 1234567890123, key [redacted]"
         );
         let long = "é".repeat(1000);
-        let scrubbed = scrub_agent_message(&long);
+        let scrubbed = Scrubber::default().scrub_bounded(&long, MAX_AGENT_ERROR_MESSAGE);
         assert!(
             scrubbed.len() <= MAX_AGENT_ERROR_MESSAGE
                 && scrubbed.len() >= MAX_AGENT_ERROR_MESSAGE - 1

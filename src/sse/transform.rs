@@ -27,6 +27,7 @@ use super::dialect::Extractor;
 use super::parser::{match_bom, BomMatch, BoundaryTracker, EventTooLarge, ParseError, Parser, BOM};
 use crate::config::ResponseMode;
 use crate::error::{error_json, Code, StreamError};
+use crate::scrub::Scrubber;
 
 /// The comment inserted when the origin is idle in original mode.
 pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
@@ -158,6 +159,18 @@ impl Transformer {
             finished: false,
             cut_by_limit: false,
         }
+    }
+
+    /// Scrubs what the agent's words put in the trailer (error messages,
+    /// metadata) with `scrubber`, which knows the configured secrets,
+    /// instead of by their shape alone.
+    pub fn with_scrubber(mut self, scrubber: Scrubber) -> Self {
+        if let Kind::TransformedSse { text, .. } | Kind::TransformedJson { text, .. } =
+            &mut self.kind
+        {
+            text.extract.scrubber = scrubber;
+        }
+        self
     }
 
     /// Origin bytes arrived at `now_ms`; returns the bytes to send to the
@@ -375,7 +388,10 @@ impl Text {
         let out = &mut extract.out;
         out.extend_from_slice(TRAILER_SEPARATOR);
         if let Some(metadata) = &extract.metadata {
-            out.extend_from_slice(&serde_json::to_vec(metadata).unwrap_or_default());
+            // The origin's own words reach the client here: scrubbed.
+            let mut metadata = serde_json::Value::Object(metadata.clone());
+            extract.scrubber.scrub_json(&mut metadata);
+            out.extend_from_slice(&serde_json::to_vec(&metadata).unwrap_or_default());
             out.extend_from_slice(b"\n");
         }
         if let Some(error) = &extract.error {

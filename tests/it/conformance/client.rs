@@ -9,6 +9,7 @@ use http::HeaderMap;
 use reqwest::RequestBuilder;
 use serde_json::Value;
 
+use super::origin_errors::assert_no_configured_secret;
 use super::Target;
 
 /// The gateway's session header.
@@ -111,6 +112,7 @@ pub async fn send(request: RequestBuilder) -> Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.expect("the whole body");
+        assert_no_configured_secret(&headers, &body, "an answer");
         Reply {
             status,
             headers,
@@ -168,6 +170,11 @@ pub async fn send_timed(request: RequestBuilder, limit: Duration) -> Timed {
                 }
             }
         }
+        let body: Vec<u8> = chunks
+            .iter()
+            .flat_map(|(_, c): &(Duration, Bytes)| c.to_vec())
+            .collect();
+        assert_no_configured_secret(&headers, &body, "an answer");
         Timed {
             status,
             headers,

@@ -19,7 +19,12 @@
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
-//!   and [`parity`] (the same requests to every target, compared).
+//!   [`faults`] (the demo agent's fault prompts), and [`parity`] (the same
+//!   requests to every target, compared).
+//!
+//! Nothing secret anywhere: every answer a check reads through [`client`]
+//! is searched for every secret of the test configuration, and after every
+//! check, each target's whole log so far (see [`origin_errors::secrets`]).
 //!
 //! Every check is an `async fn(Arc<Target>)` written once; [`every_target!`]
 //! turns it into a test that runs it on each target at once and names the
@@ -55,6 +60,7 @@ mod worker_cache;
 mod worker_config;
 
 mod cors;
+mod faults;
 mod jwt;
 mod logs;
 mod modes;
@@ -95,10 +101,15 @@ pub(crate) use every_target;
 pub async fn on_every_target(name: &str, check: Check) {
     let runs = stack::kinds().into_iter().map(|kind| async move {
         let outcome = match stack::target(kind).await {
-            Ok(target) => AssertUnwindSafe(check(target))
-                .catch_unwind()
-                .await
-                .map_err(panic_message),
+            Ok(target) => AssertUnwindSafe(async {
+                check(target.clone()).await;
+                // Every line the target wrote so far, by any check: over the
+                // run, the whole log is searched for every secret.
+                origin_errors::assert_logs_clean(&target, &[]);
+            })
+            .catch_unwind()
+            .await
+            .map_err(panic_message),
             Err(unavailable) => Err(unavailable.reason),
         };
         (kind.name(), outcome)

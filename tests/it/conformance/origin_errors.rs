@@ -11,18 +11,44 @@ use sha2::{Digest, Sha256};
 
 use super::client::{invoke, send, session_id, unique, Reply, SESSION_HEADER};
 use super::every_target;
-use super::stack::{spawn_native, stack, vars_with, Target};
+use super::stack::{spawn_native, stack, vars_with, Target, SESSION_TOKEN};
 use super::tokens::token;
 
-/// What must never reach a client or a log line, with a name for messages.
+/// What must never reach a client or a log line, with a name for messages:
+/// every secret of the test configuration, in every form it travels in.
 pub fn secrets() -> Vec<(&'static str, String)> {
+    let encoded = encode_path_segment(DEMO_RUNTIME_ARN);
+    let lower_hex = encoded.replace("%3A", "%3a").replace("%2F", "%2f");
     vec![
         ("the runtime ARN", DEMO_RUNTIME_ARN.to_owned()),
-        ("the URL-encoded ARN", encode_path_segment(DEMO_RUNTIME_ARN)),
+        ("the URL-encoded ARN", encoded.clone()),
+        ("the URL-encoded ARN in lower-case hex", lower_hex),
+        ("the ARN encoded twice", encoded.replace('%', "%25")),
         ("the account id", "123456789012".to_owned()),
         ("the access key id", DEMO_ACCESS_KEY_ID.to_owned()),
         ("the secret key", DEMO_SECRET_ACCESS_KEY.to_owned()),
+        ("the session token", SESSION_TOKEN.to_owned()),
     ]
+}
+
+/// Asserts that no configured secret is in `body` or `headers` (any answer
+/// a conformance check reads; the client helpers call it).
+pub fn assert_no_configured_secret(headers: &http::HeaderMap, body: &[u8], what: &str) {
+    let body = String::from_utf8_lossy(body);
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    for (name, secret) in secrets() {
+        assert!(
+            !body.contains(&secret),
+            "{what}: the body contains {name}: {body}"
+        );
+        assert!(
+            !headers.contains(&secret),
+            "{what}: a header contains {name}:\n{headers}"
+        );
+    }
 }
 
 /// Asserts that no secret (nor `token`) is in the reply's body or headers.
@@ -207,6 +233,86 @@ async fn log_lines_hold_no_secret_and_no_token(t: Arc<Target>) {
     assert_logs_clean(&t, &[&token]);
 }
 
+/// The SigV4 `Authorization` header's parts that identify or prove the
+/// gateway's credentials.
+fn assert_no_signature(text: &str, what: &str) {
+    assert!(
+        !text.contains("Credential=AKIA") && !text.contains(DEMO_ACCESS_KEY_ID),
+        "{what} holds the credential: {text}"
+    );
+    let signature = text
+        .find("Signature=")
+        .map(|at| &text[at + "Signature=".len()..]);
+    assert!(
+        signature.is_none_or(|s| !s.starts_with(|c: char| c.is_ascii_hexdigit())),
+        "{what} holds the signature: {text}"
+    );
+}
+
+async fn an_origin_echoing_the_request_leaks_nothing(t: Arc<Target>) {
+    let token = token(&unique("echo"));
+    let request_id = unique("echo-error-type");
+    let reply = send(
+        invoke(&t, Some(&token), r#"{"prompt":"/echo-error-type"}"#)
+            .header("x-request-id", &request_id),
+    )
+    .await;
+    reply.assert_error(502, "origin_error");
+    let line = t.request_log(&request_id).await.to_string();
+    assert_no_signature(&line, "the log line of an echoed x-amzn-ErrorType");
+
+    let request_id = unique("echo-request");
+    let reply = send(
+        invoke(
+            &t,
+            Some(&token),
+            r#"{"prompt":"/echo-request","response":"transformed"}"#,
+        )
+        .header("x-request-id", &request_id),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let text = reply.text();
+    assert!(
+        text.contains("\"code\":\"agent_error\"") && text.contains("[redacted]"),
+        "{text}"
+    );
+    assert_no_signature(&text, "the trailer of an echoed request");
+    let line = t.request_log(&request_id).await;
+    assert_eq!(line["usage"]["inputTokens"], 1, "{line}");
+    assert!(line["usage"].get("echo").is_none(), "only numbers: {line}");
+    assert_no_signature(&line.to_string(), "the log line of an echoed request");
+    assert_logs_clean(&t, &[&token]);
+}
+
+#[tokio::test]
+async fn native_jwt_passthrough_echo_leaks_no_token() {
+    // The caller's token goes to the origin, which echoes it back.
+    let (_server, gateway) = spawn_native(&vars_with(&[("ORIGIN_AUTH", "jwt-passthrough")])).await;
+    let token = token(&unique("passthrough"));
+    let reply = send(invoke(
+        &gateway,
+        Some(&token),
+        r#"{"prompt":"/echo-error-type"}"#,
+    ))
+    .await;
+    reply.assert_error(502, "origin_error");
+    let reply = send(invoke(
+        &gateway,
+        Some(&token),
+        r#"{"prompt":"/echo-request","response":"transformed"}"#,
+    ))
+    .await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.text().contains("Bearer [redacted]"),
+        "{}",
+        reply.text()
+    );
+    assert_no_leak(&reply, &token, "an echoed bearer token");
+    assert_logs_clean(&gateway, &[&token]);
+}
+
 #[tokio::test]
 async fn native_wrong_aws_secret_is_502_origin_auth_failed() {
     let wrong = "wrongSecretKey/NotTheDemoOne0000000000000";
@@ -250,6 +356,7 @@ async fn native_unreachable_origin_is_502_origin_unreachable() {
 }
 
 every_target!(
+    an_origin_echoing_the_request_leaks_nothing,
     origin_request_is_sigv4_signed_with_the_body_hash,
     origin_failures_are_mapped_without_leaks,
     an_html_answer_is_502_origin_error,

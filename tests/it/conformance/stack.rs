@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use agent_edge::config::{Config, OriginConfig};
+use agent_edge::config::{Config, OriginConfig, Secret};
 use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings};
 use agent_edge::platform::native::{self, GatewayServer};
 use serde_json::Value;
@@ -31,6 +31,14 @@ pub const MAX_BODY_BYTES: usize = 4096;
 pub const KEEPALIVE_SECONDS: u64 = 1;
 /// Pause between the demo agent's words (prompts that are not `/events`).
 const WORD_DELAY: Duration = Duration::from_millis(5);
+/// `ORIGIN_TIMEOUT_SECONDS` of the shared stack (the demo answers at once,
+/// unless told to wait).
+pub const ORIGIN_TIMEOUT_SECONDS: u64 = 4;
+/// `ORIGIN_IDLE_TIMEOUT_SECONDS` of the shared stack: longer than the
+/// longest pause a check asks of the demo (2.5 s).
+pub const ORIGIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
+/// `AWS_SESSION_TOKEN` of the shared stack (the demo requires it).
+pub const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjConformanceSessionToken0123456789";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
@@ -230,6 +238,16 @@ pub fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(
         KEEPALIVE_SECONDS.to_string(),
     );
     set(&mut vars, "MAX_BODY_BYTES", MAX_BODY_BYTES.to_string());
+    set(
+        &mut vars,
+        "ORIGIN_TIMEOUT_SECONDS",
+        ORIGIN_TIMEOUT_SECONDS.to_string(),
+    );
+    set(
+        &mut vars,
+        "ORIGIN_IDLE_TIMEOUT_SECONDS",
+        ORIGIN_IDLE_TIMEOUT_SECONDS.to_string(),
+    );
     set(&mut vars, "RATE_LIMIT_PER_MINUTE", rate_limit().to_string());
     vars
 }
@@ -263,6 +281,7 @@ pub fn rate_limit() -> u32 {
 async fn start() -> Stack {
     let mut settings = DemoOriginSettings::demo();
     settings.word_delay = WORD_DELAY;
+    settings.credentials.session_token = Some(Secret::new(SESSION_TOKEN));
     let demo = demo::spawn(settings, bind().await)
         .await
         .expect("demo origin");

@@ -1,0 +1,993 @@
+//! The demo agent's answers: a reply quoting the prompt as Strands events,
+//! and the scripted answers of the test prompts listed in [`super`]'s module
+//! doc, faults included (a reset before headers, slow headers, a stall, a
+//! broken event, bytes that are not UTF-8, garbage, a wrong content type, a
+//! gzip-encoded body, error pages, and echoes of the request's secrets).
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{json, Value};
+
+use super::{
+    full, AwsError, Body, DemoOriginSettings, State, StreamEnd, StreamRecord, QUOTED_WORDS,
+};
+use crate::config::Secret;
+use crate::origin::SESSION_ID_HEADER;
+
+/// What a prompt asks the demo to do.
+#[derive(Debug, PartialEq)]
+pub(super) enum Script {
+    /// Strands events.
+    Stream(Plan),
+    /// `application/json`: the reply as a JSON string.
+    Json(String),
+    /// An AWS error whose message echoes every secret the demo knows.
+    OriginError(StatusCode),
+    /// An HTML error page.
+    OriginHtml(StatusCode),
+    /// The connection is closed before any response head.
+    Reset,
+    /// The head after a pause, then the plan.
+    SlowHeaders(Duration, Plan),
+    /// 200 `text/html`, as a login page would.
+    Html,
+    /// 200 with exactly these bytes.
+    Raw(Raw),
+    /// 500 whose `x-amzn-ErrorType` is the request's `Authorization` header.
+    EchoErrorType,
+    /// A stream whose usage and error event quote the request's secrets.
+    EchoRequest,
+}
+
+impl Script {
+    /// Answered before the signature is checked: what they echo is the
+    /// point, whatever the origin authentication.
+    pub(super) fn skips_authentication(&self) -> bool {
+        matches!(self, Script::EchoErrorType | Script::EchoRequest)
+    }
+}
+
+/// A streamed answer: the deltas, their spacing, and how it ends.
+#[derive(Debug, PartialEq)]
+pub(super) struct Plan {
+    deltas: Vec<String>,
+    delay: Duration,
+    input_tokens: usize,
+    end: End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    /// `contentBlockStop`, `messageStop`, `metadata`.
+    Complete,
+    /// The SDK's error event, then the end of the body.
+    SdkError,
+    /// The connection is cut.
+    Abort,
+    /// Nothing more, until the client goes away.
+    Stall,
+}
+
+/// A body given byte for byte.
+#[derive(Debug, PartialEq)]
+pub(super) struct Raw {
+    content_type: String,
+    content_encoding: Option<&'static str>,
+    /// Sent `delay` apart.
+    chunks: Vec<Bytes>,
+    delay: Duration,
+    /// The connection is cut after the last chunk.
+    abort: bool,
+}
+
+/// The longest `/big-event`.
+const MAX_BIG_EVENT: u64 = 16 << 20;
+
+impl Script {
+    pub(super) fn from_prompt(prompt: &str, word_delay: Duration) -> Script {
+        let words: Vec<&str> = prompt.split_whitespace().collect();
+        let input_tokens = words.len().max(1);
+        let number = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
+        let counted_in = |n: u64, per_delta: u64, delay: Duration, end: End| {
+            let numbers: Vec<u64> = (1..=n.min(100_000)).collect();
+            let per_delta = usize::try_from(per_delta.clamp(1, 1000)).unwrap_or(1);
+            Plan {
+                deltas: numbers
+                    .chunks(per_delta)
+                    .map(|group| {
+                        group
+                            .iter()
+                            .map(|i| {
+                                if *i == 1 {
+                                    "1".to_owned()
+                                } else {
+                                    format!(" {i}")
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+                delay,
+                input_tokens,
+                end,
+            }
+        };
+        let counted = |n: u64, end: End| Script::Stream(counted_in(n, 1, word_delay, end));
+        let status = |default: StatusCode| {
+            number(1)
+                .and_then(|n| u16::try_from(n).ok())
+                .and_then(|n| StatusCode::from_u16(n).ok())
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(default)
+        };
+        let raw = |content_type: &str, chunks: Vec<Bytes>, abort: bool| {
+            Script::Raw(Raw {
+                content_type: content_type.to_owned(),
+                content_encoding: None,
+                chunks,
+                delay: word_delay,
+                abort,
+            })
+        };
+        const EVENT_STREAM: &str = "text/event-stream; charset=utf-8";
+        match words.first().copied() {
+            Some("/events") if number(1).is_some() => {
+                let delay = number(2)
+                    .map(|ms| Duration::from_millis(ms.min(60_000)))
+                    .unwrap_or(word_delay);
+                let per_delta = number(3).unwrap_or(1);
+                return Script::Stream(counted_in(
+                    number(1).unwrap_or(0),
+                    per_delta,
+                    delay,
+                    End::Complete,
+                ));
+            }
+            Some("/error-after") if number(1).is_some() => {
+                return counted(number(1).unwrap_or(0), End::SdkError)
+            }
+            Some("/abort-after") if number(1).is_some() => {
+                return counted(number(1).unwrap_or(0), End::Abort)
+            }
+            Some("/stall-after") if number(1).is_some() => {
+                return counted(number(1).unwrap_or(0), End::Stall)
+            }
+            Some("/origin-error") => {
+                return Script::OriginError(status(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+            Some("/origin-html") => {
+                return Script::OriginHtml(status(StatusCode::SERVICE_UNAVAILABLE))
+            }
+            Some("/reset") => return Script::Reset,
+            Some("/slow-headers") if number(1).is_some() => {
+                let pause = Duration::from_millis(number(1).unwrap_or(0).min(600_000));
+                return Script::SlowHeaders(pause, counted_in(3, 1, word_delay, End::Complete));
+            }
+            Some("/drop-mid-event") => {
+                let mut chunks = stream_start(&["1"]);
+                chunks.push(Bytes::from_static(
+                    b"data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" 2",
+                ));
+                return raw(EVENT_STREAM, chunks, true);
+            }
+            Some("/invalid-utf8") => {
+                let mut chunks = stream_start(&["valid"]);
+                chunks.push(Bytes::from_static(
+                    b"data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" bad \xff\xfe bytes\"}, \"contentBlockIndex\": 0}}}\n\n",
+                ));
+                chunks.push(stream_end());
+                return raw(EVENT_STREAM, chunks, false);
+            }
+            Some("/big-event") if number(1).is_some() => {
+                let size = number(1).unwrap_or(0).min(MAX_BIG_EVENT) as usize;
+                return Script::Stream(Plan {
+                    deltas: vec!["x".repeat(size)],
+                    delay: word_delay,
+                    input_tokens,
+                    end: End::Complete,
+                });
+            }
+            Some("/garbage") => return raw(EVENT_STREAM, vec![garbage(4096)], false),
+            Some("/content-type") if words.len() > 1 => {
+                let body = Bytes::from_static(b"<!doctype html><p>not an event stream</p>\n");
+                return raw(words[1], vec![body], false);
+            }
+            Some("/gzip") => {
+                let mut events = stream_start(&["1", " 2", " 3"]);
+                events.push(stream_end());
+                let plain: Vec<u8> = events.concat();
+                return Script::Raw(Raw {
+                    content_type: EVENT_STREAM.to_owned(),
+                    content_encoding: Some("gzip"),
+                    chunks: vec![Bytes::from(gzip_stored(&plain))],
+                    delay: word_delay,
+                    abort: false,
+                });
+            }
+            Some("/echo-error-type") => return Script::EchoErrorType,
+            Some("/echo-request") => return Script::EchoRequest,
+            Some("/json") => return Script::Json(reply_text(&words[1..])),
+            Some("/html") => return Script::Html,
+            _ => {}
+        }
+        let reply = reply_text(&words);
+        let deltas = reply
+            .split(' ')
+            .enumerate()
+            .map(|(i, word)| {
+                if i == 0 {
+                    word.to_owned()
+                } else {
+                    format!(" {word}")
+                }
+            })
+            .collect();
+        Script::Stream(Plan {
+            deltas,
+            delay: word_delay,
+            input_tokens,
+            end: End::Complete,
+        })
+    }
+}
+
+/// How the demo answers.
+pub(super) enum Answer {
+    Response(Response<Body>),
+    Error(AwsError),
+    /// No response: the connection is closed.
+    Reset,
+}
+
+/// The answer to `script`; `session_id` is echoed on streamed answers.
+pub(super) async fn answer(
+    script: Script,
+    state: &Arc<State>,
+    head: &http::request::Parts,
+    session_id: Option<String>,
+    received: Instant,
+) -> Answer {
+    let settings = &state.settings;
+    let watch = |session_id: &Option<String>| StreamWatch {
+        state: state.clone(),
+        session_id: session_id.clone().unwrap_or_default(),
+        started: received,
+        sent: Default::default(),
+    };
+    let mut response = match script {
+        Script::Html => {
+            let mut response = Response::new(full("<!doctype html><title>Sign in</title>"));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        Script::OriginError(status) => {
+            return Answer::Error(echo_secrets_error(settings, head, status))
+        }
+        Script::OriginHtml(status) => {
+            let mut response = Response::new(full(format!(
+                "<!doctype html><title>{status}</title><h1>{status}</h1>\n"
+            )));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return Answer::Response(response);
+        }
+        Script::Reset => return Answer::Reset,
+        Script::EchoErrorType => {
+            let authorization = header_text(head, AUTHORIZATION.as_str());
+            return Answer::Error(AwsError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                authorization,
+                "the error type is the request's Authorization header",
+            ));
+        }
+        Script::EchoRequest => raw_response(echo_request(settings, head)),
+        Script::Json(text) => {
+            let mut response = Response::new(full(Value::String(text).to_string()));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Script::SlowHeaders(pause, plan) => {
+            tokio::time::sleep(pause).await;
+            event_stream(sse_body(plan, received, watch(&session_id)))
+        }
+        Script::Stream(plan) => event_stream(sse_body(plan, received, watch(&session_id))),
+        Script::Raw(raw) => raw_response(raw),
+    };
+    if let Some(value) = session_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(SESSION_ID_HEADER), value);
+    }
+    Answer::Response(response)
+}
+
+fn event_stream(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    response
+}
+
+fn raw_response(raw: Raw) -> Response<Body> {
+    let content_type = HeaderValue::from_str(&raw.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    let encoding = raw.content_encoding;
+    let mut response = Response::new(raw_body(raw));
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    if let Some(encoding) = encoding {
+        response
+            .headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    response
+}
+
+fn header_text(head: &http::request::Parts, name: &str) -> String {
+    head.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)")
+        .to_owned()
+}
+
+fn reply_text(prompt_words: &[&str]) -> String {
+    let mut quoted = prompt_words
+        .iter()
+        .take(QUOTED_WORDS)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if prompt_words.len() > QUOTED_WORDS {
+        quoted.push_str(" …");
+    }
+    format!(
+        "You said: \"{quoted}\". This answer comes from the agent-edge demo agent, \
+         streamed one word at a time after it checked the request's SigV4 signature and body hash."
+    )
+}
+
+/// `messageStart` and one `contentBlockDelta` per text, one chunk each.
+fn stream_start(texts: &[&str]) -> Vec<Bytes> {
+    let mut chunks = vec![Bytes::from(sse_event(
+        &json!({"event": {"messageStart": {"role": "assistant"}}}),
+    ))];
+    for text in texts {
+        chunks.push(Bytes::from(sse_event(
+            &json!({"event": {"contentBlockDelta": {
+            "delta": {"text": text}, "contentBlockIndex": 0}}}),
+        )));
+    }
+    chunks
+}
+
+/// `contentBlockStop` and `messageStop`, as one chunk.
+fn stream_end() -> Bytes {
+    let mut closing = sse_event(&json!({"event": {"contentBlockStop": {"contentBlockIndex": 0}}}));
+    closing.push_str(&sse_event(
+        &json!({"event": {"messageStop": {"stopReason": "end_turn"}}}),
+    ));
+    Bytes::from(closing)
+}
+
+/// Bytes of every value, control characters and invalid UTF-8 included,
+/// from a fixed xorshift sequence.
+fn garbage(len: usize) -> Bytes {
+    let mut state: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 24) as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// `data` as a gzip member of stored (uncompressed) deflate blocks: valid
+/// gzip for any client, without a compression crate.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut blocks = data.chunks(u16::MAX as usize).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE), bit by bit: the bodies are small.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Notes how a streamed answer ended when its body is dropped: by hyper
+/// after the last frame, or earlier when the caller hangs up.
+struct StreamWatch {
+    state: Arc<State>,
+    session_id: String,
+    started: Instant,
+    sent: AtomicBool,
+}
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        self.state.record_stream(StreamRecord {
+            session_id: std::mem::take(&mut self.session_id),
+            started: self.started,
+            ended: Instant::now(),
+            end: if self.sent.load(Ordering::Relaxed) {
+                StreamEnd::Sent
+            } else {
+                StreamEnd::CallerLeft
+            },
+        });
+    }
+}
+
+/// The SSE body of a [`Plan`], produced lazily so the delays are real.
+fn sse_body(plan: Plan, received: Instant, watch: StreamWatch) -> Body {
+    enum Step {
+        Start,
+        Delta(usize),
+        Closing,
+        Done,
+    }
+    let plan = Arc::new(plan);
+    // Owned by the body: dropped with it, at the end or when the caller leaves.
+    let watch = Arc::new(watch);
+    let stream = futures::stream::unfold(Step::Start, move |step| {
+        let plan = plan.clone();
+        let watch = watch.clone();
+        async move {
+            let (bytes, next) = match step {
+                Step::Start => (
+                    sse_event(&json!({"event": {"messageStart": {"role": "assistant"}}})),
+                    if plan.deltas.is_empty() {
+                        Step::Closing
+                    } else {
+                        Step::Delta(0)
+                    },
+                ),
+                Step::Delta(i) => {
+                    if i > 0 {
+                        tokio::time::sleep(plan.delay).await;
+                    }
+                    let event = json!({"event": {"contentBlockDelta": {
+                        "delta": {"text": plan.deltas[i]}, "contentBlockIndex": 0}}});
+                    let next = if i + 1 < plan.deltas.len() {
+                        Step::Delta(i + 1)
+                    } else {
+                        Step::Closing
+                    };
+                    (sse_event(&event), next)
+                }
+                Step::Closing => {
+                    // A gap before the end, as between words; it also lets
+                    // the server flush what came before an abort.
+                    tokio::time::sleep(plan.delay).await;
+                    if plan.end != End::Stall {
+                        watch.sent.store(true, Ordering::Relaxed);
+                    }
+                    match plan.end {
+                        End::Complete => {
+                            let output_tokens = plan.deltas.len();
+                            let latency_ms = received.elapsed().as_millis() as u64;
+                            let mut closing = String::from_utf8(stream_end().to_vec())
+                                .expect("serde_json writes UTF-8");
+                            closing.push_str(&sse_event(&json!({"event": {"metadata": {
+                                "usage": {
+                                    "inputTokens": plan.input_tokens,
+                                    "outputTokens": output_tokens,
+                                    "totalTokens": plan.input_tokens + output_tokens
+                                },
+                                "metrics": {"latencyMs": latency_ms}
+                            }}})));
+                            (closing, Step::Done)
+                        }
+                        End::SdkError => (
+                            sse_event(&json!({
+                                "error": "demo failure requested by the prompt",
+                                "error_type": "RuntimeError",
+                                "message": "An error occurred during streaming"
+                            })),
+                            Step::Done,
+                        ),
+                        End::Abort => {
+                            let cut =
+                                io::Error::new(io::ErrorKind::ConnectionAborted, "demo abort");
+                            return Some((Err(cut), Step::Done));
+                        }
+                        End::Stall => {
+                            // Until the client hangs up, which drops this.
+                            std::future::pending::<()>().await;
+                            return None;
+                        }
+                    }
+                }
+                Step::Done => return None,
+            };
+            Some((Ok(Frame::data(Bytes::from(bytes))), next))
+        }
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// The chunks of a [`Raw`] answer, `delay` apart.
+fn raw_body(raw: Raw) -> Body {
+    let Raw {
+        chunks,
+        delay,
+        abort,
+        ..
+    } = raw;
+    let count = chunks.len();
+    let stream = futures::stream::unfold(
+        (chunks.into_iter(), 0usize),
+        move |(mut chunks, sent)| async move {
+            if sent > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            match chunks.next() {
+                Some(chunk) => Some((Ok(Frame::data(chunk)), (chunks, sent + 1))),
+                None if abort && sent == count => {
+                    let cut = io::Error::new(io::ErrorKind::ConnectionAborted, "demo abort");
+                    Some((Err(cut), (chunks, sent + 1)))
+                }
+                None => None,
+            }
+        },
+    );
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// `data: <json>\n\n`, the JSON as Python's `json.dumps(obj, ensure_ascii=False)`.
+fn sse_event(value: &Value) -> String {
+    format!("data: {}\n\n", python_json(value))
+}
+
+/// JSON with Python's default separators, `", "` and `": "`. serde_json only
+/// ships compact and pretty formatters, hence this small one. Escaping is the
+/// same as Python's with `ensure_ascii=False`: control characters, `"` and `\`.
+pub fn python_json(value: &Value) -> String {
+    struct PythonFormatter;
+    impl serde_json::ser::Formatter for PythonFormatter {
+        fn begin_array_value<W: ?Sized + io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b", ")
+            }
+        }
+        fn begin_object_key<W: ?Sized + io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b", ")
+            }
+        }
+        fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+            w.write_all(b": ")
+        }
+    }
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    serde::Serialize::serialize(value, &mut serializer).expect("a Value always serializes");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// An AWS error body echoing everything secret the demo knows, for tests
+/// that the gateway never relays an origin's error body.
+fn echo_secrets_error(
+    settings: &DemoOriginSettings,
+    head: &http::request::Parts,
+    status: StatusCode,
+) -> AwsError {
+    let credentials = &settings.credentials;
+    let account = settings.runtime_arn.split(':').nth(4).unwrap_or_default();
+    let authorization = header_text(head, AUTHORIZATION.as_str());
+    let error_type = match status.as_u16() {
+        400 => "ValidationException",
+        402 => "ServiceQuotaExceededException",
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        409 => "RetryableConflictException",
+        424 => "RuntimeClientError",
+        429 => "ThrottlingException",
+        _ => "InternalServerException",
+    };
+    AwsError::new(
+        status,
+        error_type,
+        format!(
+            "Demo failure for agent '{}' in account {account}: signed by {} with secret {} \
+             and session token {}; Authorization: {authorization}",
+            settings.runtime_arn,
+            credentials.access_key_id,
+            credentials.secret_access_key.expose(),
+            credentials
+                .session_token
+                .as_ref()
+                .map_or("(none)", Secret::expose),
+        ),
+    )
+}
+
+/// A stream that quotes the request's secrets where an agent might: in
+/// its usage metadata and in its error event (the path with the encoded
+/// ARN, in both cases of hex, the `Authorization` and session token
+/// headers, the account id).
+fn echo_request(settings: &DemoOriginSettings, head: &http::request::Parts) -> Raw {
+    let path = head.uri.path().to_owned();
+    let authorization = header_text(head, AUTHORIZATION.as_str());
+    let token = header_text(head, "x-amz-security-token");
+    let account = settings.runtime_arn.split(':').nth(4).unwrap_or_default();
+    let mut chunks = stream_start(&["echo"]);
+    chunks.push(Bytes::from(sse_event(&json!({"event": {"metadata": {
+        "usage": {
+            "inputTokens": 1,
+            "outputTokens": 1,
+            "totalTokens": 2,
+            "echo": {"authorization": authorization, "path": path}
+        }
+    }}}))));
+    chunks.push(Bytes::from(sse_event(&json!({
+        "error": format!(
+            "echo of {} {path} ({}) Authorization: {authorization}; \
+             X-Amz-Security-Token: {token}; account {account}",
+            head.method,
+            path.replace("%3A", "%3a").replace("%2F", "%2f")
+        ),
+        "error_type": "RuntimeError",
+        "message": "An error occurred during streaming"
+    }))));
+    Raw {
+        content_type: "text/event-stream; charset=utf-8".to_owned(),
+        content_encoding: None,
+        chunks,
+        delay: Duration::ZERO,
+        abort: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::super::test_support::*;
+    use super::super::{DEMO_ACCESS_KEY_ID, DEMO_RUNTIME_ARN, DEMO_SECRET_ACCESS_KEY};
+    use super::*;
+
+    #[tokio::test]
+    async fn events_prompt_streams_numbered_deltas() {
+        let origin = start(fast()).await;
+        let body = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/events 5 1"}"#,
+            SystemTime::now(),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+        let events = data_lines(&body);
+        let texts: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["event"]["contentBlockDelta"]["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(texts, ["1", " 2", " 3", " 4", " 5"]);
+        assert_eq!(events.len(), 9);
+    }
+
+    #[tokio::test]
+    async fn events_prompt_groups_numbers_into_deltas() {
+        let origin = start(fast()).await;
+        let body = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/events 8 0 3"}"#,
+            SystemTime::now(),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+        let texts: Vec<String> = data_lines(&body)
+            .iter()
+            .filter_map(|e| e["event"]["contentBlockDelta"]["delta"]["text"].as_str())
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(texts, ["1 2 3", " 4 5 6", " 7 8"]);
+    }
+
+    #[tokio::test]
+    async fn error_after_prompt_ends_with_the_sdk_error_event() {
+        let origin = start(fast()).await;
+        let body = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/error-after 2"}"#,
+            SystemTime::now(),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert!(body.ends_with(
+            "data: {\"error\": \"demo failure requested by the prompt\", \"error_type\": \"RuntimeError\", \
+             \"message\": \"An error occurred during streaming\"}\n\n"
+        ), "{body}");
+        assert_eq!(data_lines(&body).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn abort_after_prompt_cuts_the_connection() {
+        let origin = start(fast()).await;
+        let response = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/abort-after 1"}"#,
+            SystemTime::now(),
+        ))
+        .await;
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn origin_error_prompt_echoes_secrets() {
+        let origin = start(fast()).await;
+        let response = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/origin-error 429"}"#,
+            SystemTime::now(),
+        ))
+        .await;
+        let (status, error_type, message) = rejection(response).await;
+        assert_eq!((status, error_type.as_str()), (429, "ThrottlingException"));
+        for secret in [
+            DEMO_RUNTIME_ARN,
+            "123456789012",
+            DEMO_ACCESS_KEY_ID,
+            DEMO_SECRET_ACCESS_KEY,
+        ] {
+            assert!(message.contains(secret), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn json_prompt_answers_json() {
+        let origin = start(fast()).await;
+        let response = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/json hi"}"#,
+            SystemTime::now(),
+        ))
+        .await;
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let text: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert!(text.as_str().unwrap().starts_with("You said: \"hi\"."));
+    }
+
+    #[test]
+    fn python_json_separators_and_unicode() {
+        let value = json!({"a": [1, 2, {"b": "ü\n\"x\""}], "c": null, "d": 1.5});
+        assert_eq!(
+            python_json(&value),
+            r#"{"a": [1, 2, {"b": "ü\n\"x\""}], "c": null, "d": 1.5}"#
+        );
+    }
+    async fn answer_to(prompt: &str) -> reqwest::Response {
+        let origin = start(fast()).await;
+        let payload = json!({ "prompt": prompt }).to_string();
+        let response = send(signed(&origin.origin_config(), &payload, SystemTime::now())).await;
+        // The server stops with `origin`: read what is needed first.
+        std::mem::forget(origin);
+        response
+    }
+
+    #[tokio::test]
+    async fn reset_prompt_closes_before_the_head() {
+        let origin = start(fast()).await;
+        let request = signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/reset"}"#,
+            SystemTime::now(),
+        );
+        let request = reqwest::Request::try_from(request).unwrap();
+        assert!(reqwest::Client::new().execute(request).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn origin_html_prompt_answers_an_html_page() {
+        let response = answer_to("/origin-html 502").await;
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/html");
+        assert!(response
+            .text()
+            .await
+            .unwrap()
+            .starts_with("<!doctype html>"));
+    }
+
+    #[tokio::test]
+    async fn slow_headers_prompt_waits_before_the_head() {
+        let started = Instant::now();
+        let response = answer_to("/slow-headers 300").await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(response.status(), 200);
+        assert_eq!(data_lines(&response.text().await.unwrap()).len(), 7);
+    }
+
+    #[tokio::test]
+    async fn stall_prompt_sends_its_deltas_then_nothing() {
+        let mut response = answer_to("/stall-after 2").await;
+        let mut body = Vec::new();
+        let read = async {
+            while let Ok(Some(chunk)) = response.chunk().await {
+                body.extend_from_slice(&chunk);
+            }
+        };
+        let ended = tokio::time::timeout(Duration::from_millis(500), read).await;
+        assert!(ended.is_err(), "the body is still open");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains(r#"{"text": " 2"}"#), "{text}");
+        assert!(!text.contains("messageStop"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn drop_mid_event_prompt_cuts_inside_an_event() {
+        let mut response = answer_to("/drop-mid-event").await;
+        let mut body = Vec::new();
+        let error = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => panic!("the body ended cleanly: {body:?}"),
+                Err(error) => break error,
+            }
+        };
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.ends_with(r#"{"text": " 2"#), "{text:?} then {error}");
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_prompt_sends_bytes_that_are_not_utf8() {
+        let body = answer_to("/invalid-utf8").await.bytes().await.unwrap();
+        assert!(std::str::from_utf8(&body).is_err());
+        assert!(body.windows(2).any(|w| w == b"\xff\xfe"));
+        assert!(body.ends_with(b"\"stopReason\": \"end_turn\"}}}\n\n"));
+    }
+
+    #[tokio::test]
+    async fn big_event_prompt_sends_one_large_delta() {
+        let body = answer_to("/big-event 100000").await.text().await.unwrap();
+        let events = data_lines(&body);
+        let text = events[1]["event"]["contentBlockDelta"]["delta"]["text"]
+            .as_str()
+            .unwrap();
+        assert_eq!(text.len(), 100_000);
+    }
+
+    #[tokio::test]
+    async fn garbage_and_content_type_prompts_send_what_they_say() {
+        let response = answer_to("/garbage").await;
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/event-stream; charset=utf-8"
+        );
+        let body = response.bytes().await.unwrap();
+        assert_eq!(body, garbage(4096));
+        assert!(body.contains(&0) && std::str::from_utf8(&body).is_err());
+
+        let response = answer_to("/content-type text/html").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/html");
+    }
+
+    #[test]
+    fn gzip_stored_is_valid_gzip() {
+        // The CRC-32 check value of RFC 3720's example.
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let data = b"data: {}\n\n".repeat(10_000);
+        let gz = gzip_stored(&data);
+        assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
+        assert_eq!(
+            gz.len(),
+            data.len() + 10 + 8 + 5 * data.len().div_ceil(65_535)
+        );
+        assert_eq!(&gz[gz.len() - 4..], &(data.len() as u32).to_le_bytes());
+    }
+
+    #[tokio::test]
+    async fn gzip_prompt_sends_a_gzip_encoded_stream() {
+        let response = answer_to("/gzip").await;
+        assert_eq!(response.headers()[CONTENT_ENCODING], "gzip");
+        let body = response.bytes().await.unwrap();
+        assert_eq!(&body[..2], &[0x1f, 0x8b]);
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(r#"{"text": " 3"}"#), "stored blocks: {text}");
+    }
+
+    #[tokio::test]
+    async fn echo_prompts_quote_the_request_even_unsigned() {
+        let origin = start(fast()).await;
+        let unsigned = crate::config::OriginConfig {
+            auth: crate::config::OriginAuth::None,
+            ..origin.origin_config()
+        };
+        let mut request = signed(
+            &unsigned,
+            r#"{"prompt":"/echo-error-type"}"#,
+            SystemTime::now(),
+        );
+        request.headers_mut().insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc.def.ghi"),
+        );
+        let (status, error_type, _) = rejection(send(request).await).await;
+        assert_eq!((status, error_type.as_str()), (500, "Bearer abc.def.ghi"));
+
+        let body = send(signed(
+            &origin.origin_config(),
+            r#"{"prompt":"/echo-request"}"#,
+            SystemTime::now(),
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+        let events = data_lines(&body);
+        let usage = &events[2]["event"]["metadata"]["usage"];
+        assert!(usage["echo"]["authorization"]
+            .as_str()
+            .unwrap()
+            .contains(DEMO_ACCESS_KEY_ID));
+        let error = events[3]["error"].as_str().unwrap();
+        assert!(
+            error.contains("arn%3aaws%3a") && error.contains("arn%3Aaws%3A"),
+            "{error}"
+        );
+        assert!(error.contains("Signature="), "{error}");
+    }
+}
