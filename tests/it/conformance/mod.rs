@@ -62,6 +62,7 @@ mod worker_config;
 mod cors;
 mod faults;
 mod jwt;
+mod key_refresh;
 mod logs;
 mod modes;
 mod origin_errors;
