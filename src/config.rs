@@ -262,6 +262,33 @@ pub struct Config {
     /// Longest silence between two origin body bytes before the stream ends
     /// with `origin_idle_timeout` (keepalives go on meanwhile).
     pub origin_idle_timeout_seconds: u64,
+    /// The native server's client connections (other platforms manage their own).
+    pub client_limits: ClientLimits,
+}
+
+/// Limits on the native server's client connections, of the nginx/Envoy
+/// kind. Workers and Lambda front ends enforce their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// `CLIENT_HEADER_TIMEOUT_SECONDS`: time for a request head to arrive,
+    /// counted from when the server waits for it (accept, or the previous
+    /// response on a kept-alive connection).
+    pub header_timeout_seconds: u64,
+    /// `CLIENT_IDLE_TIMEOUT_SECONDS`: a connection with no request in flight
+    /// for this long is closed; at most the header timeout, which also runs
+    /// while a connection waits for its next request.
+    pub idle_timeout_seconds: u64,
+    /// `CLIENT_BODY_TIMEOUT_SECONDS`: time for the whole request body to
+    /// arrive, counted from the end of the head (then 408).
+    pub body_timeout_seconds: u64,
+    /// `MAX_HEADER_BYTES`: request line plus headers (then 431).
+    pub max_header_bytes: usize,
+    /// `MAX_CONNECTIONS`: open client connections; further ones wait in the
+    /// listen backlog until one closes.
+    pub max_connections: usize,
+    /// `SHUTDOWN_GRACE_SECONDS`: on SIGTERM/SIGINT, how long streams in
+    /// flight may go on before they are ended with their mode's error.
+    pub shutdown_grace_seconds: u64,
 }
 
 /// Every variable [`Config::from_lookup`] reads: adapters that must name
@@ -292,6 +319,12 @@ pub const VARIABLES: &[&str] = &[
     "ORIGIN_TIMEOUT_SECONDS",
     "UI",
     "ORIGIN_IDLE_TIMEOUT_SECONDS",
+    "CLIENT_HEADER_TIMEOUT_SECONDS",
+    "CLIENT_IDLE_TIMEOUT_SECONDS",
+    "CLIENT_BODY_TIMEOUT_SECONDS",
+    "MAX_HEADER_BYTES",
+    "MAX_CONNECTIONS",
+    "SHUTDOWN_GRACE_SECONDS",
 ];
 
 /// Default for `MAX_EVENT_BYTES`.
@@ -438,6 +471,7 @@ impl Config {
                 1,
                 86_400,
             )?,
+            client_limits: client_limits(&get)?,
         })
     }
 
@@ -447,6 +481,26 @@ impl Config {
             .iter()
             .any(|allowed| allowed == "*" || allowed == origin)
     }
+}
+
+fn client_limits(get: &impl Fn(&str) -> Option<String>) -> Result<ClientLimits, ConfigError> {
+    let limits = ClientLimits {
+        header_timeout_seconds: number(get, "CLIENT_HEADER_TIMEOUT_SECONDS", 30, 1, 3600)?,
+        idle_timeout_seconds: number(get, "CLIENT_IDLE_TIMEOUT_SECONDS", 15, 1, 3600)?,
+        body_timeout_seconds: number(get, "CLIENT_BODY_TIMEOUT_SECONDS", 60, 1, 3600)?,
+        // hyper needs at least 8 KiB to read a head.
+        max_header_bytes: number(get, "MAX_HEADER_BYTES", 32 * 1024, 8 * 1024, 1 << 20)?,
+        max_connections: number(get, "MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
+        shutdown_grace_seconds: number(get, "SHUTDOWN_GRACE_SECONDS", 30, 0, 86_400)?,
+    };
+    if limits.idle_timeout_seconds > limits.header_timeout_seconds {
+        // The wait for the next request head counts against the header timeout.
+        return Err(ConfigError::new(
+            "CLIENT_IDLE_TIMEOUT_SECONDS",
+            "must not exceed CLIENT_HEADER_TIMEOUT_SECONDS, which also bounds the wait for the next request",
+        ));
+    }
+    Ok(limits)
 }
 
 fn jwt_config(get: &impl Fn(&str) -> Option<String>) -> Result<JwtConfig, ConfigError> {
@@ -595,6 +649,42 @@ mod tests {
         assert_eq!(c.default_mode, ResponseMode::Original);
         assert_eq!(c.max_body_bytes, 1_048_576);
         assert_eq!(c.keepalive_seconds, 15);
+        assert_eq!(
+            c.client_limits,
+            ClientLimits {
+                header_timeout_seconds: 30,
+                idle_timeout_seconds: 15,
+                body_timeout_seconds: 60,
+                max_header_bytes: 32 * 1024,
+                max_connections: 10_000,
+                shutdown_grace_seconds: 30,
+            }
+        );
+    }
+
+    #[test]
+    fn client_limits_are_validated_naming_the_variable() {
+        for (name, value) in [
+            ("CLIENT_HEADER_TIMEOUT_SECONDS", "0"),
+            ("CLIENT_IDLE_TIMEOUT_SECONDS", "31"),
+            ("CLIENT_BODY_TIMEOUT_SECONDS", "soon"),
+            ("MAX_HEADER_BYTES", "4096"),
+            ("MAX_CONNECTIONS", "0"),
+            ("SHUTDOWN_GRACE_SECONDS", "-1"),
+        ] {
+            let mut vars = base();
+            vars.push((name, value));
+            assert_eq!(config(&vars).unwrap_err().variable, name, "{name}={value}");
+        }
+        let mut vars = base();
+        vars.extend([
+            ("CLIENT_HEADER_TIMEOUT_SECONDS", "120"),
+            ("CLIENT_IDLE_TIMEOUT_SECONDS", "90"),
+        ]);
+        assert_eq!(
+            config(&vars).unwrap().client_limits.idle_timeout_seconds,
+            90
+        );
     }
 
     #[test]

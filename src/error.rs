@@ -82,6 +82,9 @@ codes! {
         "the request body must be JSON (Content-Type: application/json)";
     BodyTooLarge = "body_too_large", answered(StatusCode::PAYLOAD_TOO_LARGE),
         "the request body is too large";
+    /// RFC 9112 section 3.2: no `Host`, more than one, or not an authority.
+    InvalidHost = "invalid_host", answered(StatusCode::BAD_REQUEST),
+        "the request needs exactly one valid Host header";
     /// The request head could not be converted (Workers only).
     InvalidRequest = "invalid_request", answered(StatusCode::BAD_REQUEST),
         "the request is malformed";
@@ -98,6 +101,9 @@ codes! {
     // The body.
     BodyReadFailed = "body_read_failed", answered(StatusCode::BAD_REQUEST),
         "the request body could not be read";
+    /// Not all there within the native server's `CLIENT_BODY_TIMEOUT_SECONDS`.
+    BodyTimeout = "body_timeout", answered(StatusCode::REQUEST_TIMEOUT),
+        "the request body did not arrive in time";
     InvalidJson = "invalid_json", answered(StatusCode::BAD_REQUEST),
         "the request body is not valid JSON";
     InvalidBody = "invalid_body", answered(StatusCode::BAD_REQUEST),
@@ -147,6 +153,9 @@ codes! {
     /// Nothing from the origin for `ORIGIN_IDLE_TIMEOUT_SECONDS`.
     OriginIdleTimeout = "origin_idle_timeout", IN_STREAM,
         "the agent stopped sending";
+    /// The server is shutting down and the stream outlived the grace.
+    ShuttingDown = "shutting_down", IN_STREAM,
+        "the gateway is shutting down; retry the request";
 }
 
 impl Code {

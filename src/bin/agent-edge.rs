@@ -275,7 +275,7 @@ Press Ctrl-C to stop. One JSON log line per request follows.
         issuer = issuer_server.issuer_url(),
     );
     native::shutdown_signal().await;
-    gateway.shutdown().await;
+    gateway.drain().await;
     drop(origin);
     drop(issuer_server);
     Ok(())

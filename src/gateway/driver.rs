@@ -48,6 +48,8 @@ pub enum BodyError {
     TooLarge,
     /// The client's connection failed while sending it.
     Io(String),
+    /// Not all there within the adapter's body timeout.
+    TimedOut,
 }
 
 /// What a runtime provides. Clocks: `now_ms` is monotonic, `now` is the wall
@@ -221,6 +223,7 @@ async fn invoke<P: Platform>(
     let body = body.await.map_err(|e| match e {
         BodyError::TooLarge => gateway.body_too_large(),
         BodyError::Io(detail) => GatewayError::new(Code::BodyReadFailed).with_detail(detail),
+        BodyError::TimedOut => GatewayError::new(Code::BodyTimeout),
     })?;
     let invocation = gateway.parse_invocation(head, &body, ctx)?;
 
@@ -434,6 +437,24 @@ pub enum ResponseBody<P: Platform> {
     Stream(Box<StreamBody<P>>),
 }
 
+impl<P: Platform> ResponseBody<P> {
+    /// Ends a stream now because the server is shutting down: its mode's
+    /// in-band error, logged with outcome `shutdown`. The bytes to send
+    /// last, or `None` when there is nothing more to send.
+    pub fn shut_down(&mut self) -> Option<Bytes> {
+        match self {
+            ResponseBody::Full(body) => body.take(),
+            ResponseBody::Stream(stream) if stream.origin.is_some() => {
+                if let Some(log) = &mut stream.log {
+                    log.outcome = Some(Outcome::Shutdown);
+                }
+                Some(stream.end(Some(StreamError::new(Code::ShuttingDown))))
+            }
+            ResponseBody::Stream(_) => None,
+        }
+    }
+}
+
 impl<P: Platform> Stream for ResponseBody<P> {
     type Item = Bytes;
 
@@ -489,7 +510,8 @@ impl<P: Platform> StreamBody<P> {
         };
         let tail = self.transformer.finish(error);
         if let Some(mut log) = self.log.take() {
-            log.outcome = Some(outcome);
+            // A cause set before the end (shutdown) stands.
+            log.outcome.get_or_insert(outcome);
             log.error = code;
             log.bytes_out += tail.len() as u64;
             if log.ttfb_ms.is_none() && !tail.is_empty() {

@@ -58,6 +58,9 @@ log_values! {
         OriginError = "origin_error",
         /// The client went away before the end.
         ClientClosed = "client_closed",
+        /// Still running when the server's shutdown grace ran out; ended
+        /// with the mode's error.
+        Shutdown = "shutdown",
     }
 }
 
@@ -75,6 +78,16 @@ log_values! {
         /// The configuration is invalid: every request answers 500 (adapters
         /// that cannot refuse to start, like a Lambda function).
         InvalidConfiguration = "invalid_configuration",
+        /// The native server stopped accepting and drains its connections.
+        ShutdownStarted = "shutdown_started",
+        /// The shutdown grace ran out: remaining streams end with their error.
+        ShutdownGraceOver = "shutdown_grace_over",
+        /// Every connection closed (or the last ones were abandoned).
+        ShutdownComplete = "shutdown_complete",
+        /// `MAX_CONNECTIONS` are open: new connections wait in the backlog.
+        ConnectionLimitReached = "connection_limit_reached",
+        /// The open-files limit is too low for `MAX_CONNECTIONS`.
+        OpenFileLimit = "open_file_limit",
     }
 }
 
@@ -164,7 +177,7 @@ impl RequestLog {
             status: status.as_u16(),
             mode: ctx.mode,
             session_id: ctx.session_id.clone(),
-            sub: ctx.subject.clone(),
+            sub: ctx.subject.as_deref().map(super::capped),
             bytes_in: ctx.bytes_in,
             bytes_out: 0,
             ttfb_ms: None,

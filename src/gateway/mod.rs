@@ -49,6 +49,8 @@ const SESSION_ID_LEN: std::ops::RangeInclusive<usize> = 33..=256;
 pub const STREAM_CACHE_CONTROL: &str = "no-cache, no-transform";
 /// `Content-Encoding` of a stream: the bytes as produced.
 pub const STREAM_CONTENT_ENCODING: &str = "identity";
+/// Longest text taken from a request into a log field (method, path, subject).
+pub const MAX_LOG_FIELD_CHARS: usize = 256;
 const EXPOSED_HEADERS: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id, X-Request-Id";
 const ALLOWED_HEADERS: &str =
     "authorization, content-type, accept, x-amzn-bedrock-agentcore-runtime-session-id, x-request-id";
@@ -102,8 +104,8 @@ impl RequestContext {
             request_id,
             started_ms,
             unix_ms,
-            method: head.method.as_str().to_owned(),
-            path: head.uri.path().chars().take(256).collect(),
+            method: capped(head.method.as_str()),
+            path: capped(head.uri.path()),
             cors_origin: None,
             mode: None,
             session_id: None,
@@ -112,6 +114,11 @@ impl RequestContext {
             session_seed: session_seed.try_into().expect("16 bytes"),
         }
     }
+}
+
+/// At most [`MAX_LOG_FIELD_CHARS`] characters of `text`.
+fn capped(text: &str) -> String {
+    text.chars().take(MAX_LOG_FIELD_CHARS).collect()
 }
 
 /// A parsed invocation: the agent's payload and the gateway's decisions.
@@ -163,6 +170,7 @@ impl Gateway {
         head: &http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<Route, GatewayError> {
+        check_host(head)?;
         ctx.cors_origin = head
             .headers
             .get(header::ORIGIN)
@@ -525,6 +533,26 @@ pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
         }
     }
     error
+}
+
+/// RFC 9112 section 3.2: exactly one `Host`, a valid authority (an HTTP/1.0
+/// request may omit it).
+fn check_host(head: &http::request::Parts) -> Result<(), GatewayError> {
+    let mut hosts = head.headers.get_all(header::HOST).iter();
+    let valid = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .is_some_and(|a| !a.as_str().contains('@')),
+        (None, _) => head.version < http::Version::HTTP_11,
+        (Some(_), Some(_)) => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(GatewayError::new(Code::InvalidHost))
+    }
 }
 
 fn method_not_allowed(allow: &'static str) -> GatewayError {

@@ -22,8 +22,12 @@ fn gateway(extra: &[(&str, &str)]) -> Gateway {
     Gateway::new(Config::from_lookup(|n| vars.get(n).cloned()).unwrap())
 }
 
+/// A request head; `Host: gateway.test` unless `headers` name a host.
 fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
     let mut builder = http::Request::builder().method(method).uri(uri);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        builder = builder.header("host", "gateway.test");
+    }
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
@@ -550,4 +554,43 @@ fn a_2xx_origin_answer_streams_only_as_an_event_stream_or_json() {
         let got = got.as_ref().map(String::as_str).map_err(|e| *e);
         assert_eq!(got, *expected, "{content_type:?}");
     }
+}
+
+#[test]
+fn host_must_be_present_once_and_valid() {
+    let g = gateway(&[]);
+    let post = |headers: &[(&str, &str)]| {
+        filter(&g, &head("POST", "/invocations", headers)).map_err(|e| (e.status, e.code))
+    };
+    assert_eq!(post(&[]), Ok(None));
+    assert_eq!(post(&[("host", "gateway.test:8787")]), Ok(None));
+    let invalid = Err((StatusCode::BAD_REQUEST, Code::InvalidHost));
+    assert_eq!(post(&[("host", "a.test"), ("host", "b.test")]), invalid);
+    assert_eq!(post(&[("host", "")]), invalid);
+    assert_eq!(post(&[("host", "a.test, b.test")]), invalid);
+    assert_eq!(post(&[("host", "user@a.test")]), invalid);
+    let mut no_host = head("POST", "/invocations", &[]);
+    no_host.headers.remove("host");
+    assert_eq!(
+        filter(&g, &no_host).map_err(|e| e.code),
+        Err(Code::InvalidHost)
+    );
+    // HTTP/1.0 has no Host requirement.
+    no_host.version = http::Version::HTTP_10;
+    assert_eq!(filter(&g, &no_host).map_err(|e| e.code), Ok(None));
+}
+
+#[test]
+fn log_fields_taken_from_the_request_are_capped() {
+    let long_method = "M".repeat(350_000);
+    // `http::Uri` takes up to 64 KiB.
+    let long_path = format!("/{}", "p".repeat(60_000));
+    let h = head(&long_method, &long_path, &[]);
+    let mut c = ctx(&h);
+    c.subject = Some("s".repeat(350_000));
+    let line = RequestLog::new(&c, StatusCode::NOT_FOUND).to_line();
+    assert!(line.len() < 4 * MAX_LOG_FIELD_CHARS, "{} bytes", line.len());
+    let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(parsed["method"], "M".repeat(MAX_LOG_FIELD_CHARS));
+    assert_eq!(parsed["sub"], "s".repeat(MAX_LOG_FIELD_CHARS));
 }

@@ -5,28 +5,37 @@
 //! A client that disconnects mid-stream makes hyper drop the response body,
 //! which owns the origin response: dropping it closes the origin connection,
 //! cancelling the origin request.
+//!
+//! Client connections are bounded ([`ClientLimits`]): hyper times out slow
+//! request heads and caps their size (431); this module adds the idle and
+//! body timeouts, the connection cap, the lingering close that lets clients
+//! read an early answer, and the graceful shutdown ([`GatewayServer::drain`]).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use http_body_util::{BodyExt, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http::HeaderValue;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{
     FetchRequest, FetchResponse, ISSUER_FETCH_TIMEOUT_MS, MAX_ISSUER_DOCUMENT_BYTES,
 };
-use crate::config::{AuthConfig, Config};
+use crate::config::{AuthConfig, ClientLimits, Config};
 use crate::gateway::driver::{self, BodyError, FetchError, KeyRefresh, Platform, Shared};
 use crate::gateway::rate_limit::RateDecision;
 use crate::gateway::{Event, EventName, Gateway, Level};
@@ -185,30 +194,106 @@ pub fn stderr_log() -> LogSink {
 }
 
 /// A running gateway. Dropping it (or [`GatewayServer::shutdown`]) stops
-/// accepting connections.
+/// accepting connections; [`GatewayServer::drain`] also lets the streams in
+/// flight finish.
 pub struct GatewayServer {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    control: Arc<ServerControl>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// What the accept loop and every connection watch.
+struct ServerControl {
+    /// Set on shutdown: stop accepting; connections close once idle.
+    stopping: watch::Sender<bool>,
+    /// Set when the shutdown grace is over: streams end with their mode's error.
+    grace_over: watch::Sender<bool>,
+    /// One permit per open client connection.
+    connections: Arc<Semaphore>,
+    limits: ClientLimits,
+    log: LogSink,
+}
+
+/// After the grace, how long the last streams have to write their error and close.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 impl GatewayServer {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting and waits for the accept loop to end.
+    /// Stops accepting and waits for the accept loop to end; connections
+    /// already open go on.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.control.stopping.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+
+    /// Graceful shutdown: stops accepting (new connections are refused),
+    /// closes idle connections, lets requests in flight finish for up to
+    /// `SHUTDOWN_GRACE_SECONDS`, then ends the remaining streams with their
+    /// mode's in-band error (logged with outcome `shutdown`). Returns when
+    /// every connection is closed, or shortly after the grace if some client
+    /// does not read its last bytes.
+    pub async fn drain(mut self) {
+        let control = self.control.clone();
+        let _ = control.stopping.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let open = control.open_connections();
+        let grace = Duration::from_secs(control.limits.shutdown_grace_seconds);
+        control.log_event(
+            Level::Info,
+            EventName::ShutdownStarted,
+            format!("{open} connections open; grace {} s", grace.as_secs()),
+        );
+        if tokio::time::timeout(grace, control.all_closed())
+            .await
+            .is_err()
+        {
+            let _ = control.grace_over.send(true);
+            control.log_event(
+                Level::Warn,
+                EventName::ShutdownGraceOver,
+                format!(
+                    "{} connections open; their streams end now",
+                    control.open_connections()
+                ),
+            );
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, control.all_closed()).await;
+        }
+        control.log_event(
+            Level::Info,
+            EventName::ShutdownComplete,
+            format!("{} connections left open", control.open_connections()),
+        );
+    }
+}
+
+impl ServerControl {
+    fn open_connections(&self) -> usize {
+        self.limits.max_connections - self.connections.available_permits()
+    }
+
+    /// Resolves when no client connection is open.
+    async fn all_closed(&self) {
+        let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        let _ = self.connections.acquire_many(all).await;
+    }
+
+    /// An event line with the number of open connections as its detail.
+    fn log_event(&self, level: Level, event: EventName, detail: String) {
+        let line = Event::new(driver::unix_ms(wall_clock()), level, event).with_detail(detail);
+        (self.log)(&line.to_line());
     }
 }
 
 impl Drop for GatewayServer {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        let _ = self.control.stopping.send(true);
     }
 }
 
@@ -228,67 +313,398 @@ pub async fn spawn(
         log(&auth_disabled_warning(driver::unix_ms(wall_clock())).to_line());
     }
     let addr = listener.local_addr()?;
+    let limits = config.client_limits.clone();
     let shared = Arc::new(Shared::new(Gateway::new(config)));
-    let platform = NativePlatform::new(log);
-    let (stop, mut stopped) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stopped.changed() => break,
-            };
-            let Ok((stream, _peer)) = accepted else {
-                // Out of descriptors and the like: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let shared = shared.clone();
-            let platform = platform.clone();
-            tokio::spawn(async move {
-                let service =
-                    service_fn(move |request| serve_one(shared.clone(), platform.clone(), request));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let platform = NativePlatform::new(log.clone());
+    let control = Arc::new(ServerControl {
+        stopping: watch::channel(false).0,
+        grace_over: watch::channel(false).0,
+        connections: Arc::new(Semaphore::new(limits.max_connections)),
+        limits,
+        log,
     });
+    let task = tokio::spawn(accept_loop(listener, control.clone(), shared, platform));
     Ok(GatewayServer {
         addr,
-        stop,
+        control,
         task: Some(task),
     })
 }
 
-type ClientBody = StreamBody<
-    futures::stream::Map<
-        driver::ResponseBody<NativePlatform>,
-        fn(Bytes) -> Result<Frame<Bytes>, Infallible>,
-    >,
->;
+/// Accepts while a connection permit is free: at the cap, new connections
+/// wait in the listen backlog (the kernel completes their handshake) and are
+/// served as soon as another closes; nothing in flight is disturbed.
+async fn accept_loop(
+    listener: TcpListener,
+    control: Arc<ServerControl>,
+    shared: Arc<Shared>,
+    platform: NativePlatform,
+) {
+    let mut stopping = control.stopping.subscribe();
+    let mut at_capacity_logged = false;
+    loop {
+        let permit = match control.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                at_capacity_logged = false;
+                permit
+            }
+            Err(_) => {
+                if !at_capacity_logged {
+                    at_capacity_logged = true;
+                    let open = control.open_connections();
+                    control.log_event(
+                        Level::Warn,
+                        EventName::ConnectionLimitReached,
+                        format!("{open} connections open; new ones wait in the listen backlog"),
+                    );
+                }
+                tokio::select! {
+                    permit = control.connections.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = stopping.wait_for(|stop| *stop) => break,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopping.wait_for(|stop| *stop) => break,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            // Out of descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            permit,
+            control.clone(),
+            shared.clone(),
+            platform.clone(),
+        ));
+    }
+    // Dropping the listener here makes the kernel refuse new connections.
+}
+
+/// One client connection: hyper with the header timeout and size cap, our
+/// idle timeout, and graceful shutdown.
+async fn serve_connection(
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    control: Arc<ServerControl>,
+    shared: Arc<Shared>,
+    platform: NativePlatform,
+) {
+    let limits = &control.limits;
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let activity = activity.clone();
+        let grace_over = control.grace_over.subscribe();
+        let body_timeout = Duration::from_secs(limits.body_timeout_seconds);
+        service_fn(move |request| {
+            serve_one(
+                shared.clone(),
+                platform.clone(),
+                request,
+                InFlight::start(&activity),
+                grace_over.clone(),
+                body_timeout,
+            )
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_seconds))
+        .max_header_size(limits.max_header_bytes);
+    let stream = LingeringStream::new(stream);
+    let linger = stream.linger.clone();
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut stopping = control.stopping.subscribe();
+    let idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if result.is_err_and(|e| e.is_timeout()) {
+                    // A head that did not arrive in time: nothing to deliver.
+                    linger.store(false, Ordering::Release);
+                }
+                break;
+            }
+            _ = activity.idle_for(idle_timeout), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = stopping.wait_for(|stop| *stop), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A connection's requests: how many are in flight, and since when none is.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since the process epoch of the last request start or end.
+    changed_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            changed_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let since = self.changed_ms.load(Ordering::Acquire);
+            let deadline = process_epoch() + Duration::from_millis(since) + timeout;
+            tokio::time::sleep_until(deadline.into()).await;
+            if self.in_flight.load(Ordering::Acquire) == 0
+                && self.changed_ms.load(Ordering::Acquire) == since
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// A request in flight on its connection, from its head until its response
+/// body is done or dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.changed_ms.store(now_ms(), Ordering::Release);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.changed_ms.store(now_ms(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn now_ms() -> u64 {
+    process_epoch().elapsed().as_millis() as u64
+}
+
+/// How long a closed connection keeps reading (and discarding) what the
+/// client still sends. Closing a socket with unread data makes the kernel
+/// send a reset, which can destroy the response the client has not read yet
+/// (nginx's "lingering close").
+const LINGER: Duration = Duration::from_secs(5);
+
+/// The client socket. When hyper is done with it and the client has not
+/// closed its side, the write side is shut and the rest of what the client
+/// sends is read and discarded for up to [`LINGER`] before the socket closes.
+struct LingeringStream {
+    stream: Option<TcpStream>,
+    /// Cleared when the client has closed its side, or is not worth waiting for.
+    linger: Arc<AtomicBool>,
+}
+
+impl LingeringStream {
+    fn new(stream: TcpStream) -> Self {
+        LingeringStream {
+            stream: Some(stream),
+            linger: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.stream.as_mut().expect("present until drop"))
+    }
+}
+
+impl AsyncRead for LingeringStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = self.stream().poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            if buf.filled().len() == before && buf.remaining() > 0 {
+                self.linger.store(false, Ordering::Release);
+            }
+        }
+        result
+    }
+}
+
+impl AsyncWrite for LingeringStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream().poll_shutdown(cx)
+    }
+}
+
+impl Drop for LingeringStream {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        if !self.linger.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 8192];
+            let _ = tokio::time::timeout(LINGER, async {
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        });
+    }
+}
+
+/// The client's response body: the driver's, ended in-band when the
+/// shutdown grace is over.
+pub struct ClientBody {
+    body: driver::ResponseBody<NativePlatform>,
+    /// Resolves when the shutdown grace is over; `None` once handled.
+    grace_over: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(grace_over) = &mut this.grace_over {
+            if grace_over.as_mut().poll(cx).is_ready() {
+                this.grace_over = None;
+                let tail = this.body.shut_down();
+                return Poll::Ready(tail.map(|bytes| Ok(Frame::data(bytes))));
+            }
+        }
+        Pin::new(&mut this.body)
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// A request body over at most this many bytes is read to the end even when
+/// the answer did not need it (an early 401, 404, 415...), so that the
+/// connection stays usable; a longer one closes the connection instead.
+const EARLY_ANSWER_DRAIN_BYTES: u64 = 64 * 1024;
+/// How long that read may take.
+const EARLY_ANSWER_DRAIN_TIME: Duration = Duration::from_millis(250);
 
 async fn serve_one(
     shared: Arc<Shared>,
     platform: NativePlatform,
     request: http::Request<Incoming>,
+    in_flight: InFlight,
+    mut grace_over: watch::Receiver<bool>,
+    body_timeout: Duration,
 ) -> Result<http::Response<ClientBody>, Infallible> {
     let (head, body) = request.into_parts();
     let limit = shared.gateway.config().max_body_bytes;
-    let read_body = async move {
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-            Err(e) => Err(BodyError::Io(e.to_string())),
-        }
+    let mut unread = Some(body);
+    let mut body_complete = false;
+    let read_body = async {
+        let body = unread.take().expect("the driver reads the body once");
+        let collect = Limited::new(body, limit).collect();
+        let result = match tokio::time::timeout(body_timeout, collect).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+            Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
+            Err(_) => Err(BodyError::TimedOut),
+        };
+        body_complete = result.is_ok();
+        result
     };
-    let response = driver::handle(&shared, &platform, head, read_body).await;
-    let to_frame: fn(Bytes) -> Result<Frame<Bytes>, Infallible> = |b| Ok(Frame::data(b));
-    Ok(response.map(|body| StreamBody::new(body.map(to_frame))))
+    let mut response = driver::handle(&shared, &platform, head, read_body).await;
+    let keep_alive = body_complete
+        || match unread {
+            Some(body) => drain(body).await,
+            None => false,
+        };
+    if !keep_alive {
+        // What the client still sends is read by the lingering close.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let streaming = matches!(response.body(), driver::ResponseBody::Stream(_));
+    let grace_over: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = streaming.then(|| {
+        Box::pin(async move {
+            let _ = grace_over.wait_for(|over| *over).await;
+        }) as Pin<Box<dyn Future<Output = ()> + Send>>
+    });
+    Ok(response.map(|body| ClientBody {
+        body,
+        grace_over,
+        _in_flight: in_flight,
+    }))
 }
 
-/// `agent-edge serve`: runs until Ctrl-C or SIGTERM.
+/// Reads an unneeded request body to its end if it is short and arrives
+/// promptly; whether it did (and the connection can be kept).
+async fn drain(body: Incoming) -> bool {
+    if body.is_end_stream() {
+        return true;
+    }
+    // A declared length is the lower bound.
+    if body.size_hint().lower() > EARLY_ANSWER_DRAIN_BYTES {
+        return false;
+    }
+    let limited = Limited::new(body, EARLY_ANSWER_DRAIN_BYTES as usize);
+    matches!(
+        tokio::time::timeout(EARLY_ANSWER_DRAIN_TIME, limited.collect()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `agent-edge serve`: runs until Ctrl-C or SIGTERM, then shuts down
+/// gracefully ([`GatewayServer::drain`]).
 pub async fn serve(config: Config, listen: SocketAddr) -> io::Result<()> {
+    raise_open_file_limit(&config, &stderr_log());
     let listener = TcpListener::bind(listen).await?;
     let server = spawn(config, listener, stderr_log()).await?;
     let mut listening = Event::new(
@@ -299,8 +715,29 @@ pub async fn serve(config: Config, listen: SocketAddr) -> io::Result<()> {
     listening.addr = Some(server.addr.to_string());
     eprintln!("{}", listening.to_line());
     shutdown_signal().await;
-    server.shutdown().await;
+    server.drain().await;
     Ok(())
+}
+
+/// Each stream holds two descriptors (client and origin): raise the soft
+/// limit to the hard one, and warn when `MAX_CONNECTIONS` cannot be reached.
+pub fn raise_open_file_limit(config: &Config, log: &LogSink) {
+    let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) else {
+        return;
+    };
+    let needed = 2 * config.client_limits.max_connections as u64 + 64;
+    if limit < needed {
+        let line = Event::new(
+            driver::unix_ms(wall_clock()),
+            Level::Warn,
+            EventName::OpenFileLimit,
+        )
+        .with_detail(format!(
+            "the open file limit is {limit}; MAX_CONNECTIONS={} needs about {needed} (two per stream); raise `ulimit -n` or lower MAX_CONNECTIONS",
+            config.client_limits.max_connections
+        ));
+        log(&line.to_line());
+    }
 }
 
 /// Ctrl-C or SIGTERM.

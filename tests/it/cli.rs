@@ -71,6 +71,15 @@ fn invalid_configuration_exits_non_zero_naming_the_variable() {
                 ("ORIGIN_URL", "http://127.0.0.1:9"),
                 ("ORIGIN_AUTH", "none"),
                 ("AUTH", "none"),
+                ("MAX_HEADER_BYTES", "1024"),
+            ],
+            "MAX_HEADER_BYTES",
+        ),
+        (
+            &[
+                ("ORIGIN_URL", "http://127.0.0.1:9"),
+                ("ORIGIN_AUTH", "none"),
+                ("AUTH", "none"),
                 ("LISTEN_ADDR", "nowhere"),
             ],
             "",

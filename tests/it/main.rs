@@ -7,6 +7,7 @@ mod botocore;
 mod boundary;
 mod browser;
 mod cli;
+mod client_limits;
 mod conformance;
 mod docs;
 #[path = "../support/issuer.rs"]
@@ -15,6 +16,7 @@ mod lambda_deploy;
 mod native_stack;
 mod pyenv;
 mod pyjwt;
+mod shutdown;
 mod sigv4;
 mod smoke;
 mod sse;

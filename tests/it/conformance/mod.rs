@@ -19,8 +19,9 @@
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
-//!   [`faults`] (the demo agent's fault prompts), and [`parity`] (the same
-//!   requests to every target, compared).
+//!   [`faults`] (the demo agent's fault prompts), [`early_errors`] (early
+//!   answers to keep-alive clients, the `Host` rule), and [`parity`] (the
+//!   same requests to every target, compared).
 //!
 //! Nothing secret anywhere: every answer a check reads through [`client`]
 //! is searched for every secret of the test configuration, and after every
@@ -60,6 +61,7 @@ mod worker_cache;
 mod worker_config;
 
 mod cors;
+mod early_errors;
 mod faults;
 mod jwt;
 mod key_refresh;
