@@ -3,6 +3,7 @@
 # is already there (a few seconds when everything is present):
 #   - the wasm32-unknown-unknown and aarch64-unknown-linux-gnu Rust targets,
 #     rustfmt and clippy;
+#   - cargo-fuzz (pinned), for the fuzz runs of the test command;
 #   - worker-build (pinned) and wasm-bindgen-cli at exactly the version of the
 #     wasm-bindgen library in Cargo.lock (the two must match);
 #   - wrangler, workerd, esbuild, binaryen's wasm-opt and playwright-core (which
@@ -20,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WORKER_BUILD_VERSION=0.8.7
+CARGO_FUZZ_VERSION=0.13.2
 PYTHON_REQUIREMENTS=(botocore==1.43.107 PyJWT==2.15.1 cryptography==50.0.2 cfn-lint==1.58.0)
 PYENV=target/pyenv
 CARGO_LAMBDA_VERSION=1.9.2
@@ -68,6 +70,12 @@ if [[ "$(version_of wasm-bindgen)" != "$wasm_bindgen_version" ]]; then
   # Not --locked: its lock file does not resolve for 0.2.130 (webpki-roots).
   step "cargo install wasm-bindgen-cli --version $wasm_bindgen_version (about 3 minutes)"
   cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
+fi
+
+# cargo-fuzz for the short fuzz runs of the test command (scripts/fuzz.sh).
+if [[ "$(version_of cargo fuzz)" != "$CARGO_FUZZ_VERSION" ]]; then
+  step "cargo install cargo-fuzz --version $CARGO_FUZZ_VERSION (about 2 minutes)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --force
 fi
 
 # --- Node packages: wrangler (with workerd and esbuild), binaryen --------------

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it (.ci/run): installs what is missing, then
 # formatting, lints (native and wasm32), the Worker's deploy bundle and its
-# size, the Lambda deployment zip, and all tests (which build the benchmarks
-# too). Stops at the first failure.
+# size, the Lambda deployment zip, all tests (which build the benchmarks
+# too), and short fuzz runs (scripts/fuzz.sh). Stops at the first failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -48,6 +48,8 @@ section "cargo test --all-targets, then the doc tests"
 cargo test --all-targets
 cargo test --doc
 
+section "fuzz: SSE parser, transformer, JWT parsing (20 s each, scripts/fuzz.sh)"
+scripts/fuzz.sh 20
 
 section "done"
 trap - EXIT
