@@ -39,10 +39,18 @@ async fn timed(t: &Target, prompt: &str, mode: &str, limit: Duration) -> (Timed,
     (reply, request_id)
 }
 
-/// The one log line of `request_id` (there must be exactly one).
+/// The one log line of `request_id` (there must be exactly one), waiting
+/// up to 10 s for it: a loaded Lambda runtime writes a large stream's line
+/// late.
 async fn logged_once(t: &Target, request_id: &str) -> Value {
-    let line = t.request_log(request_id).await;
     let needle = format!("\"request_id\":\"{request_id}\"");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline
+        && !t.logs.lines().iter().any(|l| l.contains(&needle))
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = t.request_log(request_id).await;
     let count = t
         .logs
         .lines()
