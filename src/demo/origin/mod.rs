@@ -543,6 +543,11 @@ mod test_support {
         .unwrap()
     }
 
+    /// A prompt's payload, signed now, sent to `origin`.
+    pub(super) async fn ask(origin: &DemoOrigin, payload: &str) -> reqwest::Response {
+        send(signed(&origin.origin_config(), payload, SystemTime::now())).await
+    }
+
     pub(super) async fn send(request: Request<Bytes>) -> reqwest::Response {
         let request = reqwest::Request::try_from(request).unwrap();
         reqwest::Client::new().execute(request).await.unwrap()

@@ -587,28 +587,27 @@ fn sse_event(value: &Value) -> String {
 /// same as Python's with `ensure_ascii=False`: control characters, `"` and `\`.
 pub fn python_json(value: &Value) -> String {
     struct PythonFormatter;
+    fn separator<W: ?Sized + io::Write>(w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
     impl serde_json::ser::Formatter for PythonFormatter {
         fn begin_array_value<W: ?Sized + io::Write>(
             &mut self,
             w: &mut W,
             first: bool,
         ) -> io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b", ")
-            }
+            separator(w, first)
         }
         fn begin_object_key<W: ?Sized + io::Write>(
             &mut self,
             w: &mut W,
             first: bool,
         ) -> io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b", ")
-            }
+            separator(w, first)
         }
         fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
             w.write_all(b": ")
@@ -705,15 +704,11 @@ mod tests {
     #[tokio::test]
     async fn events_prompt_streams_numbered_deltas() {
         let origin = start(fast()).await;
-        let body = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/events 5 1"}"#,
-            SystemTime::now(),
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        let body = ask(&origin, r#"{"prompt":"/events 5 1"}"#)
+            .await
+            .text()
+            .await
+            .unwrap();
         let events = data_lines(&body);
         let texts: Vec<&str> = events
             .iter()
@@ -726,15 +721,11 @@ mod tests {
     #[tokio::test]
     async fn events_prompt_groups_numbers_into_deltas() {
         let origin = start(fast()).await;
-        let body = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/events 8 0 3"}"#,
-            SystemTime::now(),
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        let body = ask(&origin, r#"{"prompt":"/events 8 0 3"}"#)
+            .await
+            .text()
+            .await
+            .unwrap();
         let texts: Vec<String> = data_lines(&body)
             .iter()
             .filter_map(|e| e["event"]["contentBlockDelta"]["delta"]["text"].as_str())
@@ -746,15 +737,11 @@ mod tests {
     #[tokio::test]
     async fn error_after_prompt_ends_with_the_sdk_error_event() {
         let origin = start(fast()).await;
-        let body = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/error-after 2"}"#,
-            SystemTime::now(),
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        let body = ask(&origin, r#"{"prompt":"/error-after 2"}"#)
+            .await
+            .text()
+            .await
+            .unwrap();
         assert!(body.ends_with(
             "data: {\"error\": \"demo failure requested by the prompt\", \"error_type\": \"RuntimeError\", \
              \"message\": \"An error occurred during streaming\"}\n\n"
@@ -765,12 +752,7 @@ mod tests {
     #[tokio::test]
     async fn abort_after_prompt_cuts_the_connection() {
         let origin = start(fast()).await;
-        let response = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/abort-after 1"}"#,
-            SystemTime::now(),
-        ))
-        .await;
+        let response = ask(&origin, r#"{"prompt":"/abort-after 1"}"#).await;
         assert_eq!(response.status(), 200);
         assert!(response.text().await.is_err());
     }
@@ -778,12 +760,7 @@ mod tests {
     #[tokio::test]
     async fn origin_error_prompt_echoes_secrets() {
         let origin = start(fast()).await;
-        let response = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/origin-error 429"}"#,
-            SystemTime::now(),
-        ))
-        .await;
+        let response = ask(&origin, r#"{"prompt":"/origin-error 429"}"#).await;
         let (status, error_type, message) = rejection(response).await;
         assert_eq!((status, error_type.as_str()), (429, "ThrottlingException"));
         for secret in [
@@ -799,12 +776,7 @@ mod tests {
     #[tokio::test]
     async fn json_prompt_answers_json() {
         let origin = start(fast()).await;
-        let response = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/json hi"}"#,
-            SystemTime::now(),
-        ))
-        .await;
+        let response = ask(&origin, r#"{"prompt":"/json hi"}"#).await;
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         let text: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
         assert!(text.as_str().unwrap().starts_with("You said: \"hi\"."));
@@ -968,15 +940,11 @@ mod tests {
         let (status, error_type, _) = rejection(send(request).await).await;
         assert_eq!((status, error_type.as_str()), (500, "Bearer abc.def.ghi"));
 
-        let body = send(signed(
-            &origin.origin_config(),
-            r#"{"prompt":"/echo-request"}"#,
-            SystemTime::now(),
-        ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        let body = ask(&origin, r#"{"prompt":"/echo-request"}"#)
+            .await
+            .text()
+            .await
+            .unwrap();
         let events = data_lines(&body);
         let usage = &events[2]["event"]["metadata"]["usage"];
         assert!(usage["echo"]["authorization"]
