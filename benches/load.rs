@@ -3,20 +3,23 @@
 //! every answer checked, then the same with slowloris connections held open
 //! at the same time.
 //!
-//! Three processes, so that each one's descriptors and the gateway's memory
-//! and CPU are its own: this bench (the clients), the demo AgentCore origin
-//! (this binary again, `LOAD_BENCH_ROLE=origin`), and the gateway (the
-//! `agent-edge serve` binary, a fresh one per run, `AUTH=none`, default
-//! client limits except `MAX_CONNECTIONS`). A stream costs the gateway two
-//! descriptors (client and origin socket) and a slowloris connection one, so
-//! the number of streams is capped by the hard open-files limit; the bench
-//! says when it had to lower it.
+//! Separate processes, so that each one's descriptors and the gateway's
+//! memory and CPU are its own: this bench (the clients), the demo AgentCore
+//! origin (this binary again, `LOAD_BENCH_ROLE=origin`), and the gateway
+//! (`agent-edge serve`, fresh per run, `AUTH=none`, default client limits
+//! except `MAX_CONNECTIONS`). A stream costs the gateway two descriptors
+//! (client and origin socket) and a slowloris connection one; when that
+//! exceeds one process's hard open-files limit (which an unprivileged bench
+//! cannot raise), the gateway runs as as many `serve` processes as needed,
+//! each on its own port, with streams and slowloris connections split
+//! evenly between them, as one process per core would be deployed. The bench
+//! prints how many it used and why.
 //!
 //! Per run: streams all started at once, each `/events 30 500` (30 text
 //! deltas 500 ms apart, transformed); time to first byte from sending the
-//! request; the gateway's VmRSS idle and at the peak with every stream open,
-//! per stream; the gateway's CPU time (utime + stime) over the run, per
-//! stream. Each answer must be `1 2 … 30`, the separator, the metadata line
+//! request; the gateway processes' VmRSS (summed) idle and at the peak with
+//! every stream open, per stream; their CPU time (utime + stime, summed)
+//! over the run, per stream. Each answer must be `1 2 … 30`, the separator, the metadata line
 //! (only `latencyMs` may vary) and the session line, byte for byte. The
 //! slowloris connections send a request head a line every 5 s, and open a
 //! new connection when the gateway closes one at its header timeout.
@@ -24,7 +27,8 @@
 //! Run: `cargo bench --bench load`. `LOAD_BENCH_STREAMS` (default 10000)
 //! and `LOAD_BENCH_SLOWLORIS` (default 2000) scale it. Without `--bench` (as
 //! `cargo test --all-targets` runs it) a smoke run of 20 streams and 10
-//! slowloris connections checks that the bench works.
+//! slowloris connections over two gateway processes checks that the bench
+//! works.
 
 // Only the core may not read the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -45,12 +49,16 @@ use tokio::net::{TcpListener, TcpStream};
 const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_agent-edge");
 const ROLE_VARIABLE: &str = "LOAD_BENCH_ROLE";
 const SESSION_ID: &str = "load-bench-session-000000000000000001";
+/// Descriptors a gateway process keeps for everything but connections.
+const DESCRIPTOR_MARGIN: u64 = 1_000;
 
 struct Settings {
     streams: usize,
     slowloris: usize,
     deltas: usize,
     delta_ms: u64,
+    /// The smoke run uses two processes so that the split is checked too.
+    min_processes: usize,
 }
 
 fn main() {
@@ -66,6 +74,7 @@ fn main() {
             slowloris: env_number("LOAD_BENCH_SLOWLORIS", 2_000),
             deltas: 30,
             delta_ms: 500,
+            min_processes: 1,
         }
     } else {
         Settings {
@@ -73,6 +82,7 @@ fn main() {
             slowloris: 10,
             deltas: 3,
             delta_ms: 50,
+            min_processes: 2,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,28 +128,32 @@ fn run_origin() {
 
 async fn run(settings: Settings, full: bool) {
     let hard_limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(_, hard)| hard);
+    let streams = settings.streams;
     // The gateway holds two descriptors per stream, one per slowloris.
-    let fits = (hard_limit.saturating_sub(settings.slowloris as u64 + 128) / 2) as usize;
-    let streams = settings.streams.min(fits);
+    let descriptors = (streams * 2 + settings.slowloris) as u64;
+    let per_process = hard_limit.saturating_sub(DESCRIPTOR_MARGIN).max(1);
+    let needed = descriptors.div_ceil(per_process) as usize;
+    let processes = needed.max(settings.min_processes);
     println!("load bench: {GATEWAY_BIN} serve");
     println!(
         "cores: {}; open-files hard limit {hard_limit}; load average at the start: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
-    if streams < settings.streams {
-        println!(
-            "streams: {streams} ({} asked; the gateway needs 2 descriptors per stream plus 1 per slowloris connection)",
-            settings.streams
-        );
-    }
+    println!(
+        "gateway processes: {processes}; {needed} needed: {streams} streams x 2 descriptors + {} slowloris x 1 = {descriptors} descriptors, \
+         one process may hold {per_process} (the hard limit less {DESCRIPTOR_MARGIN} for everything else){}; \
+         streams and slowloris connections split evenly, figures summed over all of them",
+        settings.slowloris,
+        if processes > needed { "; the smoke run uses two to check the split" } else { "" }
+    );
     let origin = OriginProcess::start();
-    let plain = one_run(&origin, &settings, streams, 0).await;
-    let attacked = one_run(&origin, &settings, streams, settings.slowloris).await;
+    let plain = one_run(&origin, &settings, processes, 0).await;
+    let attacked = one_run(&origin, &settings, processes, settings.slowloris).await;
     println!("load average at the end: {}", load_average());
     println!();
     println!(
-        "| figure | {streams} streams | same, {} slowloris connections open |",
+        "| figure | {streams} streams, {processes} gateway processes | same, {} slowloris connections open |",
         settings.slowloris
     );
     println!("|---|---|---|");
@@ -165,12 +179,12 @@ async fn run(settings: Settings, full: bool) {
         secs(attacked.all_open),
     );
     row(
-        "gateway VmRSS idle",
+        "gateway VmRSS idle (sum)",
         kb(plain.idle_kb),
         kb(attacked.idle_kb),
     );
     row(
-        "gateway VmRSS, every stream open (peak)",
+        "gateway VmRSS, every stream open (peak, sum)",
         kb(plain.peak_kb),
         kb(attacked.peak_kb),
     );
@@ -180,7 +194,7 @@ async fn run(settings: Settings, full: bool) {
         format!("{:.1} KB", attacked.kb_per_stream(streams)),
     );
     row(
-        "gateway CPU per stream",
+        "gateway CPU (utime + stime, sum) per stream",
         format!("{:.2} ms", plain.cpu_ms / streams as f64),
         format!("{:.2} ms", attacked.cpu_ms / streams as f64),
     );
@@ -234,48 +248,63 @@ impl RunFigures {
 async fn one_run(
     origin: &OriginProcess,
     settings: &Settings,
-    streams: usize,
+    processes: usize,
     slowloris: usize,
 ) -> RunFigures {
+    let streams = settings.streams;
     let mut vars = origin.vars.clone();
     vars.push(("AUTH".to_owned(), "none".to_owned()));
     vars.push((
         "MAX_CONNECTIONS".to_owned(),
-        (streams + slowloris + 100).to_string(),
+        (streams.div_ceil(processes) + slowloris.div_ceil(processes) + 100).to_string(),
     ));
-    let gateway = GatewayProcess::start(&vars);
-    println!("\nrun: {streams} streams, {slowloris} slowloris connections");
+    let gateway = Gateways(
+        (0..processes)
+            .map(|index| GatewayProcess::start(&vars, index))
+            .collect(),
+    );
+    println!(
+        "\nrun: {streams} streams, {slowloris} slowloris connections, {processes} gateway processes"
+    );
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(0)
         .build()
         .expect("a reqwest client");
-    let url = format!("{}/invocations", gateway.url());
+    let urls: Vec<String> = gateway
+        .0
+        .iter()
+        .map(|process| format!("{}/invocations", process.url()))
+        .collect();
     let prompt = format!("/events {} {}", settings.deltas, settings.delta_ms);
     let body = format!(
         r#"{{"prompt":"{prompt}","response":"transformed","runtimeSessionId":"{SESSION_ID}"}}"#
     );
 
-    // Warm-up: one answer, which also gives the expected input token count.
-    let reference = client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .expect("the warm-up request")
-        .text()
-        .await
-        .expect("the warm-up answer");
-    let expected = Expected::from_reference(&reference, settings.deltas);
+    // Warm-up: one answer per process; they give the expected input token count.
+    let mut expected = None;
+    for url in &urls {
+        let reference = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the warm-up request")
+            .text()
+            .await
+            .expect("the warm-up answer");
+        expected = Some(Expected::from_reference(&reference, settings.deltas));
+    }
+    let expected = expected.expect("at least one gateway process");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kb = gateway.rss_kb();
 
     let stop_slowloris = Arc::new(AtomicBool::new(false));
     let slowloris_open = Arc::new(AtomicUsize::new(0));
-    for _ in 0..slowloris {
+    for index in 0..slowloris {
         tokio::spawn(slowloris_connection(
-            gateway.addr,
+            gateway.0[index % processes].addr,
             stop_slowloris.clone(),
             slowloris_open.clone(),
         ));
@@ -295,9 +324,9 @@ async fn one_run(
     let first_bytes = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..streams {
+    for index in 0..streams {
         let request = client
-            .post(&url)
+            .post(&urls[index % processes])
             .header("content-type", "application/json")
             .body(body.clone());
         let first_bytes = first_bytes.clone();
@@ -513,10 +542,10 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    fn start(vars: &[(String, String)]) -> GatewayProcess {
+    fn start(vars: &[(String, String)], index: usize) -> GatewayProcess {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("load-bench");
         fs::create_dir_all(&dir).expect("the log directory");
-        let log = dir.join("gateway.log");
+        let log = dir.join(format!("gateway-{index}.log"));
         let log_file = fs::File::create(&log).expect("the log file");
         let child = Command::new(GATEWAY_BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -584,6 +613,19 @@ impl GatewayProcess {
             .sum();
         // USER_HZ is 100 on Linux.
         ticks as f64 * 10.0
+    }
+}
+
+/// The gateway's processes; memory and CPU are their sums.
+struct Gateways(Vec<GatewayProcess>);
+
+impl Gateways {
+    fn rss_kb(&self) -> u64 {
+        self.0.iter().map(GatewayProcess::rss_kb).sum()
+    }
+
+    fn cpu_ms(&self) -> f64 {
+        self.0.iter().map(GatewayProcess::cpu_ms).sum()
     }
 }
 
