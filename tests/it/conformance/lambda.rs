@@ -120,19 +120,8 @@ impl Drop for LambdaInstance {
 pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, String> {
     static SHARED: OnceLock<LambdaInstance> = OnceLock::new();
     let instance = start_named("shared", vars, logs)?;
-    let (status, response) = worker::get_ping(&instance.base_url)
-        .ok_or_else(|| format!("{}/ping stopped answering", instance.base_url))?;
-    if status != 200 {
-        return Err(format!(
-            "{}/ping answered {status}: {response}",
-            instance.base_url
-        ));
-    }
     let base_url = instance.base_url.clone();
-    SHARED
-        .set(instance)
-        .map_err(|_| "the shared Lambda target was started twice".to_owned())?;
-    Ok(base_url)
+    worker::keep_shared(&SHARED, instance, base_url, "the shared Lambda target")
 }
 
 /// Builds the function, starts a `cargo lambda watch` named `name` (unique

@@ -175,8 +175,8 @@ pub struct Stack {
     pub vars: Vec<(String, String)>,
     native: Arc<Target>,
     _native_server: GatewayServer,
-    worker: watch::Receiver<Option<Result<Arc<Target>, String>>>,
-    lambda: watch::Receiver<Option<Result<Arc<Target>, String>>>,
+    worker: Pending,
+    lambda: Pending,
 }
 
 impl Stack {
@@ -306,51 +306,21 @@ async fn start() -> Stack {
         logs: native_logs,
     });
 
-    let (worker_tx, worker) = watch::channel(None);
-    if !worker::skipped() {
-        let vars = vars.clone();
-        let issuer_url = issuer.url.clone();
-        std::thread::spawn(move || {
-            let logs = LogBuffer::default();
-            let result = worker::start(&vars, logs.clone()).map(|base_url| {
-                let burst = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the first requests")
-                    .block_on(cold_start_burst(&base_url, &issuer_url));
-                Arc::new(Target {
-                    kind: TargetKind::Worker,
-                    base_url,
-                    logs,
-                    cold_start: burst,
-                })
-            });
-            let _ = worker_tx.send(Some(result));
-        });
-    }
+    let worker = start_in_background(
+        TargetKind::Worker,
+        worker::skipped(),
+        worker::start,
+        &vars,
+        &issuer.url,
+    );
 
-    let (lambda_tx, lambda) = watch::channel(None);
-    if !lambda::skipped() {
-        let vars = vars.clone();
-        let issuer_url = issuer.url.clone();
-        std::thread::spawn(move || {
-            let logs = LogBuffer::default();
-            let result = lambda::start(&vars, logs.clone()).map(|base_url| {
-                let burst = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for the first requests")
-                    .block_on(cold_start_burst(&base_url, &issuer_url));
-                Arc::new(Target {
-                    kind: TargetKind::Lambda,
-                    base_url,
-                    logs,
-                    cold_start: burst,
-                })
-            });
-            let _ = lambda_tx.send(Some(result));
-        });
-    }
+    let lambda = start_in_background(
+        TargetKind::Lambda,
+        lambda::skipped(),
+        lambda::start,
+        &vars,
+        &issuer.url,
+    );
 
     Stack {
         demo,
@@ -362,6 +332,50 @@ async fn start() -> Stack {
         worker,
         lambda,
     }
+}
+
+/// A target started in the background: `None` while it starts (and for
+/// good when skipped), then the target or why it could not start.
+type Pending = watch::Receiver<Option<Result<Arc<Target>, String>>>;
+/// Starts a target's process with these variables, its output to the
+/// buffer; blocks until it answers, then gives its base URL.
+type StartProcess = fn(&[(String, String)], LogBuffer) -> Result<String, String>;
+
+/// Starts a target that needs its own process (`start` blocks until it
+/// answers) on a thread of its own, then sends its cold-start burst; the
+/// receiver gets the target, or why it could not start (`None` while
+/// starting, and for good when `skipped`).
+fn start_in_background(
+    kind: TargetKind,
+    skipped: bool,
+    start: StartProcess,
+    vars: &[(String, String)],
+    issuer_url: &str,
+) -> Pending {
+    let (tx, rx) = watch::channel(None);
+    if skipped {
+        return rx;
+    }
+    let vars = vars.to_vec();
+    let issuer_url = issuer_url.to_owned();
+    std::thread::spawn(move || {
+        let logs = LogBuffer::default();
+        let result = start(&vars, logs.clone()).map(|base_url| {
+            let burst = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the first requests")
+                .block_on(cold_start_burst(&base_url, &issuer_url));
+            Arc::new(Target {
+                kind,
+                base_url,
+                logs,
+                cold_start: burst,
+            })
+        });
+        let _ = tx.send(Some(result));
+    });
+    rx
 }
 
 /// Requests in the cold-start burst.

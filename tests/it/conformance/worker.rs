@@ -95,18 +95,25 @@ fn repository() -> PathBuf {
 pub fn start(vars: &[(String, String)], logs: LogBuffer) -> Result<String, String> {
     static SHARED: OnceLock<WorkerInstance> = OnceLock::new();
     let instance = start_named("shared", vars, logs)?;
-    let (status, response) = get_ping(&instance.base_url)
-        .ok_or_else(|| format!("{}/ping stopped answering", instance.base_url))?;
-    if status != 200 {
-        return Err(format!(
-            "{}/ping answered {status}: {response}",
-            instance.base_url
-        ));
-    }
     let base_url = instance.base_url.clone();
-    SHARED
-        .set(instance)
-        .map_err(|_| "the shared Worker was started twice".to_owned())?;
+    keep_shared(&SHARED, instance, base_url, "the shared Worker")
+}
+
+/// Checks that a target's shared instance answers `/ping` with 200, then
+/// keeps it in `slot` (alive until the test binary exits); its base URL.
+pub(super) fn keep_shared<I: Send + Sync>(
+    slot: &'static OnceLock<I>,
+    instance: I,
+    base_url: String,
+    what: &str,
+) -> Result<String, String> {
+    let (status, response) =
+        get_ping(&base_url).ok_or_else(|| format!("{base_url}/ping stopped answering"))?;
+    if status != 200 {
+        return Err(format!("{base_url}/ping answered {status}: {response}"));
+    }
+    slot.set(instance)
+        .map_err(|_| format!("{what} was started twice"))?;
     Ok(base_url)
 }
 
