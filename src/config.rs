@@ -248,7 +248,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `0` disables keepalive comments.
     pub keepalive_seconds: u64,
-    pub cors_allow_origins: Vec<String>,
+    pub cors: Cors,
+    /// Most top-level keys a request body may have (`MAX_BODY_KEYS`).
+    pub max_body_keys: usize,
+    /// Host names accepted besides the loopback ones when the listener is on
+    /// a loopback address (`PUBLIC_HOSTS`), lower case.
+    pub public_hosts: Vec<String>,
+    /// Whether the listener is on a loopback address: then a `Host` not
+    /// naming this machine (or `PUBLIC_HOSTS`) is refused, against DNS
+    /// rebinding. Not a variable: the native server sets it.
+    pub loopback_listener: bool,
     pub rate_limit_per_minute: Option<u32>,
     /// Largest SSE event held in memory (transformed mode) or passed (original).
     pub max_event_bytes: usize,
@@ -315,6 +324,8 @@ pub const VARIABLES: &[&str] = &[
     "MAX_EVENT_BYTES",
     "KEEPALIVE_SECONDS",
     "CORS_ALLOW_ORIGINS",
+    "MAX_BODY_KEYS",
+    "PUBLIC_HOSTS",
     "RATE_LIMIT_PER_MINUTE",
     "ORIGIN_TIMEOUT_SECONDS",
     "UI",
@@ -444,7 +455,13 @@ impl Config {
             default_mode,
             max_body_bytes: number(&get, "MAX_BODY_BYTES", 1_048_576, 1, 64 << 20)?,
             keepalive_seconds: number(&get, "KEEPALIVE_SECONDS", 15, 0, 3600)?,
-            cors_allow_origins: list(get("CORS_ALLOW_ORIGINS")),
+            cors: Cors::from_list(list(get("CORS_ALLOW_ORIGINS"))),
+            max_body_keys: number(&get, "MAX_BODY_KEYS", 10_000, 1, 1_000_000)?,
+            public_hosts: list(get("PUBLIC_HOSTS"))
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            loopback_listener: false,
             rate_limit_per_minute: match get("RATE_LIMIT_PER_MINUTE") {
                 None => None,
                 Some(_) => Some(number(&get, "RATE_LIMIT_PER_MINUTE", 0, 1, 1_000_000)?),
@@ -475,11 +492,54 @@ impl Config {
         })
     }
 
+    /// Whether `host` (a `Host` header's host part, without port) may
+    /// reach this gateway: always, unless the listener is on loopback.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        !self.loopback_listener
+            || is_loopback_host(host)
+            || self
+                .public_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+/// `localhost`, `127.0.0.1` or `[::1]`: the names a loopback listener answers to.
+pub fn is_loopback_host(host: &str) -> bool {
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(host))
+}
+
+/// `CORS_ALLOW_ORIGINS`: which browser origins may read answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// Unset: no CORS headers; answers do not depend on `Origin`.
+    Off,
+    /// `*`: any origin, answered with a literal `*`.
+    Any,
+    /// These exact origins; every answer varies on `Origin`.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    fn from_list(origins: Vec<String>) -> Self {
+        if origins.is_empty() {
+            Cors::Off
+        } else if origins.iter().any(|o| o == "*") {
+            Cors::Any
+        } else {
+            Cors::Origins(origins)
+        }
+    }
+
     /// Whether `origin` (a browser's `Origin` header) may call us.
-    pub fn cors_allows(&self, origin: &str) -> bool {
-        self.cors_allow_origins
-            .iter()
-            .any(|allowed| allowed == "*" || allowed == origin)
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Cors::Off => false,
+            Cors::Any => true,
+            Cors::Origins(origins) => origins.iter().any(|allowed| allowed == origin),
+        }
     }
 }
 

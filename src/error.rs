@@ -85,6 +85,12 @@ codes! {
     /// RFC 9112 section 3.2: no `Host`, more than one, or not an authority.
     InvalidHost = "invalid_host", answered(StatusCode::BAD_REQUEST),
         "the request needs exactly one valid Host header";
+    /// A listener on loopback reached under another name (DNS rebinding).
+    MisdirectedRequest = "misdirected_request", answered(StatusCode::MISDIRECTED_REQUEST),
+        "this gateway does not answer to this Host";
+    /// An `Expect` other than `100-continue` (RFC 9110 section 10.1.1).
+    ExpectationFailed = "expectation_failed", answered(StatusCode::EXPECTATION_FAILED),
+        "the only expectation supported is 100-continue";
     /// The request head could not be converted (Workers only).
     InvalidRequest = "invalid_request", answered(StatusCode::BAD_REQUEST),
         "the request is malformed";

@@ -4,6 +4,6 @@
 //! "AWS Lambda").
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     agent_edge::platform::lambda::run().await
 }

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
         // Synchronous: no runtime needed to read a file.
         return exit(transform(response, session_id, file));
     }
+    native::log_panics(native::stderr_log());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

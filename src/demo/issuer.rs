@@ -206,8 +206,27 @@ fn route(
     request: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let issuer_url = format!("http://{addr}");
-    let (status, content_type, cache, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/.well-known/openid-configuration") => (
+    // On loopback, a page elsewhere must not reach us under its own name
+    // (DNS rebinding) and mint tokens.
+    let misdirected = addr.ip().is_loopback()
+        && !request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()?.parse::<http::uri::Authority>().ok())
+            .is_some_and(|a| crate::config::is_loopback_host(a.host()));
+    let route = if misdirected {
+        None
+    } else {
+        Some((request.method(), request.uri().path()))
+    };
+    let (status, content_type, cache, body) = match route {
+        None => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "application/json",
+            "no-store",
+            r#"{"error":"misdirected_request"}"#.to_owned(),
+        ),
+        Some((&Method::GET, "/.well-known/openid-configuration")) => (
             StatusCode::OK,
             "application/json",
             "max-age=600",
@@ -220,13 +239,13 @@ fn route(
             })
             .to_string(),
         ),
-        (&Method::GET, "/.well-known/jwks.json") => (
+        Some((&Method::GET, "/.well-known/jwks.json")) => (
             StatusCode::OK,
             "application/json",
             "max-age=600",
             issuer.jwks().to_string(),
         ),
-        (&Method::POST, "/token") => (
+        Some((&Method::POST, "/token")) => (
             StatusCode::OK,
             "text/plain",
             "no-store",

@@ -176,18 +176,45 @@ pub async fn handle<P: Platform>(
             };
             Response::from_parts(head, ResponseBody::Stream(Box::new(stream)))
         }
-        Err(error) => {
-            let response = gateway.error_response(&error, &ctx);
-            let mut log = RequestLog::new(&ctx, error.status);
-            log.error = Some(error.code);
-            log.detail = error.detail.as_deref().map(|d| gateway.scrubber().scrub(d));
-            log.bytes_out = response.body().len() as u64;
-            log.duration_ms = platform.now_ms().saturating_sub(ctx.started_ms);
-            platform.log(&log.to_line());
-            let (parts, body) = response.into_parts();
-            Response::from_parts(parts, ResponseBody::Full(Some(body)))
-        }
+        Err(error) => answer_error(gateway, platform, &ctx, &error),
     }
+}
+
+/// Answers a request the adapter could not turn into an HTTP request (a
+/// Lambda event with a malformed header, say) with `error`, its common
+/// headers and its log line, as every other answer.
+pub fn refuse<P: Platform>(
+    shared: &Shared,
+    platform: &P,
+    method: &str,
+    path: &str,
+    error: &GatewayError,
+) -> Response<ResponseBody<P>> {
+    let ctx = RequestContext::unparsed(
+        method,
+        path,
+        platform.random(),
+        platform.now_ms(),
+        unix_ms(platform.now()),
+    );
+    answer_error(&shared.gateway, platform, &ctx, error)
+}
+
+fn answer_error<P: Platform>(
+    gateway: &Gateway,
+    platform: &P,
+    ctx: &RequestContext,
+    error: &GatewayError,
+) -> Response<ResponseBody<P>> {
+    let response = gateway.error_response(error, ctx);
+    let mut log = RequestLog::new(ctx, error.status);
+    log.error = Some(error.code);
+    log.detail = error.detail.as_deref().map(|d| gateway.scrubber().scrub(d));
+    log.bytes_out = response.body().len() as u64;
+    log.duration_ms = platform.now_ms().saturating_sub(ctx.started_ms);
+    platform.log(&log.to_line());
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, ResponseBody::Full(Some(body)))
 }
 
 /// How [`invoke`] ended when it did not fail.
@@ -405,24 +432,41 @@ pub fn unix_ms(now: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Most keys of an origin's `usage` object kept in a log line, nested ones
+/// included: the origin decides how many it sends.
+const MAX_LOGGED_USAGE_KEYS: usize = 32;
+
 /// The numbers of an origin's `usage` object (nested objects kept, keys of
-/// safe characters only): the origin's own text never reaches the log.
+/// safe characters only, at most [`MAX_LOGGED_USAGE_KEYS`]): the origin's own
+/// text never reaches the log.
 fn numbers_only(value: &serde_json::Value) -> Option<serde_json::Value> {
+    let mut keys_left = MAX_LOGGED_USAGE_KEYS;
+    numbers_within(value, &mut keys_left)
+}
+
+fn numbers_within(value: &serde_json::Value, keys_left: &mut usize) -> Option<serde_json::Value> {
     use serde_json::Value;
     const MAX_KEY: usize = 64;
     match value {
         Value::Number(_) => Some(value.clone()),
         Value::Object(map) => {
-            let kept: serde_json::Map<String, Value> = map
-                .iter()
-                .filter(|(key, _)| {
-                    key.len() <= MAX_KEY
-                        && key
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-                })
-                .filter_map(|(key, value)| Some((key.clone(), numbers_only(value)?)))
-                .collect();
+            let mut kept = serde_json::Map::new();
+            for (key, value) in map {
+                if *keys_left == 0 {
+                    break;
+                }
+                let safe = key.len() <= MAX_KEY
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if !safe {
+                    continue;
+                }
+                *keys_left -= 1;
+                if let Some(value) = numbers_within(value, keys_left) {
+                    kept.insert(key.clone(), value);
+                }
+            }
             (!kept.is_empty()).then_some(Value::Object(kept))
         }
         _ => None,

@@ -88,6 +88,11 @@ log_values! {
         ConnectionLimitReached = "connection_limit_reached",
         /// The open-files limit is too low for `MAX_CONNECTIONS`.
         OpenFileLimit = "open_file_limit",
+        /// The native server's HTTP parser refused a request (malformed
+        /// head, 431, head timeout): no request line is written for it.
+        RequestRefused = "request_refused",
+        /// Something panicked: a bug. The request it served fails.
+        Panic = "panic",
     }
 }
 
@@ -125,6 +130,23 @@ impl Event {
     }
 }
 
+/// The line a platform's panic hook writes instead of the default text (on
+/// several lines, not JSON): the message, scrubbed and cut, and where.
+pub fn panic_event(info: &std::panic::PanicHookInfo<'_>, time_ms: u64) -> Event {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let message = crate::scrub::Scrubber::default().scrub_bounded(message, 512);
+    let location = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    Event::new(time_ms, Level::Error, EventName::Panic).with_detail(format!("{message}{location}"))
+}
+
 /// One JSON object on one line; every log line is written by this.
 pub fn to_line(line: &impl Serialize) -> String {
     // Serializing these structs cannot fail (string keys, no maps of other keys).
@@ -136,7 +158,11 @@ pub fn to_line(line: &impl Serialize) -> String {
 pub struct RequestLog {
     pub time_ms: u64,
     pub level: Level,
+    /// The gateway's own id, whatever the client sent.
     pub request_id: String,
+    /// The client's `X-Request-Id`, when it sent a usable one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     pub method: String,
     pub path: String,
     pub status: u16,
@@ -172,6 +198,7 @@ impl RequestLog {
                 Level::Info
             },
             request_id: ctx.request_id.clone(),
+            client_request_id: ctx.client_request_id.clone(),
             method: ctx.method.clone(),
             path: ctx.path.clone(),
             status: status.as_u16(),

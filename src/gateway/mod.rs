@@ -21,6 +21,7 @@
 pub mod driver;
 pub mod log;
 pub mod page;
+pub mod payload;
 pub mod rate_limit;
 
 use std::time::SystemTime;
@@ -28,9 +29,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use serde_json::value::RawValue;
 
-use crate::config::{Config, ResponseMode};
+use crate::config::{Config, Cors, ResponseMode};
 use crate::error::{Code, GatewayError};
 use crate::origin::{self, Invocation};
 use crate::scrub::Scrubber;
@@ -67,15 +67,19 @@ pub enum Route {
 /// State carried from phase to phase of one request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
+    /// The gateway's own id: a caller cannot choose the id of a log line.
     pub request_id: String,
+    /// The caller's `X-Request-Id` (1 to 128 visible ASCII characters),
+    /// echoed in the answer and logged beside ours.
+    pub client_request_id: Option<String>,
     /// Monotonic milliseconds at arrival.
     pub started_ms: u64,
     /// Wall clock at arrival, unix milliseconds, for the log line.
     pub unix_ms: u64,
     pub method: String,
     pub path: String,
-    /// The allowed browser origin, echoed in CORS headers.
-    pub cors_origin: Option<HeaderValue>,
+    /// What the CORS headers of the answer say.
+    pub cors: CorsAnswer,
     pub mode: Option<ResponseMode>,
     pub session_id: Option<String>,
     pub subject: Option<String>,
@@ -93,26 +97,61 @@ impl RequestContext {
         unix_ms: u64,
     ) -> Self {
         let (id_seed, session_seed) = random.split_at(16);
-        let request_id = head
+        let client_request_id = head
             .headers
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_safe_id(v, 1..=128))
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid_v4(id_seed.try_into().expect("16 bytes")));
+            .map(str::to_owned);
         RequestContext {
-            request_id,
+            request_id: uuid_v4(id_seed.try_into().expect("16 bytes")),
+            client_request_id,
             started_ms,
             unix_ms,
             method: capped(head.method.as_str()),
             path: capped(head.uri.path()),
-            cors_origin: None,
+            cors: CorsAnswer::Off,
             mode: None,
             session_id: None,
             subject: None,
             bytes_in: 0,
             session_seed: session_seed.try_into().expect("16 bytes"),
         }
+    }
+}
+
+impl RequestContext {
+    /// For a request that could not be converted: only what is known of it.
+    pub fn unparsed(
+        method: &str,
+        path: &str,
+        random: [u8; 32],
+        started_ms: u64,
+        unix_ms: u64,
+    ) -> Self {
+        let head = http::Request::new(()).into_parts().0;
+        let mut ctx = RequestContext::new(&head, random, started_ms, unix_ms);
+        ctx.method = capped(method);
+        ctx.path = capped(path);
+        ctx
+    }
+}
+
+/// The CORS part of an answer, decided from `CORS_ALLOW_ORIGINS` and `Origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsAnswer {
+    /// CORS is not configured: no headers.
+    Off,
+    /// `CORS_ALLOW_ORIGINS=*`: a literal `*`, whatever the `Origin`.
+    Any,
+    /// A list of origins: `Vary: Origin`, and the request's origin when it
+    /// is listed.
+    Vary(Option<HeaderValue>),
+}
+
+impl CorsAnswer {
+    fn allows_origin(&self) -> bool {
+        matches!(self, CorsAnswer::Any | CorsAnswer::Vary(Some(_)))
     }
 }
 
@@ -170,12 +209,18 @@ impl Gateway {
         head: &http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<Route, GatewayError> {
-        check_host(head)?;
-        ctx.cors_origin = head
-            .headers
-            .get(header::ORIGIN)
-            .filter(|o| o.to_str().is_ok_and(|o| self.config.cors_allows(o)))
-            .cloned();
+        ctx.cors = match &self.config.cors {
+            Cors::Off => CorsAnswer::Off,
+            Cors::Any => CorsAnswer::Any,
+            Cors::Origins(_) => CorsAnswer::Vary(
+                head.headers
+                    .get(header::ORIGIN)
+                    .filter(|o| o.to_str().is_ok_and(|o| self.config.cors.allows(o)))
+                    .cloned(),
+            ),
+        };
+        check_host(head, &self.config)?;
+        check_expect(&head.headers)?;
 
         let path = head.uri.path();
         let is_invoke = path == "/invocations" || path == "/";
@@ -233,7 +278,7 @@ impl Gateway {
             );
             return Ok(response);
         }
-        if ctx.cors_origin.is_none() {
+        if !ctx.cors.allows_origin() {
             return Err(GatewayError::new(Code::CorsOriginNotAllowed));
         }
         headers.insert(
@@ -265,61 +310,16 @@ impl Gateway {
     pub fn parse_invocation(
         &self,
         head: &http::request::Parts,
-        body: &[u8],
+        body: &Bytes,
         ctx: &mut RequestContext,
     ) -> Result<InvocationRequest, GatewayError> {
         ctx.bytes_in = body.len();
         if body.len() > self.config.max_body_bytes {
             return Err(self.body_too_large());
         }
-        // Values are kept raw so the payload is forwarded unchanged (numbers,
-        // escapes, nesting); only the control fields are taken out.
-        let raw: raw_object::RawObject = serde_json::from_slice(body).map_err(|e| {
-            if e.classify() == serde_json::error::Category::Data {
-                GatewayError::new(Code::InvalidBody)
-            } else {
-                GatewayError::new(Code::InvalidJson).with_message(format!(
-                    "the request body is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ))
-            }
-        })?;
-
-        let mut body_mode = None;
-        let mut body_session = None;
-        let mut payload = Vec::with_capacity(body.len());
-        payload.push(b'{');
-        let mut had_control_field = false;
-        for (key, value) in &raw.0 {
-            match key.as_ref() {
-                "response" => {
-                    had_control_field = true;
-                    body_mode = Some(control_string(value, "response")?);
-                }
-                "runtimeSessionId" => {
-                    had_control_field = true;
-                    body_session = Some(control_string(value, "runtimeSessionId")?);
-                }
-                _ => {
-                    if payload.len() > 1 {
-                        payload.push(b',');
-                    }
-                    serde_json::to_writer(&mut payload, key).expect("string to vec");
-                    payload.push(b':');
-                    payload.extend_from_slice(value.get().as_bytes());
-                }
-            }
-        }
-        payload.push(b'}');
-        let payload = if had_control_field {
-            Bytes::from(payload)
-        } else {
-            Bytes::copy_from_slice(body)
-        };
-
-        let mode = self.response_mode(head, body_mode.as_deref())?;
-        let session_id = match body_session.or_else(|| header_str(&head.headers, SESSION_HEADER)) {
+        let (controls, payload) = payload::read(body, self.config.max_body_keys)?;
+        let mode = self.response_mode(head, controls.response.as_deref())?;
+        let session_id = match controls.session_id.or_else(|| header_str(&head.headers, SESSION_HEADER)) {
             Some(id) if is_valid_session_id(&id) => id,
             Some(_) => return Err(GatewayError::new(Code::InvalidSessionId)),
             None => generated_session_id(&ctx.session_seed),
@@ -333,7 +333,7 @@ impl Gateway {
         })
     }
 
-    /// Body field, then `?response=`, then `Accept: text/plain`, then the default.
+    /// Body field, then `?response=` (its last occurrence, as in the body), then `Accept: text/plain`, then the default.
     fn response_mode(
         &self,
         head: &http::request::Parts,
@@ -342,8 +342,9 @@ impl Gateway {
         let query_mode = head.uri.query().and_then(|q| {
             q.split('&')
                 .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-                .find(|(k, _)| *k == "response")
+                .filter(|(k, _)| *k == "response")
                 .map(|(_, v)| v)
+                .last()
         });
         if let Some(requested) = body_mode.or(query_mode) {
             return requested
@@ -464,16 +465,26 @@ impl Gateway {
     /// Headers every response carries: request id and, for allowed browser
     /// origins, CORS.
     pub fn finish_headers(&self, headers: &mut HeaderMap, ctx: &RequestContext) {
-        if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
+        let echoed = ctx.client_request_id.as_ref().unwrap_or(&ctx.request_id);
+        if let Ok(value) = HeaderValue::from_str(echoed) {
             headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
         }
-        if let Some(origin) = &ctx.cors_origin {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        let allowed = match &ctx.cors {
+            CorsAnswer::Off => None,
+            CorsAnswer::Any => Some(HeaderValue::from_static("*")),
+            CorsAnswer::Vary(origin) => {
+                // The answer depends on Origin whether or not it was allowed:
+                // a shared cache must not serve one origin's to another.
+                headers.append(header::VARY, HeaderValue::from_static("Origin"));
+                origin.clone()
+            }
+        };
+        if let Some(origin) = allowed {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             headers.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static(EXPOSED_HEADERS),
             );
-            headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
 
@@ -536,22 +547,39 @@ pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
 }
 
 /// RFC 9112 section 3.2: exactly one `Host`, a valid authority (an HTTP/1.0
-/// request may omit it).
-fn check_host(head: &http::request::Parts) -> Result<(), GatewayError> {
+/// request may omit it); and on a loopback listener, a name of this machine
+/// or of `PUBLIC_HOSTS` (against DNS rebinding).
+fn check_host(head: &http::request::Parts, config: &Config) -> Result<(), GatewayError> {
     let mut hosts = head.headers.get_all(header::HOST).iter();
-    let valid = match (hosts.next(), hosts.next()) {
+    let authority = match (hosts.next(), hosts.next()) {
         (Some(host), None) => host
             .to_str()
             .ok()
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
-            .is_some_and(|a| !a.as_str().contains('@')),
-        (None, _) => head.version < http::Version::HTTP_11,
-        (Some(_), Some(_)) => false,
+            .filter(|a| !a.as_str().contains('@')),
+        (None, _) if head.version < http::Version::HTTP_11 => return Ok(()),
+        _ => None,
     };
-    if valid {
+    let Some(authority) = authority else {
+        return Err(GatewayError::new(Code::InvalidHost));
+    };
+    if config.host_allowed(authority.host()) {
         Ok(())
     } else {
-        Err(GatewayError::new(Code::InvalidHost))
+        Err(GatewayError::new(Code::MisdirectedRequest))
+    }
+}
+
+/// `Expect: 100-continue` (which the platform answers) or none at all.
+fn check_expect(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let unknown = headers
+        .get_all(header::EXPECT)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if unknown {
+        Err(GatewayError::new(Code::ExpectationFailed))
+    } else {
+        Ok(())
     }
 }
 
@@ -561,10 +589,11 @@ fn method_not_allowed(allow: &'static str) -> GatewayError {
         .with_header(header::ALLOW, HeaderValue::from_static(allow))
 }
 
-/// JSON (or no declared type, as from `curl --data-binary` without `-H`) only.
+/// JSON only, declared: a body without a type (or `text/plain`) is what a
+/// cross-site page can send without a CORS preflight.
 fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Err(GatewayError::new(Code::UnsupportedMediaType));
     };
     let essence = value
         .to_str()
@@ -581,12 +610,6 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     } else {
         Err(GatewayError::new(Code::UnsupportedMediaType))
     }
-}
-
-fn control_string(value: &RawValue, field: &'static str) -> Result<String, GatewayError> {
-    serde_json::from_str::<String>(value.get()).map_err(|_| {
-        GatewayError::new(Code::InvalidField).with_message(format!("{field} must be a string"))
-    })
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -625,40 +648,6 @@ pub fn uuid_v4(bytes: [u8; 16]) -> String {
 /// AgentCore wants at least 33 characters; a UUID has 36.
 fn generated_session_id(seed: &[u8; 16]) -> String {
     uuid_v4(*seed)
-}
-
-/// A JSON object read with its values kept raw and its keys in order.
-mod raw_object {
-    use serde::de::{MapAccess, Visitor};
-    use serde::{Deserialize, Deserializer};
-    use serde_json::value::RawValue;
-    use std::borrow::Cow;
-    use std::fmt;
-
-    pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
-
-    impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = RawObject<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                    let mut fields = Vec::new();
-                    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                        let value: &'de RawValue = map.next_value()?;
-                        // A later duplicate replaces an earlier one, as JSON parsers do.
-                        fields.retain(|(k, _): &(Cow<'de, str>, &RawValue)| *k != key);
-                        fields.push((key, value));
-                    }
-                    Ok(RawObject(fields))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
 }
 
 #[cfg(test)]

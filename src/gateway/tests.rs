@@ -122,7 +122,7 @@ fn declared_length_over_the_limit_is_413_before_reading() {
     // Without a declared length the body itself is measured.
     let h = head("POST", "/invocations", &[]);
     let err = g
-        .parse_invocation(&h, br#"{"prompt":"12345678"}"#, &mut ctx(&h))
+        .parse_invocation(&h, &bytes_of(br#"{"prompt":"12345678"}"#), &mut ctx(&h))
         .unwrap_err();
     assert_eq!(err.status.as_u16(), 413);
 }
@@ -136,7 +136,7 @@ fn control_fields_are_removed_and_values_forwarded_unchanged() {
         r#"{{"prompt":"h\u00e9llo", "response":"transformed","n":1.50e3,"nested":{{"a":[1, 2]}},"runtimeSessionId":"{session}"}}"#
     );
     let inv = g
-        .parse_invocation(&h, body.as_bytes(), &mut ctx(&h))
+        .parse_invocation(&h, &bytes_of(body.as_bytes()), &mut ctx(&h))
         .unwrap();
     assert_eq!(
         std::str::from_utf8(&inv.payload).unwrap(),
@@ -151,7 +151,7 @@ fn a_body_without_control_fields_is_forwarded_as_sent() {
     let g = gateway(&[]);
     let h = head("POST", "/invocations", &[]);
     let body = b"{ \"prompt\" : \"hi\" }";
-    let inv = g.parse_invocation(&h, body, &mut ctx(&h)).unwrap();
+    let inv = g.parse_invocation(&h, &bytes_of(body), &mut ctx(&h)).unwrap();
     assert_eq!(inv.payload.as_ref(), body);
 }
 
@@ -170,7 +170,7 @@ fn malformed_bodies_are_400_with_distinct_codes() {
         (b"{\"runtimeSessionId\":7}", "invalid_field"),
     ];
     for (body, code) in cases {
-        let err = g.parse_invocation(&h, body, &mut ctx(&h)).unwrap_err();
+        let err = g.parse_invocation(&h, &bytes_of(body), &mut ctx(&h)).unwrap_err();
         assert_eq!(
             (err.status.as_u16(), err.code.as_str()),
             (400, *code),
@@ -265,7 +265,7 @@ fn response_mode_precedence_body_then_query_then_accept_then_default() {
         let headers: Vec<(&str, &str)> = case.accept.map(|a| ("accept", a)).into_iter().collect();
         let h = head("POST", case.uri, &headers);
         let mode = g
-            .parse_invocation(&h, case.body.as_bytes(), &mut ctx(&h))
+            .parse_invocation(&h, &bytes_of(case.body.as_bytes()), &mut ctx(&h))
             .unwrap()
             .mode;
         assert_eq!(
@@ -282,7 +282,7 @@ fn session_id_from_body_then_header_else_generated() {
     let from_header = "h".repeat(33);
     let h = head("POST", "/", &[(SESSION_HEADER, from_header.as_str())]);
     assert_eq!(
-        g.parse_invocation(&h, b"{}", &mut ctx(&h))
+        g.parse_invocation(&h, &bytes_of(b"{}"), &mut ctx(&h))
             .unwrap()
             .session_id,
         from_header
@@ -290,21 +290,21 @@ fn session_id_from_body_then_header_else_generated() {
     let from_body = "b".repeat(256);
     let body = format!(r#"{{"runtimeSessionId":"{from_body}"}}"#);
     assert_eq!(
-        g.parse_invocation(&h, body.as_bytes(), &mut ctx(&h))
+        g.parse_invocation(&h, &bytes_of(body.as_bytes()), &mut ctx(&h))
             .unwrap()
             .session_id,
         from_body
     );
     let too_long = format!(r#"{{"runtimeSessionId":"{}"}}"#, "b".repeat(257));
     assert!(g
-        .parse_invocation(&h, too_long.as_bytes(), &mut ctx(&h))
+        .parse_invocation(&h, &bytes_of(too_long.as_bytes()), &mut ctx(&h))
         .is_err());
 
     let h = head("POST", "/", &[]);
     let mut c1 = RequestContext::new(&h, [1; 32], 0, 0);
     let mut c2 = RequestContext::new(&h, [2; 32], 0, 0);
-    let a = g.parse_invocation(&h, b"{}", &mut c1).unwrap().session_id;
-    let b = g.parse_invocation(&h, b"{}", &mut c2).unwrap().session_id;
+    let a = g.parse_invocation(&h, &bytes_of(b"{}"), &mut c1).unwrap().session_id;
+    let b = g.parse_invocation(&h, &bytes_of(b"{}"), &mut c2).unwrap().session_id;
     assert!(a.len() >= 33 && b.len() >= 33);
     assert_ne!(a, b);
     assert_eq!(c1.session_id.as_deref(), Some(a.as_str()));
@@ -517,7 +517,7 @@ fn a_2xx_origin_answer_streams_only_as_an_event_stream_or_json() {
     let g = gateway(&[]);
     let h = head("POST", "/invocations", &[]);
     let mut c = ctx(&h);
-    let invocation = g.parse_invocation(&h, b"{}", &mut c).unwrap();
+    let invocation = g.parse_invocation(&h, &bytes_of(b"{}"), &mut c).unwrap();
     let answer = |content_type: Option<&str>| {
         let mut b = http::Response::builder().status(200);
         if let Some(value) = content_type {
@@ -593,4 +593,8 @@ fn log_fields_taken_from_the_request_are_capped() {
     let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(parsed["method"], "M".repeat(MAX_LOG_FIELD_CHARS));
     assert_eq!(parsed["sub"], "s".repeat(MAX_LOG_FIELD_CHARS));
+}
+
+fn bytes_of(body: impl AsRef<[u8]>) -> Bytes {
+    Bytes::copy_from_slice(body.as_ref())
 }

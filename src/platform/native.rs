@@ -188,6 +188,15 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Writes every panic as one `panic` event line to `log` instead of the
+/// default text. For the binaries: a test harness keeps its own hook.
+pub fn log_panics(log: LogSink) {
+    std::panic::set_hook(Box::new(move |info| {
+        let line = crate::gateway::log::panic_event(info, driver::unix_ms(wall_clock()));
+        log(&line.to_line());
+    }));
+}
+
 /// Log lines to stderr, one per line.
 pub fn stderr_log() -> LogSink {
     Arc::new(|line: &str| eprintln!("{line}"))
@@ -313,6 +322,8 @@ pub async fn spawn(
         log(&auth_disabled_warning(driver::unix_ms(wall_clock())).to_line());
     }
     let addr = listener.local_addr()?;
+    let mut config = config;
+    config.loopback_listener = addr.ip().is_loopback();
     let limits = config.client_limits.clone();
     let shared = Arc::new(Shared::new(Gateway::new(config)));
     let platform = NativePlatform::new(log.clone());
@@ -429,9 +440,14 @@ async fn serve_connection(
     loop {
         tokio::select! {
             result = connection.as_mut() => {
-                if result.is_err_and(|e| e.is_timeout()) {
-                    // A head that did not arrive in time: nothing to deliver.
-                    linger.store(false, Ordering::Release);
+                if let Err(error) = &result {
+                    if error.is_timeout() {
+                        // A head that did not arrive in time: nothing to deliver.
+                        linger.store(false, Ordering::Release);
+                    }
+                    if let Some(reason) = refusal(error, limits) {
+                        control.log_event(Level::Warn, EventName::RequestRefused, reason);
+                    }
                 }
                 break;
             }
@@ -444,6 +460,28 @@ async fn serve_connection(
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Why hyper refused a request before the gateway saw it (it answered 400
+/// or 431, or closed a head that did not arrive in time), or `None` for a
+/// connection that merely ended.
+fn refusal(error: &hyper::Error, limits: &ClientLimits) -> Option<String> {
+    if error.is_parse_too_large() {
+        Some(format!(
+            "431: the request head is over MAX_HEADER_BYTES ({} bytes)",
+            limits.max_header_bytes
+        ))
+    } else if error.is_parse() {
+        // hyper's sentence names what was wrong, never the bytes themselves.
+        Some(format!("400: {error}"))
+    } else if error.is_timeout() {
+        Some(format!(
+            "the request head did not arrive within CLIENT_HEADER_TIMEOUT_SECONDS ({} s)",
+            limits.header_timeout_seconds
+        ))
+    } else {
+        None
     }
 }
 

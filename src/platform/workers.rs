@@ -54,7 +54,7 @@ thread_local! {
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    console_error_panic_hook::set_once();
+    log_panics();
     let shared = match shared(&env) {
         Ok(shared) => shared,
         Err(error) => return to_worker_response_full(error.to_response()),
@@ -74,6 +74,17 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
         ctx.wait_until(async move { store_shared_key_set(&shared).await });
     }
     to_worker_response(response, &ctx)
+}
+
+/// Every panic as one `panic` event line, instead of the runtime's text.
+fn log_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let line = crate::gateway::log::panic_event(info, now_millis());
+            console_log!("{}", line.to_line());
+        }))
+    });
 }
 
 fn shared(env: &Env) -> Result<Rc<Shared>, GatewayError> {
