@@ -22,11 +22,16 @@ fn gateway(extra: &[(&str, &str)]) -> Gateway {
     Gateway::new(Config::from_lookup(|n| vars.get(n).cloned()).unwrap())
 }
 
-/// A request head; `Host: gateway.test` unless `headers` name a host.
+/// A request head; `Host: gateway.test` unless `headers` name a host, and
+/// for a POST `Content-Type: application/json` unless they name a type.
 fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
     let mut builder = http::Request::builder().method(method).uri(uri);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+    let names = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if !names("host") {
         builder = builder.header("host", "gateway.test");
+    }
+    if method == "POST" && !names("content-type") {
+        builder = builder.header("content-type", "application/json");
     }
     for (k, v) in headers {
         builder = builder.header(*k, *v);
@@ -311,11 +316,127 @@ fn session_id_from_body_then_header_else_generated() {
 }
 
 #[test]
-fn request_id_is_echoed_when_sane_else_generated() {
+fn the_request_id_is_ours_and_a_sane_client_id_is_echoed_beside_it() {
+    let g = gateway(&[]);
     let h = head("POST", "/", &[(REQUEST_ID_HEADER, "abc-123")]);
-    assert_eq!(ctx(&h).request_id, "abc-123");
+    let c = ctx(&h);
+    assert_eq!(c.request_id.len(), 36);
+    assert_eq!(c.client_request_id.as_deref(), Some("abc-123"));
+    let line: serde_json::Value =
+        serde_json::from_str(&RequestLog::new(&c, StatusCode::OK).to_line()).unwrap();
+    assert_eq!(line["request_id"], c.request_id.as_str());
+    assert_eq!(line["client_request_id"], "abc-123");
+    let mut headers = HeaderMap::new();
+    g.finish_headers(&mut headers, &c);
+    assert_eq!(headers[REQUEST_ID_HEADER], "abc-123");
+
     let h = head("POST", "/", &[(REQUEST_ID_HEADER, "has space")]);
-    assert_eq!(ctx(&h).request_id.len(), 36);
+    let c = ctx(&h);
+    assert_eq!(c.client_request_id, None);
+    let mut headers = HeaderMap::new();
+    g.finish_headers(&mut headers, &c);
+    assert_eq!(headers[REQUEST_ID_HEADER], c.request_id.as_str());
+}
+
+#[test]
+fn a_post_without_a_json_content_type_is_415() {
+    let g = gateway(&[]);
+    let mut h = head("POST", "/invocations", &[]);
+    h.headers.remove("content-type");
+    assert_eq!(
+        filter(&g, &h).map_err(|e| (e.status.as_u16(), e.code)),
+        Err((415, Code::UnsupportedMediaType))
+    );
+    for simple in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+        let h = head("POST", "/invocations", &[("content-type", simple)]);
+        assert_eq!(filter(&g, &h).map_err(|e| e.code), Err(Code::UnsupportedMediaType));
+    }
+}
+
+#[test]
+fn a_loopback_listener_answers_to_its_own_names_and_public_hosts_only() {
+    let mut config = gateway(&[("PUBLIC_HOSTS", "Agent.Example.com, edge.test")])
+        .config()
+        .clone();
+    config.loopback_listener = true;
+    let g = Gateway::new(config);
+    let get = |host: &str| {
+        filter(&g, &head("GET", "/ping", &[("host", host)])).map_err(|e| (e.status.as_u16(), e.code))
+    };
+    for host in [
+        "localhost",
+        "LOCALHOST:8787",
+        "127.0.0.1:1",
+        "[::1]:8787",
+        "agent.example.com",
+        "edge.test:443",
+    ] {
+        assert_eq!(get(host), Ok(Some(200)), "{host}");
+    }
+    for host in ["evil.example", "127.0.0.2", "localhost.evil.example:8787", "[::2]"] {
+        assert_eq!(get(host), Err((421, Code::MisdirectedRequest)), "{host}");
+    }
+    // The same names on a public listener: any valid host.
+    assert_eq!(
+        filter(&gateway(&[]), &head("GET", "/ping", &[("host", "evil.example")])),
+        Ok(Some(200))
+    );
+}
+
+#[test]
+fn an_unknown_expectation_is_417() {
+    let g = gateway(&[]);
+    let post = |expect: &str| {
+        filter(&g, &head("POST", "/invocations", &[("expect", expect)]))
+            .map_err(|e| (e.status.as_u16(), e.code))
+    };
+    assert_eq!(post("100-continue"), Ok(None));
+    assert_eq!(post("100-Continue"), Ok(None));
+    assert_eq!(post("200-ok"), Err((417, Code::ExpectationFailed)));
+    assert_eq!(post(""), Err((417, Code::ExpectationFailed)));
+}
+
+#[test]
+fn cors_answers_vary_on_origin_whenever_a_list_is_configured() {
+    let answer_headers = |g: &Gateway, origin: Option<&str>| {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        let h = head("GET", "/ping", &headers);
+        let mut c = ctx(&h);
+        let mut response = answer(g.request_filter(&h, &mut c).unwrap());
+        g.finish_headers(response.headers_mut(), &c);
+        response.headers().clone()
+    };
+    let listed = gateway(&[]);
+    for origin in [Some("https://app.example.com"), Some("https://other.example"), None] {
+        let headers = answer_headers(&listed, origin);
+        assert_eq!(headers["vary"], "Origin", "{origin:?}");
+        let allowed = headers.get("access-control-allow-origin");
+        match origin {
+            Some("https://app.example.com") => assert_eq!(allowed.unwrap(), "https://app.example.com"),
+            _ => assert_eq!(allowed, None, "{origin:?}"),
+        }
+    }
+    let any = gateway(&[("CORS_ALLOW_ORIGINS", "*")]);
+    for origin in [Some("https://other.example"), Some("null"), None] {
+        let headers = answer_headers(&any, origin);
+        assert_eq!(headers["access-control-allow-origin"], "*", "{origin:?}");
+        assert_eq!(headers.get("vary"), None);
+    }
+    let off = gateway(&[("CORS_ALLOW_ORIGINS", "")]);
+    let headers = answer_headers(&off, Some("https://app.example.com"));
+    assert_eq!(headers.get("vary"), None);
+    assert_eq!(headers.get("access-control-allow-origin"), None);
+}
+
+#[test]
+fn the_last_response_in_the_query_wins_as_in_the_body() {
+    let g = gateway(&[]);
+    let h = head("POST", "/invocations?response=original&response=transformed", &[]);
+    let inv = g.parse_invocation(&h, &bytes_of(b"{}"), &mut ctx(&h)).unwrap();
+    assert_eq!(inv.mode, ResponseMode::Transformed);
+    let body = br#"{"response":"transformed","response":"original"}"#;
+    let inv = g.parse_invocation(&h, &bytes_of(body), &mut ctx(&h)).unwrap();
+    assert_eq!(inv.mode, ResponseMode::Original, "the body wins over the query");
 }
 
 #[test]

@@ -184,6 +184,7 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
 
     let unauthenticated = client
         .post(format!("{gateway}/invocations"))
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await

@@ -18,7 +18,8 @@ pub struct NativeStack {
 }
 
 impl NativeStack {
-    /// The demo origin's variables (SigV4), overridden by `vars`.
+    /// The demo origin's variables (SigV4) and `PUBLIC_HOSTS=gateway.test`
+    /// (the name raw-socket tests send), overridden by `vars`.
     pub async fn start(vars: &[(&'static str, &str)]) -> NativeStack {
         let origin = origin::spawn(
             DemoOriginSettings::demo(),
@@ -27,6 +28,7 @@ impl NativeStack {
         .await
         .unwrap();
         let mut all = origin.gateway_vars();
+        all.push(("PUBLIC_HOSTS", "gateway.test".to_owned()));
         for (name, value) in vars {
             all.retain(|(n, _)| n != name);
             all.push((name, (*value).to_owned()));
@@ -60,11 +62,14 @@ impl NativeStack {
         self.logs.lock().unwrap().clone()
     }
 
-    /// The parsed log line of the request with this `x-request-id`.
+    /// The parsed log line of the request whose answer carried this
+    /// `X-Request-Id` (the client's, logged as `client_request_id`, or the
+    /// gateway's own).
     pub fn request_log(&self, request_id: &str) -> Option<Value> {
         self.log_lines().iter().find_map(|line| {
             let line: Value = serde_json::from_str(line).ok()?;
-            (line["request_id"] == request_id).then_some(line)
+            (line["request_id"] == request_id || line["client_request_id"] == request_id)
+                .then_some(line)
         })
     }
 }

@@ -206,7 +206,7 @@ async fn sigterm_lets_streams_finish_within_the_grace_and_ends_the_rest_in_band(
         lines
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["request_id"] == request_id)
+            .find(|l| l["client_request_id"] == request_id)
             .unwrap_or_else(|| panic!("no log line for {request_id}: {lines:#?}"))["outcome"]
             .clone()
     };

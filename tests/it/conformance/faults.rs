@@ -43,7 +43,7 @@ async fn timed(t: &Target, prompt: &str, mode: &str, limit: Duration) -> (Timed,
 /// up to 10 s for it: a loaded Lambda runtime writes a large stream's line
 /// late.
 async fn logged_once(t: &Target, request_id: &str) -> Value {
-    let needle = format!("\"request_id\":\"{request_id}\"");
+    let needle = format!("\"client_request_id\":\"{request_id}\"");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline
         && !t.logs.lines().iter().any(|l| l.contains(&needle))

@@ -19,7 +19,7 @@ fn lines_of(target: &Target, request_id: &str) -> usize {
         .logs
         .lines()
         .iter()
-        .filter(|line| line.contains(&format!("\"request_id\":\"{request_id}\"")))
+        .filter(|line| line.contains(&format!("\"client_request_id\":\"{request_id}\"")))
         .count()
 }
 

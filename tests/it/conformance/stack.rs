@@ -134,8 +134,10 @@ impl Target {
         }
     }
 
-    /// The JSON request log line of `request_id`, waiting up to 3 s for it
-    /// (a stream's line is written when it ends).
+    /// The JSON request log line of the request whose answer carried this
+    /// `X-Request-Id` (the client's, logged as `client_request_id`, or the
+    /// gateway's own), waiting up to 3 s for it (a stream's line is written
+    /// when it ends).
     pub async fn request_log(&self, request_id: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
@@ -156,7 +158,8 @@ impl Target {
             // Wrangler may prefix console output; the JSON object is the rest.
             let json = &line[line.find('{')?..];
             let value: Value = serde_json::from_str(json).ok()?;
-            (value["request_id"] == request_id).then_some(value)
+            (value["request_id"] == request_id || value["client_request_id"] == request_id)
+                .then_some(value)
         })
     }
 }
