@@ -205,7 +205,7 @@ impl Target {
             Target::Lambda => Command::new(env!("CARGO_BIN_EXE_agent-edge-lambda")),
         };
         for variable in VARIABLES {
-            command.env_remove(variable);
+            command.env_remove(variable.name);
         }
         command.envs(vars.iter().map(|(n, v)| (n, v)));
         let native_addr = free_addr();

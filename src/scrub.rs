@@ -2,10 +2,9 @@
 //! as a log field or inside a response it writes itself (error details, an
 //! agent's error message, the origin's failure text).
 //!
-//! It knows the configured secrets by value: the runtime ARN and its account
-//! id, their percent-encoded forms (upper- and lower-case hex, and encoded
-//! twice as in a SigV4 canonical request), the access key id, the secret
-//! key and the session token. It also removes what looks like a secret
+//! It knows the configured secrets by value, in every form the gateway
+//! builds them into ([`crate::gateway::secrets`] lists them). It also
+//! removes what looks like a secret
 //! whatever its value: an ARN (plain or encoded), a 12-digit account id, an
 //! AWS access key id, a SigV4 `Signature=`, a JWT, and the token after
 //! `Bearer`. Every match becomes [`REDACTED`].
@@ -14,9 +13,6 @@
 //! and the Worker bundle stays small.
 
 use std::sync::Arc;
-
-use crate::config::{Config, OriginAuth};
-use crate::origin::encode_path_segment;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -37,33 +33,6 @@ impl std::fmt::Debug for Scrubber {
 }
 
 impl Scrubber {
-    /// Knows the secrets `config` holds.
-    pub fn for_config(config: &Config) -> Self {
-        let mut known = Vec::new();
-        if let Some(runtime) = &config.origin.runtime {
-            for value in [&runtime.arn, &runtime.account_id] {
-                known.push(value.clone());
-                let encoded = encode_path_segment(value);
-                let lower = lower_hex(&encoded);
-                known.push(encoded.replace('%', "%25"));
-                known.push(lower.replace('%', "%25"));
-                known.push(lower);
-                known.push(encoded);
-            }
-        }
-        if let OriginAuth::SigV4 { credentials, .. } = &config.origin.auth {
-            known.push(credentials.access_key_id.clone());
-            known.push(credentials.secret_access_key.expose().to_owned());
-            let encoded = encode_path_segment(credentials.secret_access_key.expose());
-            known.push(encoded);
-            if let Some(token) = &credentials.session_token {
-                known.push(token.expose().to_owned());
-                known.push(encode_path_segment(token.expose()));
-            }
-        }
-        Self::with_known(known)
-    }
-
     /// Knows exactly `known` (besides the patterns).
     pub fn with_known(known: Vec<String>) -> Self {
         let mut known: Vec<String> = known.into_iter().filter(|s| s.len() >= 4).collect();
@@ -114,20 +83,6 @@ impl Scrubber {
         }
         out
     }
-}
-
-/// A percent-encoded text with lower-case hex digits (`%3a`, not `%3A`).
-fn lower_hex(encoded: &str) -> String {
-    let mut out = String::with_capacity(encoded.len());
-    let mut rest = encoded;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let escape = rest.get(at..at + 3).unwrap_or(&rest[at..]);
-        out.push_str(&escape.to_ascii_lowercase());
-        rest = &rest[at + escape.len()..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -215,56 +170,6 @@ fn starts_with_ignore_case(haystack: &[u8], prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ARN: &str = "arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/demo_agent-AbC123";
-
-    fn scrubber() -> Scrubber {
-        let vars = [
-            ("AGENT_RUNTIME_ARN", ARN),
-            ("AWS_REGION", "us-west-2"),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEKEYID"),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            ),
-            ("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjSessionTokenValue"),
-            ("AUTH", "none"),
-        ];
-        let config = Config::from_lookup(|name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
-        .expect("a valid configuration");
-        Scrubber::for_config(&config)
-    }
-
-    #[test]
-    fn configured_secrets_and_their_encodings_are_removed() {
-        let encoded = encode_path_segment(ARN);
-        let lower = lower_hex(&encoded);
-        assert!(lower.contains("%3abedrock-agentcore%3a") && lower.contains("AbC123"));
-        let twice = encoded.replace('%', "%25");
-        let text = format!(
-            "{ARN} /runtimes/{encoded}/x {lower} {twice} account:123456789012: \
-             AKIDEXAMPLEKEYID wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY \
-             token=IQoJb3JpZ2luX2VjSessionTokenValue x%3A123456789012%3Ay"
-        );
-        let clean = scrubber().scrub(&text);
-        for secret in [
-            ARN,
-            encoded.as_str(),
-            lower.as_str(),
-            twice.as_str(),
-            "123456789012",
-            "AKIDEXAMPLEKEYID",
-            "wJalrXUtnFEMI",
-            "IQoJb3JpZ2luX2VjSessionTokenValue",
-        ] {
-            assert!(!clean.contains(secret), "{secret} in {clean}");
-        }
-        assert!(clean.contains("/runtimes/[redacted]/x"), "{clean}");
-    }
 
     #[test]
     fn secrets_are_recognised_by_their_shape() {

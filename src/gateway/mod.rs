@@ -22,15 +22,18 @@ pub mod driver;
 pub mod log;
 pub mod page;
 pub mod payload;
+pub mod routes;
+pub mod secrets;
 pub mod rate_limit;
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::config::{Config, Cors, ResponseMode};
+use routes::{Handler, Unrouted};
 use crate::error::{Code, GatewayError};
 use crate::origin::{self, Invocation};
 use crate::scrub::Scrubber;
@@ -185,7 +188,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config) -> Self {
         let page = page::Page::new(&config);
-        let scrubber = Scrubber::for_config(&config);
+        let scrubber = secrets::scrubber(&config);
         Gateway {
             config,
             page,
@@ -223,12 +226,15 @@ impl Gateway {
         check_expect(&head.headers)?;
 
         let path = head.uri.path();
-        let is_invoke = path == "/invocations" || path == "/";
-        match (&head.method, path) {
-            (&Method::OPTIONS, _) if is_invoke || path == "/ping" => {
-                Ok(Route::Answered(self.preflight(head, ctx)?))
+        let handler = routes::resolve(&head.method, path, self.page.is_some()).map_err(|e| {
+            match e {
+                Unrouted::NotFound => GatewayError::new(Code::NotFound),
+                Unrouted::MethodNotAllowed(allow) => method_not_allowed(allow),
             }
-            (&Method::GET | &Method::HEAD, "/ping") => {
+        })?;
+        match handler {
+            Handler::Preflight => Ok(Route::Answered(self.preflight(head, ctx)?)),
+            Handler::Ping => {
                 let mut response = Response::new(Bytes::from_static(br#"{"status":"Healthy"}"#));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -236,14 +242,13 @@ impl Gateway {
                 );
                 Ok(Route::Answered(response))
             }
-            (&Method::GET | &Method::HEAD, _) if self.page.is_some() => {
-                match self.page.as_ref().and_then(|page| page.answer(path)) {
-                    Some(response) => Ok(Route::Answered(response)),
-                    None if is_invoke => Err(method_not_allowed("POST, OPTIONS")),
-                    None => Err(GatewayError::new(Code::NotFound)),
-                }
-            }
-            (&Method::POST, _) if is_invoke => {
+            Handler::Page => self
+                .page
+                .as_ref()
+                .and_then(|page| page.answer(path))
+                .map(Route::Answered)
+                .ok_or_else(|| GatewayError::new(Code::NotFound)),
+            Handler::Invoke => {
                 check_content_type(&head.headers)?;
                 let declared = head
                     .headers
@@ -254,12 +259,6 @@ impl Gateway {
                 }
                 Ok(Route::Invoke)
             }
-            (_, "/ping") => Err(method_not_allowed("GET, HEAD, OPTIONS")),
-            // Without the page, `GET /` is a route that does not exist.
-            (&Method::GET | &Method::HEAD, "/") => Err(GatewayError::new(Code::NotFound)),
-            (_, "/") if self.page.is_some() => Err(method_not_allowed("GET, HEAD, POST, OPTIONS")),
-            (_, _) if is_invoke => Err(method_not_allowed("POST, OPTIONS")),
-            _ => Err(GatewayError::new(Code::NotFound)),
         }
     }
 
@@ -270,21 +269,17 @@ impl Gateway {
     ) -> Result<Response<Bytes>, GatewayError> {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::NO_CONTENT;
+        let allow = HeaderValue::from_str(&routes::allow(head.uri.path(), self.page.is_some()))
+            .expect("method names");
         let headers = response.headers_mut();
         if !head.headers.contains_key(header::ORIGIN) {
-            headers.insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, POST, OPTIONS"),
-            );
+            headers.insert(header::ALLOW, allow);
             return Ok(response);
         }
         if !ctx.cors.allows_origin() {
             return Err(GatewayError::new(Code::CorsOriginNotAllowed));
         }
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
-        );
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static(ALLOWED_HEADERS),
@@ -583,10 +578,11 @@ fn check_expect(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> GatewayError {
+fn method_not_allowed(allow: String) -> GatewayError {
+    let value = HeaderValue::from_str(&allow).expect("method names");
     GatewayError::new(Code::MethodNotAllowed)
         .with_message(format!("this route allows {allow}"))
-        .with_header(header::ALLOW, HeaderValue::from_static(allow))
+        .with_header(header::ALLOW, value)
 }
 
 /// JSON only, declared: a body without a type (or `text/plain`) is what a

@@ -7,9 +7,6 @@ use std::collections::BTreeMap;
 use agent_edge::config::VARIABLES;
 use agent_edge::error::Code;
 
-/// Variables read by a command rather than by the gateway's configuration.
-const COMMAND_VARIABLES: &[&str] = &["LISTEN_ADDR"];
-
 fn interface() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/interface.md");
     std::fs::read_to_string(path).expect("docs/interface.md")
@@ -67,20 +64,36 @@ fn every_error_code_is_documented_with_its_status() {
 }
 
 #[test]
-fn every_variable_is_documented() {
-    let documented: Vec<String> = table(&interface(), "Configuration", "variable")
-        .into_iter()
-        .map(|row| row[0].clone())
-        .collect();
-    let mut expected: Vec<String> = VARIABLES
-        .iter()
-        .chain(COMMAND_VARIABLES)
-        .map(|name| (*name).to_owned())
-        .collect();
-    let mut sorted = documented.clone();
-    sorted.sort();
-    expected.sort();
-    assert_eq!(sorted, expected, "docs/interface.md's variable table");
+fn every_variable_is_documented_with_its_default_range_and_readers() {
+    let rows = table(&interface(), "Configuration", "variable");
+    let documented: Vec<&str> = rows.iter().map(|row| row[0].as_str()).collect();
+    let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
+    assert_eq!(documented, names, "docs/interface.md's variable table, in order");
+    for (row, variable) in rows.iter().zip(VARIABLES) {
+        let cells = (
+            row[2].as_str(),
+            row[3].as_str(),
+            row[4].as_str(),
+            row[1].contains("(a secret"),
+        );
+        let expected = (
+            variable.documented_default().replace('`', ""),
+            variable.documented_range().replace('`', ""),
+            variable.readers.as_str(),
+            variable.secret,
+        );
+        assert_eq!(
+            cells,
+            (
+                expected.0.as_str(),
+                expected.1.as_str(),
+                expected.2,
+                expected.3
+            ),
+            "docs/interface.md's row of {} (default, range, read by, secret)",
+            variable.name
+        );
+    }
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn the_template_creates_a_streaming_url_a_function_and_a_narrow_role() {
         .expect("environment variables");
     for name in variables.keys() {
         assert!(
-            agent_edge::config::VARIABLES.contains(&name.as_str()),
+            agent_edge::config::variable(name).is_some(),
             "{name} is not a variable the gateway reads"
         );
         // Lambda sets these itself (and refuses a template that sets them).

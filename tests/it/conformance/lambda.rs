@@ -180,7 +180,7 @@ pub fn start_with_concurrency(
     // The function sees the variables of the env file and nothing this
     // process happens to have (an operator's AWS_REGION, say).
     for variable in agent_edge::config::VARIABLES {
-        command.env_remove(variable);
+        command.env_remove(variable.name);
     }
     let mut child = command
         .spawn()

@@ -6,8 +6,12 @@
 //! Invalid configuration is a [`ConfigError`] naming the variable; nothing
 //! here panics. `Debug` of anything holding a credential is redacted.
 
+mod vars;
+
 use std::fmt;
 use std::str::FromStr;
+
+pub use vars::*;
 
 /// Response mode of the HTTP interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -47,7 +51,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(variable: &'static str, message: impl Into<String>) -> Self {
         ConfigError {
             variable,
             message: message.into(),
@@ -273,6 +277,9 @@ pub struct Config {
     pub origin_idle_timeout_seconds: u64,
     /// The native server's client connections (other platforms manage their own).
     pub client_limits: ClientLimits,
+    /// The values of every secret variable ([`Variable::secret`]), for the
+    /// scrubber.
+    pub secrets: Vec<Secret>,
 }
 
 /// Limits on the native server's client connections, of the nginx/Envoy
@@ -300,86 +307,43 @@ pub struct ClientLimits {
     pub shutdown_grace_seconds: u64,
 }
 
-/// Every variable [`Config::from_lookup`] reads: adapters that must name
-/// what they look up (the Worker, among `[vars]` and secrets) use this list.
-pub const VARIABLES: &[&str] = &[
-    "AGENT_RUNTIME_ARN",
-    "AGENT_QUALIFIER",
-    "ORIGIN_URL",
-    "ORIGIN_AUTH",
-    "SIGV4_SERVICE",
-    "AWS_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AUTH",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_JWKS_URL",
-    "JWT_TOKEN_USE",
-    "JWT_LEEWAY_SECONDS",
-    "JWT_USER_ID_CLAIM",
-    "DEFAULT_RESPONSE_MODE",
-    "MAX_BODY_BYTES",
-    "MAX_EVENT_BYTES",
-    "KEEPALIVE_SECONDS",
-    "CORS_ALLOW_ORIGINS",
-    "MAX_BODY_KEYS",
-    "PUBLIC_HOSTS",
-    "RATE_LIMIT_PER_MINUTE",
-    "ORIGIN_TIMEOUT_SECONDS",
-    "UI",
-    "ORIGIN_IDLE_TIMEOUT_SECONDS",
-    "CLIENT_HEADER_TIMEOUT_SECONDS",
-    "CLIENT_IDLE_TIMEOUT_SECONDS",
-    "CLIENT_BODY_TIMEOUT_SECONDS",
-    "MAX_HEADER_BYTES",
-    "MAX_CONNECTIONS",
-    "SHUTDOWN_GRACE_SECONDS",
-];
-
 /// Default for `MAX_EVENT_BYTES`.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
 impl Config {
     /// Reads the configuration through `lookup` (empty values count as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| {
-            debug_assert!(VARIABLES.contains(&name), "{name} is not in VARIABLES");
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-
-        let qualifier = get("AGENT_QUALIFIER").unwrap_or_else(|| "DEFAULT".to_owned());
-        let runtime = get("AGENT_RUNTIME_ARN")
+        let get: &dyn Fn(&str) -> Option<String> = &lookup;
+        let qualifier = AGENT_QUALIFIER
+            .read(get)
+            .unwrap_or_else(|| "DEFAULT".to_owned());
+        let runtime = AGENT_RUNTIME_ARN
+            .read(get)
             .map(|arn| AgentRuntime::parse(&arn, qualifier))
             .transpose()?;
 
-        let origin_url = get("ORIGIN_URL");
-        let base_url = match (&origin_url, &runtime) {
-            (Some(url), _) => parse_origin_url(url)?,
-            (None, Some(rt)) => rt.default_endpoint().parse().map_err(|_| {
-                ConfigError::new("AGENT_RUNTIME_ARN", "does not give a valid endpoint")
-            })?,
+        let base_url = match (ORIGIN_URL.read(get), &runtime) {
+            (Some(url), _) => parse_origin_url(&url)?,
+            (None, Some(rt)) => rt
+                .default_endpoint()
+                .parse()
+                .map_err(|_| AGENT_RUNTIME_ARN.error("does not give a valid endpoint"))?,
             (None, None) => {
-                return Err(ConfigError::new(
-                    "AGENT_RUNTIME_ARN",
+                return Err(AGENT_RUNTIME_ARN.error(
                     "set AGENT_RUNTIME_ARN (AgentCore) or ORIGIN_URL (any other origin)",
                 ))
             }
         };
         let lambda_region = lambda_url_region(&base_url);
 
-        let auth = match get("ORIGIN_AUTH").as_deref().unwrap_or("sigv4") {
+        let auth = match ORIGIN_AUTH.choice(get)? {
             "sigv4" => {
-                let service = match get("SIGV4_SERVICE") {
+                let service = match SIGV4_SERVICE.read(get) {
                     Some(s) => s,
                     None if runtime.is_some() => "bedrock-agentcore".to_owned(),
                     None if lambda_region.is_some() => "lambda".to_owned(),
                     None => {
-                        return Err(ConfigError::new(
-                            "SIGV4_SERVICE",
+                        return Err(SIGV4_SERVICE.error(
                             "required with ORIGIN_AUTH=sigv4 when the origin is neither an AgentCore runtime nor a Lambda function URL",
                         ))
                     }
@@ -392,57 +356,39 @@ impl Config {
                     .as_ref()
                     .map(|rt| rt.region.clone())
                     .or(lambda_region)
-                    .or_else(|| get("AWS_REGION"))
+                    .or_else(|| AWS_REGION.read(get))
                     .ok_or_else(|| {
-                        ConfigError::new(
-                            "AWS_REGION",
-                            "required: the origin does not name a region",
-                        )
+                        AWS_REGION.error("required: the origin does not name a region")
                     })?;
                 if !is_region(&region) {
-                    return Err(ConfigError::new("AWS_REGION", "malformed region"));
+                    return Err(AWS_REGION.error("malformed region"));
                 }
-                let access_key_id = get("AWS_ACCESS_KEY_ID").ok_or_else(|| {
-                    ConfigError::new("AWS_ACCESS_KEY_ID", "required with ORIGIN_AUTH=sigv4")
-                })?;
-                let secret = get("AWS_SECRET_ACCESS_KEY").ok_or_else(|| {
-                    ConfigError::new("AWS_SECRET_ACCESS_KEY", "required with ORIGIN_AUTH=sigv4")
-                })?;
+                let required = |variable: Variable| {
+                    variable
+                        .read(get)
+                        .ok_or_else(|| variable.error("required with ORIGIN_AUTH=sigv4"))
+                };
                 OriginAuth::SigV4 {
                     service,
                     region,
                     credentials: AwsCredentials {
-                        access_key_id,
-                        secret_access_key: Secret::new(secret),
-                        session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+                        access_key_id: required(AWS_ACCESS_KEY_ID)?,
+                        secret_access_key: Secret::new(required(AWS_SECRET_ACCESS_KEY)?),
+                        session_token: AWS_SESSION_TOKEN.read(get).map(Secret::new),
                     },
                 }
             }
             "jwt-passthrough" => OriginAuth::JwtPassthrough,
-            "none" => OriginAuth::None,
-            _ => {
-                return Err(ConfigError::new(
-                    "ORIGIN_AUTH",
-                    "must be sigv4, jwt-passthrough or none",
-                ))
-            }
+            _ => OriginAuth::None,
         };
 
-        let auth_mode = get("AUTH").unwrap_or_else(|| "jwt".to_owned());
-        let caller_auth = match auth_mode.as_str() {
-            "jwt" => AuthConfig::Jwt(jwt_config(&get)?),
-            "none" => AuthConfig::None,
-            _ => return Err(ConfigError::new("AUTH", "must be jwt or none")),
+        let caller_auth = match AUTH.choice(get)? {
+            "jwt" => AuthConfig::Jwt(jwt_config(get)?),
+            _ => AuthConfig::None,
         };
-        if matches!(auth, OriginAuth::JwtPassthrough) && caller_auth == AuthConfig::None {
-            // Passing through a token nobody checked is allowed: the origin checks it.
-        }
-
-        let default_mode = match get("DEFAULT_RESPONSE_MODE") {
-            None => ResponseMode::Original,
-            Some(v) => v.parse().map_err(|_| {
-                ConfigError::new("DEFAULT_RESPONSE_MODE", "must be original or transformed")
-            })?,
+        let default_mode = match DEFAULT_RESPONSE_MODE.choice(get)? {
+            "transformed" => ResponseMode::Transformed,
+            _ => ResponseMode::Original,
         };
 
         Ok(Config {
@@ -453,42 +399,28 @@ impl Config {
             },
             auth: caller_auth,
             default_mode,
-            max_body_bytes: number(&get, "MAX_BODY_BYTES", 1_048_576, 1, 64 << 20)?,
-            keepalive_seconds: number(&get, "KEEPALIVE_SECONDS", 15, 0, 3600)?,
-            cors: Cors::from_list(list(get("CORS_ALLOW_ORIGINS"))),
-            max_body_keys: number(&get, "MAX_BODY_KEYS", 10_000, 1, 1_000_000)?,
-            public_hosts: list(get("PUBLIC_HOSTS"))
+            max_body_bytes: MAX_BODY_BYTES.number(get)?,
+            keepalive_seconds: KEEPALIVE_SECONDS.number(get)?,
+            cors: Cors::from_list(list(CORS_ALLOW_ORIGINS.read(get))),
+            max_body_keys: MAX_BODY_KEYS.number(get)?,
+            public_hosts: list(PUBLIC_HOSTS.read(get))
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             loopback_listener: false,
-            rate_limit_per_minute: match get("RATE_LIMIT_PER_MINUTE") {
-                None => None,
-                Some(_) => Some(number(&get, "RATE_LIMIT_PER_MINUTE", 0, 1, 1_000_000)?),
-            },
-            max_event_bytes: number(
-                &get,
-                "MAX_EVENT_BYTES",
-                DEFAULT_MAX_EVENT_BYTES,
-                1024,
-                64 << 20,
-            )?,
-            origin_timeout_seconds: number(&get, "ORIGIN_TIMEOUT_SECONDS", 60, 1, 3600)?,
-            ui: match get("UI").as_deref() {
-                None | Some("on") => true,
-                Some("off") => false,
-                Some(_) => return Err(ConfigError::new("UI", "must be on or off")),
-            },
+            rate_limit_per_minute: RATE_LIMIT_PER_MINUTE.optional_number(get)?,
+            max_event_bytes: MAX_EVENT_BYTES.number(get)?,
+            origin_timeout_seconds: ORIGIN_TIMEOUT_SECONDS.number(get)?,
+            ui: UI.choice(get)? == "on",
             dev_token_url: None,
-            // Agents think for minutes between two outputs: generous.
-            origin_idle_timeout_seconds: number(
-                &get,
-                "ORIGIN_IDLE_TIMEOUT_SECONDS",
-                900,
-                1,
-                86_400,
-            )?,
-            client_limits: client_limits(&get)?,
+            origin_idle_timeout_seconds: ORIGIN_IDLE_TIMEOUT_SECONDS.number(get)?,
+            client_limits: client_limits(get)?,
+            secrets: VARIABLES
+                .iter()
+                .filter(|v| v.secret)
+                .filter_map(|v| v.read(get))
+                .map(Secret::new)
+                .collect(),
         })
     }
 
@@ -543,91 +475,59 @@ impl Cors {
     }
 }
 
-fn client_limits(get: &impl Fn(&str) -> Option<String>) -> Result<ClientLimits, ConfigError> {
+fn client_limits(get: &dyn Fn(&str) -> Option<String>) -> Result<ClientLimits, ConfigError> {
     let limits = ClientLimits {
-        header_timeout_seconds: number(get, "CLIENT_HEADER_TIMEOUT_SECONDS", 30, 1, 3600)?,
-        idle_timeout_seconds: number(get, "CLIENT_IDLE_TIMEOUT_SECONDS", 15, 1, 3600)?,
-        body_timeout_seconds: number(get, "CLIENT_BODY_TIMEOUT_SECONDS", 60, 1, 3600)?,
-        // hyper needs at least 8 KiB to read a head.
-        max_header_bytes: number(get, "MAX_HEADER_BYTES", 32 * 1024, 8 * 1024, 1 << 20)?,
-        max_connections: number(get, "MAX_CONNECTIONS", 10_000, 1, 1_000_000)?,
-        shutdown_grace_seconds: number(get, "SHUTDOWN_GRACE_SECONDS", 30, 0, 86_400)?,
+        header_timeout_seconds: CLIENT_HEADER_TIMEOUT_SECONDS.number(get)?,
+        idle_timeout_seconds: CLIENT_IDLE_TIMEOUT_SECONDS.number(get)?,
+        body_timeout_seconds: CLIENT_BODY_TIMEOUT_SECONDS.number(get)?,
+        max_header_bytes: MAX_HEADER_BYTES.number(get)?,
+        max_connections: MAX_CONNECTIONS.number(get)?,
+        shutdown_grace_seconds: SHUTDOWN_GRACE_SECONDS.number(get)?,
     };
     if limits.idle_timeout_seconds > limits.header_timeout_seconds {
         // The wait for the next request head counts against the header timeout.
-        return Err(ConfigError::new(
-            "CLIENT_IDLE_TIMEOUT_SECONDS",
+        return Err(CLIENT_IDLE_TIMEOUT_SECONDS.error(
             "must not exceed CLIENT_HEADER_TIMEOUT_SECONDS, which also bounds the wait for the next request",
         ));
     }
     Ok(limits)
 }
 
-fn jwt_config(get: &impl Fn(&str) -> Option<String>) -> Result<JwtConfig, ConfigError> {
-    let issuer = get("JWT_ISSUER").ok_or_else(|| {
-        ConfigError::new(
-            "JWT_ISSUER",
-            "required with AUTH=jwt (set AUTH=none for local development only)",
-        )
+fn jwt_config(get: &dyn Fn(&str) -> Option<String>) -> Result<JwtConfig, ConfigError> {
+    let issuer = JWT_ISSUER.read(get).ok_or_else(|| {
+        JWT_ISSUER.error("required with AUTH=jwt (set AUTH=none for local development only)")
     })?;
     if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-        return Err(ConfigError::new("JWT_ISSUER", "must be an http(s) URL"));
+        return Err(JWT_ISSUER.error("must be an http(s) URL"));
     }
-    let audiences = list(get("JWT_AUDIENCE"));
+    let audiences = list(JWT_AUDIENCE.read(get));
     if audiences.is_empty() {
-        return Err(ConfigError::new(
-            "JWT_AUDIENCE",
-            "required with AUTH=jwt: the app client id(s) tokens must be issued to",
-        ));
+        return Err(JWT_AUDIENCE
+            .error("required with AUTH=jwt: the app client id(s) tokens must be issued to"));
     }
-    let jwks_url = get("JWT_JWKS_URL");
+    let jwks_url = JWT_JWKS_URL.read(get);
     if let Some(url) = &jwks_url {
         if url
             .parse::<http::Uri>()
             .map(|u| u.host().is_none())
             .unwrap_or(true)
         {
-            return Err(ConfigError::new("JWT_JWKS_URL", "must be an absolute URL"));
+            return Err(JWT_JWKS_URL.error("must be an absolute URL"));
         }
     }
-    let token_use = match get("JWT_TOKEN_USE").as_deref().unwrap_or("any") {
+    let token_use = match JWT_TOKEN_USE.choice(get)? {
         "id" => TokenUse::Id,
         "access" => TokenUse::Access,
-        "any" => TokenUse::Any,
-        _ => {
-            return Err(ConfigError::new(
-                "JWT_TOKEN_USE",
-                "must be id, access or any",
-            ))
-        }
+        _ => TokenUse::Any,
     };
     Ok(JwtConfig {
         issuer,
         audiences,
         jwks_url,
         token_use,
-        leeway_seconds: number(get, "JWT_LEEWAY_SECONDS", 60, 0, 3600)?,
-        user_id_claim: get("JWT_USER_ID_CLAIM"),
+        leeway_seconds: JWT_LEEWAY_SECONDS.number(get)?,
+        user_id_claim: JWT_USER_ID_CLAIM.read(get),
     })
-}
-
-fn number<T: FromStr + PartialOrd + fmt::Display + Copy>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError> {
-    let Some(raw) = get(name) else {
-        return Ok(default);
-    };
-    match raw.parse::<T>() {
-        Ok(v) if v >= min && v <= max => Ok(v),
-        _ => Err(ConfigError::new(
-            name,
-            format!("must be a whole number from {min} to {max}"),
-        )),
-    }
 }
 
 fn list(value: Option<String>) -> Vec<String> {
@@ -644,13 +544,10 @@ fn list(value: Option<String>) -> Vec<String> {
 fn parse_origin_url(url: &str) -> Result<http::Uri, ConfigError> {
     let uri: http::Uri = url
         .parse()
-        .map_err(|_| ConfigError::new("ORIGIN_URL", "not a valid URL"))?;
+        .map_err(|_| ORIGIN_URL.error("not a valid URL"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) if uri.query().is_none() => Ok(uri),
-        _ => Err(ConfigError::new(
-            "ORIGIN_URL",
-            "must be an absolute http(s) URL without a query",
-        )),
+        _ => Err(ORIGIN_URL.error("must be an absolute http(s) URL without a query")),
     }
 }
 
@@ -663,208 +560,4 @@ fn lambda_url_region(uri: &http::Uri) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    const ARN: &str = "arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/demo_agent-AbC123";
-
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
-    }
-
-    fn base() -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("AGENT_RUNTIME_ARN", ARN),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "secret"),
-            ("AUTH", "none"),
-        ]
-    }
-
-    #[test]
-    fn arn_gives_region_endpoint_and_service() {
-        let c = config(&base()).unwrap();
-        let rt = c.origin.runtime.as_ref().unwrap();
-        assert_eq!(rt.region, "us-west-2");
-        assert_eq!(rt.account_id, "123456789012");
-        assert_eq!(rt.qualifier, "DEFAULT");
-        assert_eq!(
-            c.origin.base_url.to_string(),
-            "https://bedrock-agentcore.us-west-2.amazonaws.com/"
-        );
-        match &c.origin.auth {
-            OriginAuth::SigV4 {
-                service, region, ..
-            } => {
-                assert_eq!(service, "bedrock-agentcore");
-                assert_eq!(region, "us-west-2");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(c.default_mode, ResponseMode::Original);
-        assert_eq!(c.max_body_bytes, 1_048_576);
-        assert_eq!(c.keepalive_seconds, 15);
-        assert_eq!(
-            c.client_limits,
-            ClientLimits {
-                header_timeout_seconds: 30,
-                idle_timeout_seconds: 15,
-                body_timeout_seconds: 60,
-                max_header_bytes: 32 * 1024,
-                max_connections: 10_000,
-                shutdown_grace_seconds: 30,
-            }
-        );
-    }
-
-    #[test]
-    fn client_limits_are_validated_naming_the_variable() {
-        for (name, value) in [
-            ("CLIENT_HEADER_TIMEOUT_SECONDS", "0"),
-            ("CLIENT_IDLE_TIMEOUT_SECONDS", "31"),
-            ("CLIENT_BODY_TIMEOUT_SECONDS", "soon"),
-            ("MAX_HEADER_BYTES", "4096"),
-            ("MAX_CONNECTIONS", "0"),
-            ("SHUTDOWN_GRACE_SECONDS", "-1"),
-        ] {
-            let mut vars = base();
-            vars.push((name, value));
-            assert_eq!(config(&vars).unwrap_err().variable, name, "{name}={value}");
-        }
-        let mut vars = base();
-        vars.extend([
-            ("CLIENT_HEADER_TIMEOUT_SECONDS", "120"),
-            ("CLIENT_IDLE_TIMEOUT_SECONDS", "90"),
-        ]);
-        assert_eq!(
-            config(&vars).unwrap().client_limits.idle_timeout_seconds,
-            90
-        );
-    }
-
-    #[test]
-    fn lambda_url_defaults_to_lambda_service_and_its_region() {
-        let c = config(&[
-            ("ORIGIN_URL", "https://abc123.lambda-url.eu-west-1.on.aws/"),
-            ("AWS_ACCESS_KEY_ID", "AKID"),
-            ("AWS_SECRET_ACCESS_KEY", "s"),
-            ("AUTH", "none"),
-        ])
-        .unwrap();
-        match &c.origin.auth {
-            OriginAuth::SigV4 {
-                service, region, ..
-            } => {
-                assert_eq!((service.as_str(), region.as_str()), ("lambda", "eu-west-1"))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn the_origin_region_wins_over_aws_region() {
-        let signing_region = |vars: &[(&str, &str)]| match config(vars).unwrap().origin.auth {
-            OriginAuth::SigV4 { region, .. } => region,
-            other => panic!("{other:?}"),
-        };
-        // A function in eu-west-1 (Lambda sets AWS_REGION) calling a runtime
-        // in us-west-2.
-        let mut vars = base();
-        vars.push(("AWS_REGION", "eu-west-1"));
-        assert_eq!(signing_region(&vars), "us-west-2");
-        vars.push(("ORIGIN_URL", "https://abc123.lambda-url.ap-south-1.on.aws/"));
-        assert_eq!(
-            signing_region(&vars),
-            "us-west-2",
-            "the ARN's, then the URL's"
-        );
-        let custom_origin = [
-            ("ORIGIN_URL", "https://agent.example.com"),
-            ("SIGV4_SERVICE", "execute-api"),
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ACCESS_KEY_ID", "AKID"),
-            ("AWS_SECRET_ACCESS_KEY", "s"),
-            ("AUTH", "none"),
-        ];
-        assert_eq!(signing_region(&custom_origin), "eu-west-1");
-    }
-
-    #[test]
-    fn errors_name_the_variable() {
-        let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("AUTH", "none")], "AGENT_RUNTIME_ARN"),
-            (
-                &[
-                    ("AGENT_RUNTIME_ARN", "arn:aws:s3:::bucket"),
-                    ("AUTH", "none"),
-                ],
-                "AGENT_RUNTIME_ARN",
-            ),
-            (
-                &[("AGENT_RUNTIME_ARN", ARN), ("AUTH", "none")],
-                "AWS_ACCESS_KEY_ID",
-            ),
-            (
-                &[("AGENT_RUNTIME_ARN", ARN), ("ORIGIN_AUTH", "none")],
-                "JWT_ISSUER",
-            ),
-            (
-                &[
-                    ("AGENT_RUNTIME_ARN", ARN),
-                    ("ORIGIN_AUTH", "none"),
-                    ("AUTH", "maybe"),
-                ],
-                "AUTH",
-            ),
-            (&[("ORIGIN_URL", "ftp://x"), ("AUTH", "none")], "ORIGIN_URL"),
-            (
-                &[("ORIGIN_URL", "http://127.0.0.1:1/x"), ("AUTH", "none")],
-                "SIGV4_SERVICE",
-            ),
-            (
-                &[
-                    ("ORIGIN_URL", "http://127.0.0.1:1/x"),
-                    ("AUTH", "none"),
-                    ("ORIGIN_AUTH", "none"),
-                    ("MAX_BODY_BYTES", "-1"),
-                ],
-                "MAX_BODY_BYTES",
-            ),
-            (
-                &[
-                    ("ORIGIN_URL", "http://127.0.0.1:1/x"),
-                    ("ORIGIN_AUTH", "none"),
-                    ("JWT_ISSUER", "https://issuer"),
-                ],
-                "JWT_AUDIENCE",
-            ),
-            (
-                &[
-                    ("ORIGIN_URL", "http://127.0.0.1:1/x"),
-                    ("AUTH", "none"),
-                    ("ORIGIN_AUTH", "none"),
-                    ("UI", "yes"),
-                ],
-                "UI",
-            ),
-        ];
-        for (vars, variable) in cases {
-            let err = config(vars).unwrap_err();
-            assert_eq!(err.variable, *variable, "{vars:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn debug_redacts_credentials_and_arn() {
-        let c = config(&base()).unwrap();
-        let debug = format!("{c:?}");
-        assert!(!debug.contains("secret"), "{debug}");
-        assert!(!debug.contains("AKIDEXAMPLE"), "{debug}");
-        assert!(!debug.contains("123456789012"), "{debug}");
-    }
-}
+mod tests;

@@ -1,0 +1,204 @@
+//! Parsing the variables: defaults, derived values, errors naming the variable.
+use super::*;
+use std::collections::HashMap;
+
+const ARN: &str = "arn:aws:bedrock-agentcore:us-west-2:123456789012:runtime/demo_agent-AbC123";
+
+fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|name| map.get(name).cloned())
+}
+
+fn base() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AGENT_RUNTIME_ARN", ARN),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AUTH", "none"),
+    ]
+}
+
+#[test]
+fn arn_gives_region_endpoint_and_service() {
+    let c = config(&base()).unwrap();
+    let rt = c.origin.runtime.as_ref().unwrap();
+    assert_eq!(rt.region, "us-west-2");
+    assert_eq!(rt.account_id, "123456789012");
+    assert_eq!(rt.qualifier, "DEFAULT");
+    assert_eq!(
+        c.origin.base_url.to_string(),
+        "https://bedrock-agentcore.us-west-2.amazonaws.com/"
+    );
+    match &c.origin.auth {
+        OriginAuth::SigV4 {
+            service, region, ..
+        } => {
+            assert_eq!(service, "bedrock-agentcore");
+            assert_eq!(region, "us-west-2");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.default_mode, ResponseMode::Original);
+    assert_eq!(c.max_body_bytes, 1_048_576);
+    assert_eq!(c.keepalive_seconds, 15);
+    assert_eq!(
+        c.client_limits,
+        ClientLimits {
+            header_timeout_seconds: 30,
+            idle_timeout_seconds: 15,
+            body_timeout_seconds: 60,
+            max_header_bytes: 32 * 1024,
+            max_connections: 10_000,
+            shutdown_grace_seconds: 30,
+        }
+    );
+}
+
+#[test]
+fn client_limits_are_validated_naming_the_variable() {
+    for (name, value) in [
+        ("CLIENT_HEADER_TIMEOUT_SECONDS", "0"),
+        ("CLIENT_IDLE_TIMEOUT_SECONDS", "31"),
+        ("CLIENT_BODY_TIMEOUT_SECONDS", "soon"),
+        ("MAX_HEADER_BYTES", "4096"),
+        ("MAX_CONNECTIONS", "0"),
+        ("SHUTDOWN_GRACE_SECONDS", "-1"),
+    ] {
+        let mut vars = base();
+        vars.push((name, value));
+        assert_eq!(config(&vars).unwrap_err().variable, name, "{name}={value}");
+    }
+    let mut vars = base();
+    vars.extend([
+        ("CLIENT_HEADER_TIMEOUT_SECONDS", "120"),
+        ("CLIENT_IDLE_TIMEOUT_SECONDS", "90"),
+    ]);
+    assert_eq!(
+        config(&vars).unwrap().client_limits.idle_timeout_seconds,
+        90
+    );
+}
+
+#[test]
+fn lambda_url_defaults_to_lambda_service_and_its_region() {
+    let c = config(&[
+        ("ORIGIN_URL", "https://abc123.lambda-url.eu-west-1.on.aws/"),
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("AUTH", "none"),
+    ])
+    .unwrap();
+    match &c.origin.auth {
+        OriginAuth::SigV4 {
+            service, region, ..
+        } => {
+            assert_eq!((service.as_str(), region.as_str()), ("lambda", "eu-west-1"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_origin_region_wins_over_aws_region() {
+    let signing_region = |vars: &[(&str, &str)]| match config(vars).unwrap().origin.auth {
+        OriginAuth::SigV4 { region, .. } => region,
+        other => panic!("{other:?}"),
+    };
+    // A function in eu-west-1 (Lambda sets AWS_REGION) calling a runtime
+    // in us-west-2.
+    let mut vars = base();
+    vars.push(("AWS_REGION", "eu-west-1"));
+    assert_eq!(signing_region(&vars), "us-west-2");
+    vars.push(("ORIGIN_URL", "https://abc123.lambda-url.ap-south-1.on.aws/"));
+    assert_eq!(
+        signing_region(&vars),
+        "us-west-2",
+        "the ARN's, then the URL's"
+    );
+    let custom_origin = [
+        ("ORIGIN_URL", "https://agent.example.com"),
+        ("SIGV4_SERVICE", "execute-api"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+        ("AUTH", "none"),
+    ];
+    assert_eq!(signing_region(&custom_origin), "eu-west-1");
+}
+
+#[test]
+fn errors_name_the_variable() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("AUTH", "none")], "AGENT_RUNTIME_ARN"),
+        (
+            &[
+                ("AGENT_RUNTIME_ARN", "arn:aws:s3:::bucket"),
+                ("AUTH", "none"),
+            ],
+            "AGENT_RUNTIME_ARN",
+        ),
+        (
+            &[("AGENT_RUNTIME_ARN", ARN), ("AUTH", "none")],
+            "AWS_ACCESS_KEY_ID",
+        ),
+        (
+            &[("AGENT_RUNTIME_ARN", ARN), ("ORIGIN_AUTH", "none")],
+            "JWT_ISSUER",
+        ),
+        (
+            &[
+                ("AGENT_RUNTIME_ARN", ARN),
+                ("ORIGIN_AUTH", "none"),
+                ("AUTH", "maybe"),
+            ],
+            "AUTH",
+        ),
+        (&[("ORIGIN_URL", "ftp://x"), ("AUTH", "none")], "ORIGIN_URL"),
+        (
+            &[("ORIGIN_URL", "http://127.0.0.1:1/x"), ("AUTH", "none")],
+            "SIGV4_SERVICE",
+        ),
+        (
+            &[
+                ("ORIGIN_URL", "http://127.0.0.1:1/x"),
+                ("AUTH", "none"),
+                ("ORIGIN_AUTH", "none"),
+                ("MAX_BODY_BYTES", "-1"),
+            ],
+            "MAX_BODY_BYTES",
+        ),
+        (
+            &[
+                ("ORIGIN_URL", "http://127.0.0.1:1/x"),
+                ("ORIGIN_AUTH", "none"),
+                ("JWT_ISSUER", "https://issuer"),
+            ],
+            "JWT_AUDIENCE",
+        ),
+        (
+            &[
+                ("ORIGIN_URL", "http://127.0.0.1:1/x"),
+                ("AUTH", "none"),
+                ("ORIGIN_AUTH", "none"),
+                ("UI", "yes"),
+            ],
+            "UI",
+        ),
+    ];
+    for (vars, variable) in cases {
+        let err = config(vars).unwrap_err();
+        assert_eq!(err.variable, *variable, "{vars:?}: {err}");
+    }
+}
+
+#[test]
+fn debug_redacts_credentials_and_arn() {
+    let c = config(&base()).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("secret"), "{debug}");
+    assert!(!debug.contains("AKIDEXAMPLE"), "{debug}");
+    assert!(!debug.contains("123456789012"), "{debug}");
+}
