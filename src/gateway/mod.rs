@@ -314,7 +314,10 @@ impl Gateway {
         }
         let (controls, payload) = payload::read(body, self.config.max_body_keys)?;
         let mode = self.response_mode(head, controls.response.as_deref())?;
-        let session_id = match controls.session_id.or_else(|| header_str(&head.headers, SESSION_HEADER)) {
+        let session_id = match controls
+            .session_id
+            .or_else(|| header_str(&head.headers, SESSION_HEADER))
+        {
             Some(id) if is_valid_session_id(&id) => id,
             Some(_) => return Err(GatewayError::new(Code::InvalidSessionId)),
             None => generated_session_id(&ctx.session_seed),
@@ -339,7 +342,7 @@ impl Gateway {
                 .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
                 .filter(|(k, _)| *k == "response")
                 .map(|(_, v)| v)
-                .last()
+                .next_back()
         });
         if let Some(requested) = body_mode.or(query_mode) {
             return requested

@@ -41,24 +41,30 @@ pub fn read(body: &Bytes, max_keys: usize) -> Result<(Controls, Bytes), GatewayE
         cuts: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_slice(body);
-    (&mut scan).deserialize(&mut de).and_then(|()| de.end()).map_err(|e| {
-        if scan.keys > max_keys {
-            GatewayError::new(Code::InvalidBody).with_message(format!(
-                "the request body has more than {max_keys} top-level keys"
-            ))
-        } else if e.classify() == serde_json::error::Category::Data {
-            GatewayError::new(Code::InvalidBody)
-        } else {
-            GatewayError::new(Code::InvalidJson).with_message(format!(
-                "the request body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        }
-    })?;
+    (&mut scan)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| {
+            if scan.keys > max_keys {
+                GatewayError::new(Code::InvalidBody).with_message(format!(
+                    "the request body has more than {max_keys} top-level keys"
+                ))
+            } else if e.classify() == serde_json::error::Category::Data {
+                GatewayError::new(Code::InvalidBody)
+            } else {
+                GatewayError::new(Code::InvalidJson).with_message(format!(
+                    "the request body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            }
+        })?;
 
     let controls = Controls {
-        response: scan.response.map(|v| control_string(v, "response")).transpose()?,
+        response: scan
+            .response
+            .map(|v| control_string(v, "response"))
+            .transpose()?,
         session_id: scan
             .session_id
             .map(|v| control_string(v, "runtimeSessionId"))
@@ -130,7 +136,7 @@ fn control(raw_key: &str) -> Option<Control> {
     }
 }
 
-impl<'de, 'a> DeserializeSeed<'de> for &'a mut Scan<'de> {
+impl<'de> DeserializeSeed<'de> for &mut Scan<'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -138,7 +144,7 @@ impl<'de, 'a> DeserializeSeed<'de> for &'a mut Scan<'de> {
     }
 }
 
-impl<'de, 'a> Visitor<'de> for &'a mut Scan<'de> {
+impl<'de> Visitor<'de> for &mut Scan<'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

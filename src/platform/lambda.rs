@@ -168,7 +168,7 @@ struct FunctionUrlRequest {
 struct Refusal {
     method: String,
     path: String,
-    error: GatewayError,
+    error: Box<GatewayError>,
 }
 
 impl FunctionUrlRequest {
@@ -179,7 +179,7 @@ impl FunctionUrlRequest {
         let refuse_with = |error| Refusal {
             method: method.to_owned(),
             path: raw_path.to_owned(),
-            error,
+            error: Box::new(error),
         };
         let refuse = |reason: &'static str| {
             refuse_with(GatewayError::new(Code::InvalidRequest).with_message(reason))
