@@ -189,20 +189,17 @@ fn listen_addr(flag: Option<SocketAddr>) -> Result<SocketAddr, String> {
     if let Some(addr) = flag {
         return Ok(addr);
     }
-    match std::env::var("LISTEN_ADDR") {
-        Ok(value) if !value.trim().is_empty() => value.trim().parse().map_err(|_| {
+    match agent_edge::config::LISTEN_ADDR.read(&|name| std::env::var(name).ok()) {
+        Some(value) => value.parse().map_err(|_| {
             "invalid configuration: LISTEN_ADDR: expected host:port, like 127.0.0.1:8787".to_owned()
         }),
-        _ => Ok(SocketAddr::from(([127, 0, 0, 1], 8787))),
+        None => Ok(SocketAddr::from(([127, 0, 0, 1], 8787))),
     }
 }
 
 async fn serve(listen: Option<SocketAddr>) -> Result<(), String> {
     let addr = listen_addr(listen)?;
-    let config = Config::from_lookup(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    native::serve(config, addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    native::serve(|name| std::env::var(name).ok(), addr).await
 }
 
 async fn dev(listen: Option<SocketAddr>, word_delay: Duration) -> Result<(), String> {

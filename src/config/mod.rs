@@ -279,7 +279,7 @@ pub struct Config {
     pub client_limits: ClientLimits,
     /// The values of every secret variable ([`Variable::secret`]), for the
     /// scrubber.
-    pub secrets: Vec<Secret>,
+    pub sensitive_values: Vec<Secret>,
 }
 
 /// Limits on the native server's client connections, of the nginx/Envoy
@@ -329,9 +329,8 @@ impl Config {
                 .parse()
                 .map_err(|_| AGENT_RUNTIME_ARN.error("does not give a valid endpoint"))?,
             (None, None) => {
-                return Err(AGENT_RUNTIME_ARN.error(
-                    "set AGENT_RUNTIME_ARN (AgentCore) or ORIGIN_URL (any other origin)",
-                ))
+                return Err(AGENT_RUNTIME_ARN
+                    .error("set AGENT_RUNTIME_ARN (AgentCore) or ORIGIN_URL (any other origin)"))
             }
         };
         let lambda_region = lambda_url_region(&base_url);
@@ -415,13 +414,18 @@ impl Config {
             dev_token_url: None,
             origin_idle_timeout_seconds: ORIGIN_IDLE_TIMEOUT_SECONDS.number(get)?,
             client_limits: client_limits(get)?,
-            secrets: VARIABLES
+            sensitive_values: VARIABLES
                 .iter()
                 .filter(|v| v.secret)
                 .filter_map(|v| v.read(get))
                 .map(Secret::new)
                 .collect(),
         })
+    }
+
+    /// `CORS_ALLOW_ORIGINS` from its value (it cannot be invalid).
+    pub fn cors_from(value: Option<String>) -> Cors {
+        Cors::from_list(list(value))
     }
 
     /// Whether `host` (a `Host` header's host part, without port) may

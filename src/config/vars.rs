@@ -88,7 +88,12 @@ impl Variable {
         Self::new(name, Kind::Number { default, min, max })
     }
 
-    const fn new_optional_number(name: &'static str, min: u64, max: u64, unset: &'static str) -> Self {
+    const fn new_optional_number(
+        name: &'static str,
+        min: u64,
+        max: u64,
+        unset: &'static str,
+    ) -> Self {
         Self::new(name, Kind::OptionalNumber { min, max, unset })
     }
 
@@ -202,8 +207,11 @@ const ON_OFF: &[&str] = &["on", "off"];
 pub const AGENT_RUNTIME_ARN: Variable = Variable::new_text("AGENT_RUNTIME_ARN", "—").secret();
 pub const AGENT_QUALIFIER: Variable = Variable::new_text("AGENT_QUALIFIER", "`DEFAULT`");
 pub const ORIGIN_URL: Variable = Variable::new_text("ORIGIN_URL", "derived");
-pub const ORIGIN_AUTH: Variable =
-    Variable::new_choice("ORIGIN_AUTH", &["sigv4", "jwt-passthrough", "none"], "sigv4");
+pub const ORIGIN_AUTH: Variable = Variable::new_choice(
+    "ORIGIN_AUTH",
+    &["sigv4", "jwt-passthrough", "none"],
+    "sigv4",
+);
 pub const SIGV4_SERVICE: Variable = Variable::new_text(
     "SIGV4_SERVICE",
     "`bedrock-agentcore` for an ARN, `lambda` for a `*.lambda-url.*.on.aws` URL",
@@ -247,14 +255,16 @@ pub const UI: Variable = Variable::new_choice("UI", ON_OFF, "on");
 pub const LISTEN_ADDR: Variable =
     Variable::new_text("LISTEN_ADDR", "`127.0.0.1:8787`").read_by(Readers::Command);
 pub const CLIENT_HEADER_TIMEOUT_SECONDS: Variable =
-    Variable::new_number("CLIENT_HEADER_TIMEOUT_SECONDS", 30, 1, 3600).read_by(Readers::NativeServer);
+    Variable::new_number("CLIENT_HEADER_TIMEOUT_SECONDS", 30, 1, 3600)
+        .read_by(Readers::NativeServer);
 pub const CLIENT_IDLE_TIMEOUT_SECONDS: Variable =
     Variable::new_number("CLIENT_IDLE_TIMEOUT_SECONDS", 15, 1, 3600).read_by(Readers::NativeServer);
 pub const CLIENT_BODY_TIMEOUT_SECONDS: Variable =
     Variable::new_number("CLIENT_BODY_TIMEOUT_SECONDS", 60, 1, 3600).read_by(Readers::NativeServer);
 // hyper needs at least 8 KiB to read a head.
 pub const MAX_HEADER_BYTES: Variable =
-    Variable::new_number("MAX_HEADER_BYTES", 32 << 10, 8 << 10, 1 << 20).read_by(Readers::NativeServer);
+    Variable::new_number("MAX_HEADER_BYTES", 32 << 10, 8 << 10, 1 << 20)
+        .read_by(Readers::NativeServer);
 pub const MAX_CONNECTIONS: Variable =
     Variable::new_number("MAX_CONNECTIONS", 10_000, 1, 1_000_000).read_by(Readers::NativeServer);
 pub const SHUTDOWN_GRACE_SECONDS: Variable =

@@ -19,12 +19,13 @@
 //! The routes, fields and headers: `docs/interface.md`.
 
 pub mod driver;
+mod edge;
 pub mod log;
 pub mod page;
 pub mod payload;
+pub mod rate_limit;
 pub mod routes;
 pub mod secrets;
-pub mod rate_limit;
 
 use std::time::SystemTime;
 
@@ -33,12 +34,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::config::{Config, Cors, ResponseMode};
-use routes::{Handler, Unrouted};
 use crate::error::{Code, GatewayError};
 use crate::origin::{self, Invocation};
 use crate::scrub::Scrubber;
 use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
+use routes::{Handler, Unrouted};
 
+pub use edge::{Edge, KeySetCopy};
 pub use log::{Event, EventName, Level, Outcome, RequestLog};
 
 /// AgentCore's session header: accepted from callers, returned to them and
@@ -153,6 +155,20 @@ pub enum CorsAnswer {
 }
 
 impl CorsAnswer {
+    /// The answer's CORS part for a request with `headers`.
+    pub fn decide(cors: &Cors, headers: &HeaderMap) -> Self {
+        match cors {
+            Cors::Off => CorsAnswer::Off,
+            Cors::Any => CorsAnswer::Any,
+            Cors::Origins(_) => CorsAnswer::Vary(
+                headers
+                    .get(header::ORIGIN)
+                    .filter(|o| o.to_str().is_ok_and(|o| cors.allows(o)))
+                    .cloned(),
+            ),
+        }
+    }
+
     fn allows_origin(&self) -> bool {
         matches!(self, CorsAnswer::Any | CorsAnswer::Vary(Some(_)))
     }
@@ -212,26 +228,16 @@ impl Gateway {
         head: &http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<Route, GatewayError> {
-        ctx.cors = match &self.config.cors {
-            Cors::Off => CorsAnswer::Off,
-            Cors::Any => CorsAnswer::Any,
-            Cors::Origins(_) => CorsAnswer::Vary(
-                head.headers
-                    .get(header::ORIGIN)
-                    .filter(|o| o.to_str().is_ok_and(|o| self.config.cors.allows(o)))
-                    .cloned(),
-            ),
-        };
+        ctx.cors = CorsAnswer::decide(&self.config.cors, &head.headers);
         check_host(head, &self.config)?;
         check_expect(&head.headers)?;
 
         let path = head.uri.path();
-        let handler = routes::resolve(&head.method, path, self.page.is_some()).map_err(|e| {
-            match e {
+        let handler =
+            routes::resolve(&head.method, path, self.page.is_some()).map_err(|e| match e {
                 Unrouted::NotFound => GatewayError::new(Code::NotFound),
                 Unrouted::MethodNotAllowed(allow) => method_not_allowed(allow),
-            }
-        })?;
+            })?;
         match handler {
             Handler::Preflight => Ok(Route::Answered(self.preflight(head, ctx)?)),
             Handler::Ping => {
@@ -455,52 +461,52 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(&invocation.session_id) {
             headers.insert(HeaderName::from_static(SESSION_HEADER), value);
         }
-        self.finish_headers(headers, ctx);
+        finish_headers(headers, ctx);
         let (head, ()) = response.into_parts();
         Ok(StreamStart { head, transformer })
     }
+}
 
-    /// Headers every response carries: request id and, for allowed browser
-    /// origins, CORS.
-    pub fn finish_headers(&self, headers: &mut HeaderMap, ctx: &RequestContext) {
-        let echoed = ctx.client_request_id.as_ref().unwrap_or(&ctx.request_id);
-        if let Ok(value) = HeaderValue::from_str(echoed) {
-            headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-        }
-        let allowed = match &ctx.cors {
-            CorsAnswer::Off => None,
-            CorsAnswer::Any => Some(HeaderValue::from_static("*")),
-            CorsAnswer::Vary(origin) => {
-                // The answer depends on Origin whether or not it was allowed:
-                // a shared cache must not serve one origin's to another.
-                headers.append(header::VARY, HeaderValue::from_static("Origin"));
-                origin.clone()
-            }
-        };
-        if let Some(origin) = allowed {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(EXPOSED_HEADERS),
-            );
-        }
+/// Headers every response carries: request id and, for allowed browser
+/// origins, CORS.
+pub fn finish_headers(headers: &mut HeaderMap, ctx: &RequestContext) {
+    let echoed = ctx.client_request_id.as_ref().unwrap_or(&ctx.request_id);
+    if let Ok(value) = HeaderValue::from_str(echoed) {
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
-
-    /// An error as the client sees it, with the common headers.
-    pub fn error_response(&self, error: &GatewayError, ctx: &RequestContext) -> Response<Bytes> {
-        let mut response = error.to_response();
-        if let Some(session) = ctx
-            .session_id
-            .as_deref()
-            .and_then(|s| HeaderValue::from_str(s).ok())
-        {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(SESSION_HEADER), session);
+    let allowed = match &ctx.cors {
+        CorsAnswer::Off => None,
+        CorsAnswer::Any => Some(HeaderValue::from_static("*")),
+        CorsAnswer::Vary(origin) => {
+            // The answer depends on Origin whether or not it was allowed:
+            // a shared cache must not serve one origin's to another.
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+            origin.clone()
         }
-        self.finish_headers(response.headers_mut(), ctx);
+    };
+    if let Some(origin) = allowed {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
+        );
+    }
+}
+
+/// An error as the client sees it, with the common headers.
+pub fn error_response(error: &GatewayError, ctx: &RequestContext) -> Response<Bytes> {
+    let mut response = error.to_response();
+    if let Some(session) = ctx
+        .session_id
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
         response
+            .headers_mut()
+            .insert(HeaderName::from_static(SESSION_HEADER), session);
     }
+    finish_headers(response.headers_mut(), ctx);
+    response
 }
 
 /// Maps an origin's failure status to ours. 401/403 from the origin mean our

@@ -104,16 +104,31 @@ mod tests {
     fn routing_follows_the_table() {
         let get = Method::GET;
         assert_eq!(resolve(&get, "/", true), Ok(Handler::Page));
-        assert_eq!(resolve(&get, "/", false), Err(Unrouted::MethodNotAllowed("POST, OPTIONS".into())));
+        assert_eq!(
+            resolve(&get, "/", false),
+            Err(Unrouted::MethodNotAllowed("POST, OPTIONS".into()))
+        );
         assert_eq!(resolve(&get, "/app.js", false), Err(Unrouted::NotFound));
-        assert_eq!(resolve(&Method::POST, "/invocations", false), Ok(Handler::Invoke));
+        assert_eq!(
+            resolve(&Method::POST, "/invocations", false),
+            Ok(Handler::Invoke)
+        );
         assert_eq!(
             resolve(&Method::PUT, "/ping", true),
             Err(Unrouted::MethodNotAllowed("GET, HEAD, OPTIONS".into()))
         );
         assert_eq!(allow("/", true), "GET, HEAD, POST, OPTIONS");
-        for path in ["/invocations/", "/x/../invocations", "/%69nvocations", "//ping"] {
-            assert_eq!(resolve(&Method::POST, path, true), Err(Unrouted::NotFound), "{path}");
+        for path in [
+            "/invocations/",
+            "/x/../invocations",
+            "/%69nvocations",
+            "//ping",
+        ] {
+            assert_eq!(
+                resolve(&Method::POST, path, true),
+                Err(Unrouted::NotFound),
+                "{path}"
+            );
         }
     }
 }

@@ -10,8 +10,16 @@ use crate::scrub::Scrubber;
 
 /// The scrubber of `config`.
 pub fn scrubber(config: &Config) -> Scrubber {
-    let account = config.origin.runtime.as_ref().map(|rt| rt.account_id.as_str());
-    let values = config.secrets.iter().map(|s| s.expose()).chain(account);
+    let account = config
+        .origin
+        .runtime
+        .as_ref()
+        .map(|rt| rt.account_id.as_str());
+    let values = config
+        .sensitive_values
+        .iter()
+        .map(|s| s.expose())
+        .chain(account);
     let mut known = Vec::new();
     for value in values {
         let encoded = encode_path_segment(value);
@@ -92,5 +100,4 @@ mod tests {
         }
         assert!(clean.contains("/runtimes/[redacted]/x"), "{clean}");
     }
-
 }

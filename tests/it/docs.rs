@@ -68,7 +68,10 @@ fn every_variable_is_documented_with_its_default_range_and_readers() {
     let rows = table(&interface(), "Configuration", "variable");
     let documented: Vec<&str> = rows.iter().map(|row| row[0].as_str()).collect();
     let names: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
-    assert_eq!(documented, names, "docs/interface.md's variable table, in order");
+    assert_eq!(
+        documented, names,
+        "docs/interface.md's variable table, in order"
+    );
     for (row, variable) in rows.iter().zip(VARIABLES) {
         let cells = (
             row[2].as_str(),

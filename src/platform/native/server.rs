@@ -1,15 +1,13 @@
-//! The native server: hyper for the listener, reqwest for the origin and the
-//! issuer, tokio for timers. It converts types, does the I/O and reads the
-//! clock; the gateway's behaviour lives in [`crate::gateway::driver`].
-//!
-//! A client that disconnects mid-stream makes hyper drop the response body,
-//! which owns the origin response: dropping it closes the origin connection,
-//! cancelling the origin request.
-//!
-//! Client connections are bounded ([`ClientLimits`]): hyper times out slow
+//! The native server's connections: hyper serves each one and hands its
+//! requests to the [`Edge`]; this module converts hyper's types and keeps
+//! the connections in bounds ([`ClientLimits`]). hyper times out slow
 //! request heads and caps their size (431); this module adds the idle and
 //! body timeouts, the connection cap, the lingering close that lets clients
-//! read an early answer, and the graceful shutdown ([`GatewayServer::drain`]).
+//! read an early answer, the graceful shutdown ([`GatewayServer::drain`]),
+//! and a log line for each request hyper refuses.
+//!
+//! A client that disconnects mid-stream makes hyper drop the response body,
+//! which owns the origin response: dropping it cancels the origin request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,14 +15,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::Stream;
 use http::HeaderValue;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -32,175 +29,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::{
-    FetchRequest, FetchResponse, ISSUER_FETCH_TIMEOUT_MS, MAX_ISSUER_DOCUMENT_BYTES,
-};
-use crate::config::{AuthConfig, ClientLimits, Config};
-use crate::gateway::driver::{self, BodyError, FetchError, KeyRefresh, Platform, Shared};
-use crate::gateway::rate_limit::RateDecision;
-use crate::gateway::{Event, EventName, Gateway, Level};
-
-/// Where log lines go: stderr by default, a collector in tests.
-pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// The native [`Platform`].
-#[derive(Clone)]
-pub struct NativePlatform {
-    client: reqwest::Client,
-    log: LogSink,
-}
-
-impl NativePlatform {
-    pub fn new(log: LogSink) -> Self {
-        let client = reqwest::Client::builder()
-            // A redirect would carry signed headers elsewhere: never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .build()
-            .expect("reqwest client with static settings");
-        NativePlatform { client, log }
-    }
-}
-
-// This adapter reads the clocks for the core (see clippy.toml).
-#[allow(clippy::disallowed_methods)]
-fn wall_clock() -> SystemTime {
-    SystemTime::now()
-}
-
-#[allow(clippy::disallowed_methods)]
-fn process_epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-pub type OriginBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
-
-impl Platform for NativePlatform {
-    type OriginBody = OriginBody;
-    type Sleep = Pin<Box<tokio::time::Sleep>>;
-
-    fn now_ms(&self) -> u64 {
-        process_epoch().elapsed().as_millis() as u64
-    }
-
-    fn now(&self) -> SystemTime {
-        wall_clock()
-    }
-
-    fn random(&self) -> [u8; 32] {
-        let mut bytes = [0u8; 32];
-        getrandom::getrandom(&mut bytes).expect("the OS random source");
-        bytes
-    }
-
-    fn sleep_until(&self, deadline_ms: u64) -> Self::Sleep {
-        let at = process_epoch() + Duration::from_millis(deadline_ms);
-        Box::pin(tokio::time::sleep_until(at.into()))
-    }
-
-    fn fetch_origin(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> impl Future<Output = Result<http::Response<OriginBody>, FetchError>> {
-        let client = self.client.clone();
-        async move {
-            let request = reqwest::Request::try_from(request)
-                .map_err(|e| FetchError::Unreachable(format!("invalid origin request: {e}")))?;
-            let response = client
-                .execute(request)
-                .await
-                .map_err(|e| FetchError::Unreachable(error_chain(&e)))?;
-            let mut builder = http::Response::builder().status(response.status());
-            if let Some(headers) = builder.headers_mut() {
-                *headers = response.headers().clone();
-            }
-            let body: OriginBody = Box::pin(response.bytes_stream().map_err(|e| error_chain(&e)));
-            builder
-                .body(body)
-                .map_err(|e| FetchError::Unreachable(e.to_string()))
-        }
-    }
-
-    fn fetch_auth(
-        &self,
-        request: &FetchRequest,
-    ) -> impl Future<Output = Result<FetchResponse, String>> {
-        let client = self.client.clone();
-        let url = request.url.clone();
-        async move {
-            let response = client
-                .get(&url)
-                .header(http::header::ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| error_chain(&e))?;
-            let status = response.status().as_u16();
-            let cache_control = response
-                .headers()
-                .get(http::header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let mut body = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| error_chain(&e))?;
-                if body.len() + chunk.len() > MAX_ISSUER_DOCUMENT_BYTES {
-                    return Err(format!(
-                        "issuer document larger than {MAX_ISSUER_DOCUMENT_BYTES} bytes"
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(FetchResponse {
-                status,
-                cache_control,
-                body: body.into(),
-            })
-        }
-    }
-
-    fn spawn_key_refresh(&self, refresh: KeyRefresh) -> Option<KeyRefresh> {
-        let platform = self.clone();
-        tokio::spawn(async move { refresh.run(&platform, ISSUER_FETCH_TIMEOUT_MS).await });
-        None
-    }
-
-    async fn rate_limit(&self, _key: &str) -> Option<RateDecision> {
-        None
-    }
-
-    fn log(&self, line: &str) {
-        (self.log)(line)
-    }
-}
-
-/// An error and its sources on one line (reqwest's Display hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Writes every panic as one `panic` event line to `log` instead of the
-/// default text. For the binaries: a test harness keeps its own hook.
-pub fn log_panics(log: LogSink) {
-    std::panic::set_hook(Box::new(move |info| {
-        let line = crate::gateway::log::panic_event(info, driver::unix_ms(wall_clock()));
-        log(&line.to_line());
-    }));
-}
-
-/// Log lines to stderr, one per line.
-pub fn stderr_log() -> LogSink {
-    Arc::new(|line: &str| eprintln!("{line}"))
-}
+use super::platform::{now_ms, process_epoch, wall_clock, LogSink, NativePlatform};
+use crate::config::{ClientLimits, Config};
+use crate::gateway::driver::{self, BodyError};
+use crate::gateway::{Edge, Event, EventName, Level};
 
 /// A running gateway. Dropping it (or [`GatewayServer::shutdown`]) stops
 /// accepting connections; [`GatewayServer::drain`] also lets the streams in
@@ -220,7 +52,7 @@ struct ServerControl {
     /// One permit per open client connection.
     connections: Arc<Semaphore>,
     limits: ClientLimits,
-    log: LogSink,
+    platform: NativePlatform,
 }
 
 /// After the grace, how long the last streams have to write their error and close.
@@ -296,7 +128,7 @@ impl ServerControl {
     /// An event line with the number of open connections as its detail.
     fn log_event(&self, level: Level, event: EventName, detail: String) {
         let line = Event::new(driver::unix_ms(wall_clock()), level, event).with_detail(detail);
-        (self.log)(&line.to_line());
+        self.platform.log_line(&line.to_line());
     }
 }
 
@@ -306,35 +138,42 @@ impl Drop for GatewayServer {
     }
 }
 
-/// The warning written at start with `AUTH=none`.
-pub(crate) fn auth_disabled_warning(time_ms: u64) -> Event {
-    Event::new(time_ms, Level::Warn, EventName::AuthDisabled)
-        .with_detail("AUTH=none: callers are not authenticated; use for local development only")
-}
-
-/// Serves the gateway on `listener` in the background.
+/// Serves the gateway of `config` on `listener` in the background.
 pub async fn spawn(
     config: Config,
     listener: TcpListener,
     log: LogSink,
 ) -> io::Result<GatewayServer> {
-    if config.auth == AuthConfig::None {
-        log(&auth_disabled_warning(driver::unix_ms(wall_clock())).to_line());
-    }
+    let platform = NativePlatform::new(log).listening_on(listener.local_addr()?);
+    let edge = Edge::new(config, &platform);
+    spawn_edge(edge, listener, platform)
+}
+
+/// Serves a configured `edge` on `listener` in the background.
+fn spawn_edge(
+    edge: Edge,
+    listener: TcpListener,
+    platform: NativePlatform,
+) -> io::Result<GatewayServer> {
     let addr = listener.local_addr()?;
-    let mut config = config;
-    config.loopback_listener = addr.ip().is_loopback();
-    let limits = config.client_limits.clone();
-    let shared = Arc::new(Shared::new(Gateway::new(config)));
-    let platform = NativePlatform::new(log.clone());
+    let limits = edge
+        .config()
+        .expect("a configured gateway")
+        .client_limits
+        .clone();
     let control = Arc::new(ServerControl {
         stopping: watch::channel(false).0,
         grace_over: watch::channel(false).0,
         connections: Arc::new(Semaphore::new(limits.max_connections)),
         limits,
-        log,
+        platform: platform.clone(),
     });
-    let task = tokio::spawn(accept_loop(listener, control.clone(), shared, platform));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        control.clone(),
+        Arc::new(edge),
+        platform,
+    ));
     Ok(GatewayServer {
         addr,
         control,
@@ -348,7 +187,7 @@ pub async fn spawn(
 async fn accept_loop(
     listener: TcpListener,
     control: Arc<ServerControl>,
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     platform: NativePlatform,
 ) {
     let mut stopping = control.stopping.subscribe();
@@ -392,7 +231,7 @@ async fn accept_loop(
             stream,
             permit,
             control.clone(),
-            shared.clone(),
+            edge.clone(),
             platform.clone(),
         ));
     }
@@ -405,7 +244,7 @@ async fn serve_connection(
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     control: Arc<ServerControl>,
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     platform: NativePlatform,
 ) {
     let limits = &control.limits;
@@ -416,7 +255,7 @@ async fn serve_connection(
         let body_timeout = Duration::from_secs(limits.body_timeout_seconds);
         service_fn(move |request| {
             serve_one(
-                shared.clone(),
+                edge.clone(),
                 platform.clone(),
                 request,
                 InFlight::start(&activity),
@@ -532,10 +371,6 @@ impl Drop for InFlight {
         self.0.changed_ms.store(now_ms(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn now_ms() -> u64 {
-    process_epoch().elapsed().as_millis() as u64
 }
 
 /// How long a closed connection keeps reading (and discarding) what the
@@ -674,7 +509,7 @@ const EARLY_ANSWER_DRAIN_BYTES: u64 = 64 * 1024;
 const EARLY_ANSWER_DRAIN_TIME: Duration = Duration::from_millis(250);
 
 async fn serve_one(
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     platform: NativePlatform,
     request: http::Request<Incoming>,
     in_flight: InFlight,
@@ -682,27 +517,16 @@ async fn serve_one(
     body_timeout: Duration,
 ) -> Result<http::Response<ClientBody>, Infallible> {
     let (head, body) = request.into_parts();
-    let limit = shared.gateway.config().max_body_bytes;
-    let mut unread = Some(body);
-    let mut body_complete = false;
-    let read_body = async {
-        let body = unread.take().expect("the driver reads the body once");
-        let collect = Limited::new(body, limit).collect();
-        let result = match tokio::time::timeout(body_timeout, collect).await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-            Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
-            Err(_) => Err(BodyError::TimedOut),
-        };
-        body_complete = result.is_ok();
-        result
-    };
-    let mut response = driver::handle(&shared, &platform, head, read_body).await;
-    let keep_alive = body_complete
-        || match unread {
-            Some(body) => drain(body).await,
-            None => false,
-        };
+    let mut body = RequestBody::new(body, body_timeout);
+    let mut response = edge.handle(&platform, head, &mut body).await;
+    let keep_alive = body.ended
+        || (body.declared_len <= EARLY_ANSWER_DRAIN_BYTES
+            && tokio::time::timeout(
+                EARLY_ANSWER_DRAIN_TIME,
+                driver::drain(&mut body, EARLY_ANSWER_DRAIN_BYTES as usize),
+            )
+            .await
+            .unwrap_or(false));
     if !keep_alive {
         // What the client still sends is read by the lingering close.
         response
@@ -722,36 +546,82 @@ async fn serve_one(
     }))
 }
 
-/// Reads an unneeded request body to its end if it is short and arrives
-/// promptly; whether it did (and the connection can be kept).
-async fn drain(body: Incoming) -> bool {
-    if body.is_end_stream() {
-        return true;
-    }
-    // A declared length is the lower bound.
-    if body.size_hint().lower() > EARLY_ANSWER_DRAIN_BYTES {
-        return false;
-    }
-    let limited = Limited::new(body, EARLY_ANSWER_DRAIN_BYTES as usize);
-    matches!(
-        tokio::time::timeout(EARLY_ANSWER_DRAIN_TIME, limited.collect()).await,
-        Ok(Ok(_))
-    )
+/// hyper's request body as the driver reads it: data frames, until
+/// `CLIENT_BODY_TIMEOUT_SECONDS` after the head.
+struct RequestBody {
+    body: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The declared length (0 when none is declared).
+    declared_len: u64,
+    /// Whether the body was read to its end.
+    ended: bool,
 }
 
-/// `agent-edge serve`: runs until Ctrl-C or SIGTERM, then shuts down
-/// gracefully ([`GatewayServer::drain`]).
-pub async fn serve(config: Config, listen: SocketAddr) -> io::Result<()> {
-    raise_open_file_limit(&config, &stderr_log());
-    let listener = TcpListener::bind(listen).await?;
-    let server = spawn(config, listener, stderr_log()).await?;
+impl RequestBody {
+    fn new(body: Incoming, timeout: Duration) -> Self {
+        RequestBody {
+            declared_len: body.size_hint().lower(),
+            ended: body.is_end_stream(),
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            body,
+        }
+    }
+}
+
+impl Stream for RequestBody {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        while !this.ended {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => return Poll::Ready(Some(Ok(data))),
+                    Err(_trailers) => continue,
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(BodyError::Io(e.to_string()))));
+                }
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => {
+                    return match this.deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::TimedOut))),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+        Poll::Ready(None)
+    }
+}
+
+/// `agent-edge serve`: configures the gateway from `lookup` (an invalid
+/// configuration is logged and returned: the server does not start), then
+/// serves until Ctrl-C or SIGTERM and shuts down gracefully
+/// ([`GatewayServer::drain`]).
+pub async fn serve(
+    lookup: impl Fn(&str) -> Option<String>,
+    listen: SocketAddr,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let platform = NativePlatform::new(super::stderr_log())
+        .listening_on(listener.local_addr().map_err(|e| e.to_string())?);
+    let edge = Edge::configure(lookup, &platform);
+    if let Some(error) = edge.configuration_error() {
+        return Err(error.message.to_string());
+    }
+    raise_open_file_limit(edge.config().expect("configured"), &platform);
+    let server = spawn_edge(edge, listener, platform.clone()).map_err(|e| e.to_string())?;
     let mut listening = Event::new(
         driver::unix_ms(wall_clock()),
         Level::Info,
         EventName::Listening,
     );
     listening.addr = Some(server.addr.to_string());
-    eprintln!("{}", listening.to_line());
+    platform.log_line(&listening.to_line());
     shutdown_signal().await;
     server.drain().await;
     Ok(())
@@ -759,7 +629,7 @@ pub async fn serve(config: Config, listen: SocketAddr) -> io::Result<()> {
 
 /// Each stream holds two descriptors (client and origin): raise the soft
 /// limit to the hard one, and warn when `MAX_CONNECTIONS` cannot be reached.
-pub fn raise_open_file_limit(config: &Config, log: &LogSink) {
+pub fn raise_open_file_limit(config: &Config, platform: &NativePlatform) {
     let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) else {
         return;
     };
@@ -774,7 +644,7 @@ pub fn raise_open_file_limit(config: &Config, log: &LogSink) {
             "the open file limit is {limit}; MAX_CONNECTIONS={} needs about {needed} (two per stream); raise `ulimit -n` or lower MAX_CONNECTIONS",
             config.client_limits.max_connections
         ));
-        log(&line.to_line());
+        platform.log_line(&line.to_line());
     }
 }
 

@@ -1,0 +1,189 @@
+//! The tokio [`Platform`], shared by the native server and the Lambda
+//! function: reqwest for the origin and the issuer, tokio timers, the
+//! process clocks, log lines to a sink (stderr by default).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+
+use crate::auth::ISSUER_FETCH_TIMEOUT_MS;
+use crate::gateway::driver::{self, FetchError, IssuerAnswer, KeyRefresh, Platform};
+use crate::gateway::rate_limit::RateDecision;
+
+/// Where log lines go: stderr by default, a collector in tests.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The native [`Platform`].
+#[derive(Clone)]
+pub struct NativePlatform {
+    client: reqwest::Client,
+    log: LogSink,
+    loopback: bool,
+}
+
+impl NativePlatform {
+    pub fn new(log: LogSink) -> Self {
+        let client = reqwest::Client::builder()
+            // A redirect would carry signed headers elsewhere: never follow.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .build()
+            .expect("reqwest client with static settings");
+        NativePlatform {
+            client,
+            log,
+            loopback: false,
+        }
+    }
+
+    /// The platform of a server listening on `addr`.
+    pub fn listening_on(mut self, addr: std::net::SocketAddr) -> Self {
+        self.loopback = addr.ip().is_loopback();
+        self
+    }
+
+    /// Writes one log line.
+    pub fn log_line(&self, line: &str) {
+        (self.log)(line)
+    }
+}
+
+// This adapter reads the clocks for the core (see clippy.toml).
+#[allow(clippy::disallowed_methods)]
+pub(super) fn wall_clock() -> SystemTime {
+    SystemTime::now()
+}
+
+#[allow(clippy::disallowed_methods)]
+pub(super) fn process_epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds since the process epoch (the monotonic clock of [`Platform::now_ms`]).
+pub(super) fn now_ms() -> u64 {
+    process_epoch().elapsed().as_millis() as u64
+}
+
+pub type OriginBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+impl Platform for NativePlatform {
+    type OriginBody = OriginBody;
+    type Sleep = Pin<Box<tokio::time::Sleep>>;
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn now(&self) -> SystemTime {
+        wall_clock()
+    }
+
+    fn random(&self) -> [u8; 32] {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).expect("the OS random source");
+        bytes
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Self::Sleep {
+        let at = process_epoch() + Duration::from_millis(deadline_ms);
+        Box::pin(tokio::time::sleep_until(at.into()))
+    }
+
+    fn listens_on_loopback(&self) -> bool {
+        self.loopback
+    }
+
+    fn fetch_origin(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> impl Future<Output = Result<http::Response<OriginBody>, FetchError>> {
+        let client = self.client.clone();
+        async move {
+            let request = reqwest::Request::try_from(request)
+                .map_err(|e| FetchError::Unreachable(format!("invalid origin request: {e}")))?;
+            let response = client
+                .execute(request)
+                .await
+                .map_err(|e| FetchError::Unreachable(error_chain(&e)))?;
+            let mut builder = http::Response::builder().status(response.status());
+            if let Some(headers) = builder.headers_mut() {
+                *headers = response.headers().clone();
+            }
+            builder
+                .body(body_stream(response))
+                .map_err(|e| FetchError::Unreachable(e.to_string()))
+        }
+    }
+
+    fn fetch_issuer(
+        &self,
+        url: &str,
+    ) -> impl Future<Output = Result<IssuerAnswer<OriginBody>, String>> {
+        let request = self
+            .client
+            .get(url)
+            .header(http::header::ACCEPT, "application/json");
+        async move {
+            let response = request.send().await.map_err(|e| error_chain(&e))?;
+            Ok(IssuerAnswer {
+                status: response.status().as_u16(),
+                cache_control: response
+                    .headers()
+                    .get(http::header::CACHE_CONTROL)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: body_stream(response),
+            })
+        }
+    }
+
+    fn spawn_key_refresh(&self, refresh: KeyRefresh) -> Option<KeyRefresh> {
+        let platform = self.clone();
+        tokio::spawn(async move { refresh.run(&platform, ISSUER_FETCH_TIMEOUT_MS).await });
+        None
+    }
+
+    async fn rate_limit(&self, _key: &str) -> Option<RateDecision> {
+        None
+    }
+
+    fn log(&self, line: &str) {
+        (self.log)(line)
+    }
+}
+
+fn body_stream(response: reqwest::Response) -> OriginBody {
+    Box::pin(response.bytes_stream().map_err(|e| error_chain(&e)))
+}
+
+/// An error and its sources on one line (reqwest's Display hides the cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Writes every panic as one `panic` event line to `log` instead of the
+/// default text. For the binaries: a test harness keeps its own hook.
+pub fn log_panics(log: LogSink) {
+    std::panic::set_hook(Box::new(move |info| {
+        let line = crate::gateway::log::panic_event(info, driver::unix_ms(wall_clock()));
+        log(&line.to_line());
+    }));
+}
+
+/// Log lines to stderr, one per line.
+pub fn stderr_log() -> LogSink {
+    Arc::new(|line: &str| eprintln!("{line}"))
+}

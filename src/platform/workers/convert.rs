@@ -1,0 +1,103 @@
+//! Workers types to and from the `http` types the [`Edge`] speaks.
+//!
+//! [`Edge`]: crate::gateway::Edge
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use worker::{ByteStream, Context, Headers, Request, Response, ResponseBuilder};
+
+use super::platform::WorkersPlatform;
+use super::pump::{pump, IdentityTransformStream};
+use crate::gateway::driver::{self, BodyError};
+
+/// The request's method and path, for the answer to one that cannot be converted.
+pub(super) struct Unconverted {
+    pub method: String,
+    pub path: String,
+}
+
+/// The request head with a path-and-query URI, as every adapter hands over.
+pub(super) fn request_head(request: &Request) -> Result<http::request::Parts, Unconverted> {
+    let method = request.method().to_string();
+    let url = request.url().map_err(|_| Unconverted {
+        method: method.clone(),
+        path: String::new(),
+    })?;
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{}", url.path(), query),
+        None => url.path().to_owned(),
+    };
+    let mut builder = http::Request::builder()
+        .method(method.as_str())
+        .uri(path_and_query);
+    if let Some(headers) = builder.headers_mut() {
+        *headers = to_header_map(request.headers());
+    }
+    builder
+        .body(())
+        .map(|r| r.into_parts().0)
+        .map_err(|_| Unconverted {
+            method,
+            path: url.path().to_owned(),
+        })
+}
+
+/// The request body as the driver reads it (none when there is none).
+pub(super) fn request_body(
+    request: &mut Request,
+) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin {
+    let stream: Option<ByteStream> = request.stream().ok();
+    futures::stream::iter(stream).flatten().map(|chunk| {
+        chunk
+            .map(Bytes::from)
+            .map_err(|e| BodyError::Io(e.to_string()))
+    })
+}
+
+pub(super) fn to_header_map(headers: &Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.entries() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+pub(super) fn to_headers(map: &HeaderMap) -> worker::Result<Headers> {
+    let headers = Headers::new();
+    for (name, value) in map {
+        if let Ok(value) = value.to_str() {
+            headers.append(name.as_str(), value)?;
+        }
+    }
+    Ok(headers)
+}
+
+/// The driver's answer as a Workers response; a stream is pumped after the
+/// response is returned ([`pump`]).
+pub(super) fn to_worker_response(
+    response: http::Response<driver::ResponseBody<WorkersPlatform>>,
+    ctx: &Context,
+) -> worker::Result<Response> {
+    let (parts, body) = response.into_parts();
+    let builder = ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(to_headers(&parts.headers)?);
+    match body {
+        driver::ResponseBody::Full(Some(bytes)) if !bytes.is_empty() => {
+            Ok(builder.fixed(bytes.to_vec()))
+        }
+        driver::ResponseBody::Full(_) => Ok(builder.empty()),
+        stream => {
+            let pipe = IdentityTransformStream::new().map_err(worker::Error::from)?;
+            let writer = pipe.writable().get_writer().map_err(worker::Error::from)?;
+            ctx.wait_until(pump(stream, writer));
+            Ok(builder.stream(pipe.readable()))
+        }
+    }
+}
