@@ -100,6 +100,36 @@ fn every_variable_is_documented_with_its_default_range_and_readers() {
 }
 
 #[test]
+fn the_route_table_is_the_code_s() {
+    use agent_edge::gateway::routes::ROUTES;
+    let rows = table(&interface(), "Routes", "route");
+    let mut documented = Vec::new();
+    let mut without_ui = Vec::new();
+    for row in &rows {
+        for route in row[0].split(", ").filter(|r| r.contains(" /")) {
+            documented.push(route.to_owned());
+            if row[1].contains("not served with UI=off") {
+                without_ui.push(route.to_owned());
+            }
+        }
+    }
+    let mut routes: Vec<String> = ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let mut needing_ui: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| r.needs_ui)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    for list in [&mut documented, &mut routes, &mut without_ui, &mut needing_ui] {
+        list.sort();
+    }
+    assert_eq!(documented, routes, "docs/interface.md's route table");
+    assert_eq!(without_ui, needing_ui, "the routes the docs say UI=off removes");
+}
+
+#[test]
 fn every_log_value_is_documented() {
     use agent_edge::gateway::{EventName, Level, Outcome};
     let text = interface();

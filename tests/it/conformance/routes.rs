@@ -227,7 +227,12 @@ async fn ui_off_removes_the_chat_page() {
         Some(instance)
     };
     for (name, base_url) in base_urls {
-        for path in ["/", "/app.js", "/app.css"] {
+        // `/` still takes POST: its GET is a method the path does not allow.
+        let reply = send(client().get(format!("{base_url}/"))).await;
+        assert_eq!(reply.status, 405, "[{name}] GET /: {}", reply.text());
+        reply.assert_error(405, "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some("POST, OPTIONS"), "[{name}]");
+        for path in ["/app.js", "/app.css"] {
             let reply = send(client().get(format!("{base_url}{path}"))).await;
             assert_eq!(reply.status, 404, "[{name}] GET {path}: {}", reply.text());
             reply.assert_error(404, "not_found");
