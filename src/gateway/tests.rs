@@ -156,7 +156,9 @@ fn a_body_without_control_fields_is_forwarded_as_sent() {
     let g = gateway(&[]);
     let h = head("POST", "/invocations", &[]);
     let body = b"{ \"prompt\" : \"hi\" }";
-    let inv = g.parse_invocation(&h, &bytes_of(body), &mut ctx(&h)).unwrap();
+    let inv = g
+        .parse_invocation(&h, &bytes_of(body), &mut ctx(&h))
+        .unwrap();
     assert_eq!(inv.payload.as_ref(), body);
 }
 
@@ -175,7 +177,9 @@ fn malformed_bodies_are_400_with_distinct_codes() {
         (b"{\"runtimeSessionId\":7}", "invalid_field"),
     ];
     for (body, code) in cases {
-        let err = g.parse_invocation(&h, &bytes_of(body), &mut ctx(&h)).unwrap_err();
+        let err = g
+            .parse_invocation(&h, &bytes_of(body), &mut ctx(&h))
+            .unwrap_err();
         assert_eq!(
             (err.status.as_u16(), err.code.as_str()),
             (400, *code),
@@ -308,8 +312,14 @@ fn session_id_from_body_then_header_else_generated() {
     let h = head("POST", "/", &[]);
     let mut c1 = RequestContext::new(&h, [1; 32], 0, 0);
     let mut c2 = RequestContext::new(&h, [2; 32], 0, 0);
-    let a = g.parse_invocation(&h, &bytes_of(b"{}"), &mut c1).unwrap().session_id;
-    let b = g.parse_invocation(&h, &bytes_of(b"{}"), &mut c2).unwrap().session_id;
+    let a = g
+        .parse_invocation(&h, &bytes_of(b"{}"), &mut c1)
+        .unwrap()
+        .session_id;
+    let b = g
+        .parse_invocation(&h, &bytes_of(b"{}"), &mut c2)
+        .unwrap()
+        .session_id;
     assert!(a.len() >= 33 && b.len() >= 33);
     assert_ne!(a, b);
     assert_eq!(c1.session_id.as_deref(), Some(a.as_str()));
@@ -347,9 +357,16 @@ fn a_post_without_a_json_content_type_is_415() {
         filter(&g, &h).map_err(|e| (e.status.as_u16(), e.code)),
         Err((415, Code::UnsupportedMediaType))
     );
-    for simple in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"] {
+    for simple in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
         let h = head("POST", "/invocations", &[("content-type", simple)]);
-        assert_eq!(filter(&g, &h).map_err(|e| e.code), Err(Code::UnsupportedMediaType));
+        assert_eq!(
+            filter(&g, &h).map_err(|e| e.code),
+            Err(Code::UnsupportedMediaType)
+        );
     }
 }
 
@@ -361,7 +378,8 @@ fn a_loopback_listener_answers_to_its_own_names_and_public_hosts_only() {
     config.loopback_listener = true;
     let g = Gateway::new(config);
     let get = |host: &str| {
-        filter(&g, &head("GET", "/ping", &[("host", host)])).map_err(|e| (e.status.as_u16(), e.code))
+        filter(&g, &head("GET", "/ping", &[("host", host)]))
+            .map_err(|e| (e.status.as_u16(), e.code))
     };
     for host in [
         "localhost",
@@ -373,12 +391,20 @@ fn a_loopback_listener_answers_to_its_own_names_and_public_hosts_only() {
     ] {
         assert_eq!(get(host), Ok(Some(200)), "{host}");
     }
-    for host in ["evil.example", "127.0.0.2", "localhost.evil.example:8787", "[::2]"] {
+    for host in [
+        "evil.example",
+        "127.0.0.2",
+        "localhost.evil.example:8787",
+        "[::2]",
+    ] {
         assert_eq!(get(host), Err((421, Code::MisdirectedRequest)), "{host}");
     }
     // The same names on a public listener: any valid host.
     assert_eq!(
-        filter(&gateway(&[]), &head("GET", "/ping", &[("host", "evil.example")])),
+        filter(
+            &gateway(&[]),
+            &head("GET", "/ping", &[("host", "evil.example")])
+        ),
         Ok(Some(200))
     );
 }
@@ -407,12 +433,18 @@ fn cors_answers_vary_on_origin_whenever_a_list_is_configured() {
         response.headers().clone()
     };
     let listed = gateway(&[]);
-    for origin in [Some("https://app.example.com"), Some("https://other.example"), None] {
+    for origin in [
+        Some("https://app.example.com"),
+        Some("https://other.example"),
+        None,
+    ] {
         let headers = answer_headers(&listed, origin);
         assert_eq!(headers["vary"], "Origin", "{origin:?}");
         let allowed = headers.get("access-control-allow-origin");
         match origin {
-            Some("https://app.example.com") => assert_eq!(allowed.unwrap(), "https://app.example.com"),
+            Some("https://app.example.com") => {
+                assert_eq!(allowed.unwrap(), "https://app.example.com")
+            }
             _ => assert_eq!(allowed, None, "{origin:?}"),
         }
     }
@@ -431,12 +463,24 @@ fn cors_answers_vary_on_origin_whenever_a_list_is_configured() {
 #[test]
 fn the_last_response_in_the_query_wins_as_in_the_body() {
     let g = gateway(&[]);
-    let h = head("POST", "/invocations?response=original&response=transformed", &[]);
-    let inv = g.parse_invocation(&h, &bytes_of(b"{}"), &mut ctx(&h)).unwrap();
+    let h = head(
+        "POST",
+        "/invocations?response=original&response=transformed",
+        &[],
+    );
+    let inv = g
+        .parse_invocation(&h, &bytes_of(b"{}"), &mut ctx(&h))
+        .unwrap();
     assert_eq!(inv.mode, ResponseMode::Transformed);
     let body = br#"{"response":"transformed","response":"original"}"#;
-    let inv = g.parse_invocation(&h, &bytes_of(body), &mut ctx(&h)).unwrap();
-    assert_eq!(inv.mode, ResponseMode::Original, "the body wins over the query");
+    let inv = g
+        .parse_invocation(&h, &bytes_of(body), &mut ctx(&h))
+        .unwrap();
+    assert_eq!(
+        inv.mode,
+        ResponseMode::Original,
+        "the body wins over the query"
+    );
 }
 
 #[test]
