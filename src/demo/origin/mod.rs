@@ -41,6 +41,9 @@
 //!   the SDK returns for a non-streaming handler).
 //! - `/html`: answers 200 `text/html`, as a login page or a proxy's error
 //!   page in front of an agent would.
+//! - `/usage-keys N`: one delta, then metadata whose `usage` has the three
+//!   token counts, an object `nested` of N keys and N more keys (N at most
+//!   1000 each): wider than a log line keeps.
 //!
 //! Each streamed answer is noted when it ends ([`DemoOrigin::streams`]):
 //! its session id, and whether it was sent to the end or the caller went

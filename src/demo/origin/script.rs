@@ -90,6 +90,8 @@ pub(super) struct Raw {
 
 /// The longest `/big-event`.
 const MAX_BIG_EVENT: u64 = 16 << 20;
+/// The most keys of each kind in a `/usage-keys` usage object.
+const MAX_USAGE_KEYS: u64 = 1000;
 
 impl Script {
     pub(super) fn from_prompt(prompt: &str, word_delay: Duration) -> Script {
@@ -216,6 +218,14 @@ impl Script {
             Some("/echo-request") => return Script::EchoRequest,
             Some("/json") => return Script::Json(reply_text(&words[1..])),
             Some("/html") => return Script::Html,
+            Some("/usage-keys") if number(1).is_some() => {
+                let mut chunks = stream_start(&["usage"]);
+                chunks.push(stream_end());
+                chunks.push(Bytes::from(sse_event(&json!({"event": {"metadata": {
+                    "usage": usage_with_keys(number(1).unwrap_or(0).min(MAX_USAGE_KEYS))
+                }}}))));
+                return raw(EVENT_STREAM, chunks, false);
+            }
             _ => {}
         }
         let reply = reply_text(&words);
@@ -375,6 +385,19 @@ fn stream_start(texts: &[&str]) -> Vec<Bytes> {
         )));
     }
     chunks
+}
+
+/// A `usage` object wider than any log line keeps: the three token counts,
+/// `nested` with `n` keys (`n1`, `n2`, ...), then `n` keys `k1`, `k2`, ...
+fn usage_with_keys(n: u64) -> Value {
+    let mut usage = serde_json::Map::new();
+    usage.insert("inputTokens".into(), json!(1));
+    usage.insert("outputTokens".into(), json!(1));
+    usage.insert("totalTokens".into(), json!(2));
+    let nested = (1..=n).map(|i| (format!("n{i}"), json!(i))).collect();
+    usage.insert("nested".into(), Value::Object(nested));
+    usage.extend((1..=n).map(|i| (format!("k{i}"), json!(i))));
+    Value::Object(usage)
 }
 
 /// `contentBlockStop` and `messageStop`, as one chunk.
@@ -780,6 +803,22 @@ mod tests {
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         let text: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
         assert!(text.as_str().unwrap().starts_with("You said: \"hi\"."));
+    }
+
+    #[tokio::test]
+    async fn usage_keys_prompt_sends_a_wide_usage_object() {
+        let origin = start(fast()).await;
+        let body = ask(&origin, r#"{"prompt":"/usage-keys 3"}"#)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let events = data_lines(&body);
+        assert_eq!(
+            events.last().unwrap()["event"]["metadata"]["usage"],
+            json!({"inputTokens": 1, "outputTokens": 1, "totalTokens": 2,
+                   "nested": {"n1": 1, "n2": 2, "n3": 3}, "k1": 1, "k2": 2, "k3": 3})
+        );
     }
 
     #[test]

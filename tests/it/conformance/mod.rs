@@ -12,7 +12,8 @@
 //!   each `#[tokio::test]` has a runtime that dies with it. Same
 //!   configuration for every target:
 //!   `AUTH=jwt`, CORS for one origin, `KEEPALIVE_SECONDS=1`,
-//!   `MAX_BODY_BYTES=4096`, and the rate limit of `wrangler.toml`.
+//!   `MAX_BODY_BYTES=4096`, `MAX_BODY_KEYS=64`, and the rate limit of
+//!   `wrangler.toml`.
 //! - [`worker`]: starting `scripts/wrangler-dev.sh` and tying its life to
 //!   the test process; [`lambda`]: the same for `cargo lambda watch`.
 //! - [`tokens`]: the issuer and its tokens, good ones and attacks.
@@ -20,8 +21,10 @@
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
 //!   [`faults`] (the demo agent's fault prompts), [`early_errors`] (early
-//!   answers to keep-alive clients, the `Host` rule), and [`parity`] (the
-//!   same requests to every target, compared).
+//!   answers to keep-alive clients, the `Host` rule), [`parity`] (the
+//!   same requests to every target, compared), and [`hardening`] (issue 14:
+//!   the key cap, duplicates, a JSON `Content-Type`, `Host` rebinding,
+//!   request ids, `Vary`, `Expect`, refused heads, raw Lambda events).
 //!
 //! Nothing secret anywhere: every answer a check reads through [`client`]
 //! is searched for every secret of the test configuration, and after every
@@ -63,6 +66,7 @@ mod worker_config;
 mod cors;
 mod early_errors;
 mod faults;
+mod hardening;
 mod jwt;
 mod key_refresh;
 mod logs;

@@ -47,7 +47,7 @@ async fn direct(payload: &str, session: &str) -> Reply {
 }
 
 /// The payload the origin received with this session id.
-fn received_payload(session: &str) -> Bytes {
+pub(super) fn received_payload(session: &str) -> Bytes {
     let requests = stack().demo.requests();
     let request = requests
         .iter()

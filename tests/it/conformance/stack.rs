@@ -4,6 +4,11 @@
 //! native gateway, `wrangler dev` and `cargo lambda watch` with the same
 //! configuration.
 //!
+//! The shared configuration (every target): `AUTH=jwt`, CORS for
+//! [`CORS_ORIGIN`], `KEEPALIVE_SECONDS=1`, `MAX_BODY_BYTES=4096`,
+//! `MAX_BODY_KEYS=64` (so that a body over the key cap fits in the byte
+//! cap), origin timeouts of 4 s, and the rate limit of `wrangler.toml`.
+//!
 //! The native target is ready as soon as the stack is; the Worker and
 //! Lambda targets become ready (or fail) later, so native checks do not
 //! wait for their builds. [`Target::lacks`] names what a target cannot do
@@ -27,6 +32,9 @@ use super::{lambda, worker};
 pub const CORS_ORIGIN: &str = "https://app.example.com";
 /// `MAX_BODY_BYTES` of the shared stack.
 pub const MAX_BODY_BYTES: usize = 4096;
+/// `MAX_BODY_KEYS` of the shared stack: low, so that a body of more keys
+/// still fits in [`MAX_BODY_BYTES`].
+pub const MAX_BODY_KEYS: usize = 64;
 /// `KEEPALIVE_SECONDS` of the shared stack.
 pub const KEEPALIVE_SECONDS: u64 = 1;
 /// Pause between the demo agent's words (prompts that are not `/events`).
@@ -64,6 +72,9 @@ pub enum Capability {
     OneRateLimiter,
     /// A response without a body goes out without a `Content-Type`.
     ResponseWithoutContentType,
+    /// The gateway owns a loopback listener, so the `Host` rule against DNS
+    /// rebinding applies (421 `misdirected_request`).
+    LoopbackHostRule,
 }
 
 impl TargetKind {
@@ -79,6 +90,14 @@ impl TargetKind {
             (TargetKind::Lambda, Capability::ResponseWithoutContentType) => Some(
                 "lambda_runtime gives every streamed response a Content-Type, \
                  application/octet-stream when the function sets none",
+            ),
+            (TargetKind::Worker, Capability::LoopbackHostRule) => Some(
+                "the listener is workerd's (Cloudflare's edge when deployed), not the \
+                 gateway's: the Host rule applies only where the gateway listens on loopback",
+            ),
+            (TargetKind::Lambda, Capability::LoopbackHostRule) => Some(
+                "the listener is the function URL's, not the gateway's: the Host rule \
+                 applies only where the gateway listens on loopback",
             ),
             _ => None,
         }
@@ -151,6 +170,54 @@ impl Target {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The first JSON log line that `matches`, waiting up to 3 s for it;
+    /// `what` names it in the failure.
+    pub async fn log_line(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let lines = self
+            .json_lines_until(&format!("a log line with {what}"), |lines| {
+                lines.iter().any(&matches)
+            })
+            .await;
+        lines.into_iter().find(matches).expect("waited for it")
+    }
+
+    /// The JSON log lines, once they are `enough` (waiting up to 3 s);
+    /// `what` names what was awaited in the failure.
+    pub async fn json_lines_until(
+        &self,
+        what: &str,
+        enough: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let lines = self.json_lines();
+            if enough(&lines) {
+                return lines;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited 3 s for {what} in vain; the log:\n{}",
+                self.logs.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every log line so far that holds a JSON object (after any prefix
+    /// wrangler gives console output).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.logs
+            .lines()
+            .iter()
+            .filter_map(|line| {
+                let json = &line[line.find('{')?..];
+                serde_json::from_str::<Value>(json)
+                    .ok()
+                    .filter(Value::is_object)
+            })
+            .collect()
     }
 
     fn find_request_log(&self, request_id: &str) -> Option<Value> {
@@ -241,6 +308,7 @@ pub fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(
         KEEPALIVE_SECONDS.to_string(),
     );
     set(&mut vars, "MAX_BODY_BYTES", MAX_BODY_BYTES.to_string());
+    set(&mut vars, "MAX_BODY_KEYS", MAX_BODY_KEYS.to_string());
     set(
         &mut vars,
         "ORIGIN_TIMEOUT_SECONDS",
