@@ -6,6 +6,7 @@
 //! refuse to start), or read by the native server, which refuses to start.
 
 use bytes::Bytes;
+use http::HeaderValue;
 
 use super::driver::{self, Platform, RequestBody, ResponseBody, Shared};
 use super::log::{Event, EventName, Level};
@@ -24,6 +25,17 @@ struct Misconfigured {
     /// `CORS_ALLOW_ORIGINS` as far as it can be read, so that a browser can
     /// read even this answer.
     cors: Cors,
+}
+
+/// What is known of a request an adapter could not convert into an HTTP
+/// request (a header value the `http` types refuse, say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unconverted {
+    pub method: String,
+    /// As sent, not normalized.
+    pub path: String,
+    /// Its `Origin`, for the CORS headers of the answer.
+    pub origin: Option<String>,
 }
 
 /// An issuer key set as fetched, to hand to another instance (the Worker's
@@ -113,26 +125,33 @@ impl Edge {
     }
 
     /// Answers with `error` a request the adapter could not convert into an
-    /// HTTP request (only its method and path are known), with the common
-    /// headers and its log line.
+    /// HTTP request (only its method, path and `Origin` are known), with the
+    /// common headers and its log line.
     pub fn refuse<P: Platform>(
         &self,
         platform: &P,
-        method: &str,
-        path: &str,
+        request: &Unconverted,
         error: &GatewayError,
     ) -> http::Response<ResponseBody<P>> {
-        let ctx = RequestContext::unparsed(
-            method,
-            path,
+        let mut ctx = RequestContext::unparsed(
+            &request.method,
+            &request.path,
             platform.random(),
             platform.now_ms(),
             driver::unix_ms(platform.now()),
         );
-        let scrubber = match &self.state {
-            Ok(shared) => shared.gateway.scrubber().clone(),
-            Err(_) => Scrubber::default(),
+        let origin = request
+            .origin
+            .as_deref()
+            .and_then(|o| HeaderValue::from_str(o).ok());
+        let (cors, scrubber) = match &self.state {
+            Ok(shared) => (
+                &shared.gateway.config().cors,
+                shared.gateway.scrubber().clone(),
+            ),
+            Err(misconfigured) => (&misconfigured.cors, Scrubber::default()),
         };
+        ctx.cors = CorsAnswer::for_origin(cors, origin.as_ref());
         driver::answer_error(platform, &ctx, error, &scrubber)
     }
 

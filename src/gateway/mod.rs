@@ -40,7 +40,7 @@ use crate::scrub::Scrubber;
 use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
 use routes::{Handler, Unrouted};
 
-pub use edge::{Edge, KeySetCopy};
+pub use edge::{Edge, KeySetCopy, Unconverted};
 pub use log::{Event, EventName, Level, Outcome, RequestLog};
 
 /// AgentCore's session header: accepted from callers, returned to them and
@@ -157,12 +157,16 @@ pub enum CorsAnswer {
 impl CorsAnswer {
     /// The answer's CORS part for a request with `headers`.
     pub fn decide(cors: &Cors, headers: &HeaderMap) -> Self {
+        Self::for_origin(cors, headers.get(header::ORIGIN))
+    }
+
+    /// The same for a request whose `Origin` is `origin`.
+    pub fn for_origin(cors: &Cors, origin: Option<&HeaderValue>) -> Self {
         match cors {
             Cors::Off => CorsAnswer::Off,
             Cors::Any => CorsAnswer::Any,
             Cors::Origins(_) => CorsAnswer::Vary(
-                headers
-                    .get(header::ORIGIN)
+                origin
                     .filter(|o| o.to_str().is_ok_and(|o| cors.allows(o)))
                     .cloned(),
             ),
@@ -561,13 +565,25 @@ fn check_host(head: &http::request::Parts, config: &Config) -> Result<(), Gatewa
             .ok()
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
             .filter(|a| !a.as_str().contains('@')),
-        (None, _) if head.version < http::Version::HTTP_11 => return Ok(()),
+        // HTTP/1.0 may omit it, but then nothing names this machine.
+        (None, _) if head.version < http::Version::HTTP_11 => {
+            return match config.loopback_listener {
+                false => Ok(()),
+                true => Err(GatewayError::new(Code::MisdirectedRequest)),
+            };
+        }
         _ => None,
     };
     let Some(authority) = authority else {
         return Err(GatewayError::new(Code::InvalidHost));
     };
-    if config.host_allowed(authority.host()) {
+    // An absolute-form target names a host too (RFC 9112 section 3.2.2).
+    let target = head.uri.authority().map(|a| a.host());
+    if [Some(authority.host()), target]
+        .into_iter()
+        .flatten()
+        .all(|host| config.host_allowed(host))
+    {
         Ok(())
     } else {
         Err(GatewayError::new(Code::MisdirectedRequest))

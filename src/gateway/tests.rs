@@ -398,6 +398,26 @@ fn a_loopback_listener_answers_to_its_own_names_and_public_hosts_only() {
     ] {
         assert_eq!(get(host), Err((421, Code::MisdirectedRequest)), "{host}");
     }
+    // Nothing names this machine: an HTTP/1.0 request without Host, or an
+    // absolute-form target naming another host.
+    let mut no_host = head("GET", "/ping", &[]);
+    no_host.headers.remove("host");
+    no_host.version = http::Version::HTTP_10;
+    assert_eq!(
+        filter(&g, &no_host).map_err(|e| e.code),
+        Err(Code::MisdirectedRequest)
+    );
+    let absolute = head("GET", "http://evil.example/ping", &[("host", "localhost")]);
+    assert_eq!(
+        filter(&g, &absolute).map_err(|e| e.code),
+        Err(Code::MisdirectedRequest)
+    );
+    let absolute = head(
+        "GET",
+        "http://localhost:8787/ping",
+        &[("host", "localhost")],
+    );
+    assert_eq!(filter(&g, &absolute), Ok(Some(200)));
     // The same names on a public listener: any valid host.
     assert_eq!(
         filter(

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Code, GatewayError};
 use crate::gateway::driver::BodyError;
+use crate::gateway::Unconverted;
 
 /// Bytes of a raw path or query that a URI cannot hold as they are (they
 /// stay part of the path, percent-encoded, so that it matches no route).
@@ -42,8 +43,7 @@ pub(super) struct FunctionUrlRequest {
 
 /// An event that is not an HTTP request the driver can take.
 pub(super) struct Refusal {
-    pub method: String,
-    pub path: String,
+    pub request: Unconverted,
     pub error: Box<GatewayError>,
 }
 
@@ -52,9 +52,16 @@ impl FunctionUrlRequest {
         let text = |pointer: &str| event.pointer(pointer).and_then(Value::as_str);
         let method = text("/requestContext/http/method").unwrap_or_default();
         let raw_path = text("/rawPath").unwrap_or_default();
+        let origin = event
+            .pointer("/headers/origin")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let refuse_with = |error| Refusal {
-            method: method.to_owned(),
-            path: raw_path.to_owned(),
+            request: Unconverted {
+                method: method.to_owned(),
+                path: raw_path.to_owned(),
+                origin: origin.clone(),
+            },
             error: Box::new(error),
         };
         let refuse = |reason: &'static str| {

@@ -58,7 +58,7 @@ async fn serve_one(
             let mut body = futures::stream::iter([body]);
             edge.handle(&platform, head, &mut body).await
         }
-        Err(refusal) => edge.refuse(&platform, &refusal.method, &refusal.path, &refusal.error),
+        Err(refusal) => edge.refuse(&platform, &refusal.request, &refusal.error),
     };
     let (parts, body) = response.into_parts();
     let to_chunk: fn(Bytes) -> Result<Bytes, Infallible> = Ok;

@@ -10,20 +10,17 @@ use worker::{ByteStream, Context, Headers, Request, Response, ResponseBuilder};
 use super::platform::WorkersPlatform;
 use super::pump::{pump, IdentityTransformStream};
 use crate::gateway::driver::{self, BodyError};
-
-/// The request's method and path, for the answer to one that cannot be converted.
-pub(super) struct Unconverted {
-    pub method: String,
-    pub path: String,
-}
+use crate::gateway::Unconverted;
 
 /// The request head with a path-and-query URI, as every adapter hands over.
 pub(super) fn request_head(request: &Request) -> Result<http::request::Parts, Unconverted> {
     let method = request.method().to_string();
-    let url = request.url().map_err(|_| Unconverted {
+    let unconverted = |path: &str| Unconverted {
         method: method.clone(),
-        path: String::new(),
-    })?;
+        path: path.to_owned(),
+        origin: request.headers().get("origin").ok().flatten(),
+    };
+    let url = request.url().map_err(|_| unconverted(""))?;
     let path_and_query = match url.query() {
         Some(query) => format!("{}?{}", url.path(), query),
         None => url.path().to_owned(),
@@ -37,10 +34,7 @@ pub(super) fn request_head(request: &Request) -> Result<http::request::Parts, Un
     builder
         .body(())
         .map(|r| r.into_parts().0)
-        .map_err(|_| Unconverted {
-            method,
-            path: url.path().to_owned(),
-        })
+        .map_err(|_| unconverted(url.path()))
 }
 
 /// The request body as the driver reads it (none when there is none).

@@ -50,8 +50,7 @@ async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<R
         }
         Err(unconverted) => edge.refuse(
             &platform,
-            &unconverted.method,
-            &unconverted.path,
+            &unconverted,
             &GatewayError::new(Code::InvalidRequest),
         ),
     };
