@@ -3,7 +3,7 @@
 //! agent's error message, the origin's failure text).
 //!
 //! It knows the configured secrets by value, in every form the gateway
-//! builds them into ([`crate::gateway::secrets`] lists them). It also
+//! builds them into (the gateway lists them, from the configuration). It also
 //! removes what looks like a secret
 //! whatever its value: an ARN (plain or encoded), a 12-digit account id, an
 //! AWS access key id, a SigV4 `Signature=`, a JWT, and the token after

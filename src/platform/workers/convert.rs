@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue};
-use worker::{ByteStream, Context, Headers, Request, Response, ResponseBuilder};
+use worker::{ByteStream, Context, Request, Response, ResponseBuilder};
 
+use super::headers::{to_header_map, to_headers};
 use super::platform::WorkersPlatform;
 use super::pump::{pump, IdentityTransformStream};
 use crate::gateway::driver::{self, BodyError};
@@ -47,29 +47,6 @@ pub(super) fn request_body(
             .map(Bytes::from)
             .map_err(|e| BodyError::Io(e.to_string()))
     })
-}
-
-pub(super) fn to_header_map(headers: &Headers) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers.entries() {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            map.append(name, value);
-        }
-    }
-    map
-}
-
-pub(super) fn to_headers(map: &HeaderMap) -> worker::Result<Headers> {
-    let headers = Headers::new();
-    for (name, value) in map {
-        if let Ok(value) = value.to_str() {
-            headers.append(name.as_str(), value)?;
-        }
-    }
-    Ok(headers)
 }
 
 /// The driver's answer as a Workers response; a stream is pumped after the

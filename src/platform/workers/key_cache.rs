@@ -6,7 +6,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use worker::{Cache, ResponseBuilder};
 
-use super::convert::to_headers;
+use super::headers::to_headers;
 use crate::gateway::{Edge, KeySetCopy};
 
 /// Cache API key under which the issuer's key set is shared across isolates.

@@ -10,6 +10,7 @@
 
 mod convert;
 mod crypto;
+mod headers;
 mod key_cache;
 mod platform;
 mod pump;

@@ -11,8 +11,8 @@ use futures::{Stream, StreamExt};
 use http::StatusCode;
 use worker::{console_log, Date, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::convert::{to_header_map, to_headers};
 use super::crypto;
+use super::headers::{to_header_map, to_headers};
 use super::timer::Timer;
 use crate::auth::SignatureCheck;
 use crate::gateway::driver::{FetchError, IssuerAnswer, Platform};
