@@ -420,12 +420,12 @@ struct ChoiceDelta<'a> {
 
 #[derive(serde::Deserialize)]
 struct ErrorObject<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    code: Option<ObjOrStr<'a, IgnoredAny>>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<ObjOrStr<'a, IgnoredAny>>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
 }
 
 /// A value that is an object read as `T`, a string, or anything else

@@ -609,8 +609,9 @@ fn sse_event(value: &Value) -> String {
 /// ships compact and pretty formatters, hence this small one. Escaping is the
 /// same as Python's with `ensure_ascii=False`: control characters, `"` and `\`.
 pub fn python_json(value: &Value) -> String {
+    use io::{Result as R, Write};
     struct PythonFormatter;
-    fn separator<W: ?Sized + io::Write>(w: &mut W, first: bool) -> io::Result<()> {
+    fn separator<W: ?Sized + Write>(w: &mut W, first: bool) -> R<()> {
         if first {
             Ok(())
         } else {
@@ -618,21 +619,13 @@ pub fn python_json(value: &Value) -> String {
         }
     }
     impl serde_json::ser::Formatter for PythonFormatter {
-        fn begin_array_value<W: ?Sized + io::Write>(
-            &mut self,
-            w: &mut W,
-            first: bool,
-        ) -> io::Result<()> {
+        fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> R<()> {
             separator(w, first)
         }
-        fn begin_object_key<W: ?Sized + io::Write>(
-            &mut self,
-            w: &mut W,
-            first: bool,
-        ) -> io::Result<()> {
+        fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> R<()> {
             separator(w, first)
         }
-        fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> R<()> {
             w.write_all(b": ")
         }
     }
