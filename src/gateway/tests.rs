@@ -780,3 +780,32 @@ fn log_fields_taken_from_the_request_are_capped() {
 fn bytes_of(body: impl AsRef<[u8]>) -> Bytes {
     Bytes::copy_from_slice(body.as_ref())
 }
+
+#[test]
+fn a_panic_is_written_as_one_scrubbed_json_line() {
+    use std::sync::{Arc, Mutex};
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        sink.lock()
+            .unwrap()
+            .push(log::panic_event(info, 7).to_line())
+    }));
+    let caught = std::panic::catch_unwind(|| {
+        panic!("a bug near Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2ln\nsecond line")
+    });
+    std::panic::set_hook(previous);
+    assert!(caught.is_err());
+    let lines = lines.lock().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(!lines[0].contains('\n'), "one line: {}", lines[0]);
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (line["event"].as_str(), line["level"].as_str()),
+        (Some("panic"), Some("error"))
+    );
+    let detail = line["detail"].as_str().unwrap();
+    assert!(!detail.contains("eyJ"), "{detail}");
+    assert!(detail.contains("src/gateway/tests.rs:"), "{detail}");
+}
