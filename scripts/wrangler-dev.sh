@@ -2,7 +2,8 @@
 # Runs the Worker locally with `wrangler dev`, quiet and offline, for tests and
 # benchmarks:
 #   scripts/wrangler-dev.sh [wrangler dev options...]
-# It listens on 127.0.0.1, on a free port unless --port is given; the port is
+# It listens on 127.0.0.1 unless --ip is given, on a free port unless --port is
+# given (`agent-edge dev --target worker` gives both); the port is
 # in the line "Ready on http://127.0.0.1:<port>" on stdout. Useful options:
 #   --port 0 --inspector-port 0   free ports (the inspector's default, 9229,
 #                                 clashes when two instances run at once)
@@ -23,7 +24,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false CI=true
 
-args=(--ip 127.0.0.1)
+args=()
+[[ " $* " == *" --ip "* || " $* " == *" --ip="* ]] || args+=(--ip 127.0.0.1)
 [[ " $* " == *" --port "* || " $* " == *" --port="* ]] || args+=(--port 0)
 [[ " $* " == *" --inspector-port"* ]] || args+=(--inspector-port 0)
 exec node_modules/.bin/wrangler dev "${args[@]}" "$@" </dev/null

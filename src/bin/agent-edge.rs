@@ -1,6 +1,7 @@
 //! `agent-edge`: the native gateway (`serve`), the whole pipeline on one
-//! machine (`dev`: demo agent, development issuer and gateway), and what a
-//! recorded origin stream becomes for a client (`transform`).
+//! machine (`dev`: demo agent, development issuer and gateway, the gateway
+//! natively or as the Worker or the Lambda function), and what a recorded
+//! origin stream becomes for a client (`transform`).
 
 // Only the core may not read the clock (clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -23,6 +24,11 @@ use agent_edge::error::{Code, StreamError};
 use agent_edge::gateway;
 use agent_edge::platform::native;
 use agent_edge::sse::{OriginBodyKind, Transformer, TransformerOptions};
+
+#[path = "agent-edge/targets.rs"]
+mod targets;
+
+use targets::{StopSignals, Target, Tool};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +57,15 @@ enum Command {
         /// Delay between the demo agent's words, in milliseconds.
         #[arg(long, default_value_t = 60)]
         word_delay_ms: u64,
+        /// What runs the gateway: this process, the Worker under `wrangler
+        /// dev`, or the Lambda function under `cargo lambda watch`.
+        #[arg(long, value_enum, default_value_t = Target::Native)]
+        target: Target,
+        /// The agent-edge checkout whose Worker or Lambda function runs, with
+        /// the tools `scripts/setup.sh` installed in it [default: the one
+        /// this binary was built from]
+        #[arg(long)]
+        repository: Option<PathBuf>,
     },
     /// Print what a client receives for a recorded origin event stream,
     /// byte for byte as the gateway sends it (without keepalives).
@@ -99,7 +114,14 @@ fn main() -> ExitCode {
         Command::Dev {
             listen,
             word_delay_ms,
-        } => runtime.block_on(dev(listen, Duration::from_millis(word_delay_ms))),
+            target,
+            repository,
+        } => runtime.block_on(dev(
+            listen,
+            Duration::from_millis(word_delay_ms),
+            target,
+            repository,
+        )),
         Command::Transform { .. } => unreachable!("handled above"),
     };
     exit(result)
@@ -202,8 +224,31 @@ async fn serve(listen: Option<SocketAddr>) -> Result<(), String> {
     native::serve(|name| std::env::var(name).ok(), addr).await
 }
 
-async fn dev(listen: Option<SocketAddr>, word_delay: Duration) -> Result<(), String> {
+/// The gateway `dev` runs: in this process, or a tool's child process.
+enum DevGateway {
+    Native(native::GatewayServer),
+    Child(targets::Running),
+}
+
+async fn dev(
+    listen: Option<SocketAddr>,
+    word_delay: Duration,
+    target: Target,
+    repository: Option<PathBuf>,
+) -> Result<(), String> {
     let addr = listen_addr(listen)?;
+    // A missing tool stops `dev` before anything starts.
+    let tool = match target {
+        Target::Native => None,
+        _ => {
+            let repository =
+                repository.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+            Some(Tool::find(target, &repository)?)
+        }
+    };
+    let mut stop = StopSignals::listen()?;
+    // Bound here for every target: a busy address fails alike, and port 0
+    // becomes a free port the Worker or Lambda tool then listens on.
     let gateway_listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (try --listen 127.0.0.1:0)"))?;
@@ -230,17 +275,41 @@ async fn dev(listen: Option<SocketAddr>, word_delay: Duration) -> Result<(), Str
             .await
             .map_err(|e| format!("development issuer: {e}"))?;
 
-    let mut config =
-        Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
-    // The chat page offers a button that fetches a token from the issuer.
-    config.dev_token_url = Some(format!("http://{issuer_addr}/token"));
+    // Checked here whichever target reads them.
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
     let ui = config.ui;
-    let gateway = native::spawn(config, gateway_listener, native::stderr_log())
-        .await
-        .map_err(|e| format!("gateway: {e}"))?;
+    let (gateway, url, runs_as) = match &tool {
+        None => {
+            let server = native::spawn(config, gateway_listener, native::stderr_log())
+                .await
+                .map_err(|e| format!("gateway: {e}"))?;
+            let url = server.url();
+            (
+                DevGateway::Native(server),
+                url,
+                "the native server, in this process",
+            )
+        }
+        Some(tool) => {
+            drop(gateway_listener);
+            let url = tool.url(gateway_addr);
+            let mut child = tool.start(gateway_addr, &vars)?;
+            eprintln!(
+                "agent-edge dev: starting {} (the first start builds it: minutes)",
+                tool.describe()
+            );
+            tokio::select! {
+                ready = child.wait_until_ready(&url) => ready?,
+                () = stop.received() => {
+                    eprintln!("agent-edge dev: stopping {}", child.name());
+                    return Ok(());
+                }
+            }
+            (DevGateway::Child(child), url, tool.describe())
+        }
+    };
 
     let token = issuer_server.mint("demo-user", Duration::from_secs(3600), SystemTime::now());
-    let url = gateway.url();
     let page = if ui {
         format!(
             "\nThe chat page: open {url}/ in a browser (\"Get a development token\" signs in).\n"
@@ -252,6 +321,7 @@ async fn dev(listen: Option<SocketAddr>, word_delay: Duration) -> Result<(), Str
         r#"
 agent-edge dev is running:
   gateway            {url}
+  runs as            {runs_as}
   demo agent         http://{origin} (AgentCore protocol, SigV4 checked)
   development issuer {issuer} (JWKS at /.well-known/jwks.json)
 
@@ -272,8 +342,23 @@ Press Ctrl-C to stop. One JSON log line per request follows.
         origin = origin.addr,
         issuer = issuer_server.issuer_url(),
     );
-    native::shutdown_signal().await;
-    gateway.drain().await;
+    match gateway {
+        DevGateway::Native(server) => {
+            stop.received().await;
+            server.drain().await;
+        }
+        DevGateway::Child(mut child) => {
+            tokio::select! {
+                () = stop.received() => {}
+                status = child.exited() => {
+                    return Err(format!("{} stopped ({status}); its output is above", child.name()));
+                }
+            }
+            eprintln!("agent-edge dev: stopping {}", child.name());
+            // Dropping it stops its process group.
+            drop(child);
+        }
+    }
     drop(origin);
     drop(issuer_server);
     Ok(())
@@ -319,8 +404,10 @@ fn dev_vars(
             settings.credentials.secret_access_key.expose().to_owned(),
         ),
         ("AUTH", "jwt".to_owned()),
-        ("JWT_ISSUER", issuer_url),
+        ("JWT_ISSUER", issuer_url.clone()),
         ("JWT_AUDIENCE", issuer::DEV_AUDIENCE.to_owned()),
         ("CORS_ALLOW_ORIGINS", "http://localhost:3000".to_owned()),
+        // The chat page's "Get a development token" button.
+        ("DEV_TOKEN_URL", format!("{issuer_url}/token")),
     ])
 }

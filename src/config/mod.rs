@@ -269,8 +269,8 @@ pub struct Config {
     pub origin_timeout_seconds: u64,
     /// Whether the chat page is served at `GET /` (`UI`).
     pub ui: bool,
-    /// The development issuer's token endpoint, offered by the chat page.
-    /// Not a variable: only `agent-edge dev` sets it.
+    /// The development issuer's token endpoint, offered by the chat page
+    /// (`DEV_TOKEN_URL`, which `agent-edge dev` sets on every target).
     pub dev_token_url: Option<String>,
     /// Longest silence between two origin body bytes before the stream ends
     /// with `origin_idle_timeout` (keepalives go on meanwhile).
@@ -385,6 +385,7 @@ impl Config {
             "jwt" => AuthConfig::Jwt(jwt_config(get)?),
             _ => AuthConfig::None,
         };
+        let dev_token_url = dev_token_url(get, &caller_auth)?;
         let default_mode = match DEFAULT_RESPONSE_MODE.choice(get)? {
             "transformed" => ResponseMode::Transformed,
             _ => ResponseMode::Original,
@@ -411,7 +412,7 @@ impl Config {
             max_event_bytes: MAX_EVENT_BYTES.number(get)?,
             origin_timeout_seconds: ORIGIN_TIMEOUT_SECONDS.number(get)?,
             ui: UI.choice(get)? == "on",
-            dev_token_url: None,
+            dev_token_url,
             origin_idle_timeout_seconds: ORIGIN_IDLE_TIMEOUT_SECONDS.number(get)?,
             client_limits: client_limits(get)?,
             sensitive_values: VARIABLES
@@ -532,6 +533,49 @@ fn jwt_config(get: &dyn Fn(&str) -> Option<String>) -> Result<JwtConfig, ConfigE
         leeway_seconds: JWT_LEEWAY_SECONDS.number(get)?,
         user_id_claim: JWT_USER_ID_CLAIM.read(get),
     })
+}
+
+/// `DEV_TOKEN_URL`: the token endpoint of a development issuer, which the
+/// chat page's "Get a development token" button calls. Only an `http://`
+/// URL on this machine (`localhost`, `127.0.0.1`, `[::1]`) and on
+/// `JWT_ISSUER`'s own origin, with `AUTH=jwt`: the button can reach nothing
+/// but the issuer the gateway already trusts, on the visitor's own machine,
+/// so setting it cannot send a deployment's visitors anywhere else (and a
+/// deployment with a real issuer cannot set it at all).
+fn dev_token_url(
+    get: &dyn Fn(&str) -> Option<String>,
+    auth: &AuthConfig,
+) -> Result<Option<String>, ConfigError> {
+    let Some(url) = DEV_TOKEN_URL.read(get) else {
+        return Ok(None);
+    };
+    let AuthConfig::Jwt(jwt) = auth else {
+        return Err(DEV_TOKEN_URL.error("only with AUTH=jwt: it gives tokens of JWT_ISSUER"));
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| DEV_TOKEN_URL.error("not a valid URL"))?;
+    let on_this_machine = uri.scheme_str() == Some("http")
+        && uri.host().is_some_and(is_loopback_host)
+        && uri.query().is_none();
+    if !on_this_machine {
+        return Err(DEV_TOKEN_URL.error(
+            "must be an http:// URL on localhost, 127.0.0.1 or [::1]: a development issuer on this machine",
+        ));
+    }
+    let origin = |uri: &http::Uri| {
+        Some((
+            uri.scheme_str()?.to_owned(),
+            uri.authority()?.as_str().to_ascii_lowercase(),
+        ))
+    };
+    let issuer = jwt.issuer.parse::<http::Uri>().ok();
+    if issuer.as_ref().and_then(origin) != origin(&uri) {
+        return Err(DEV_TOKEN_URL.error(
+            "must be on JWT_ISSUER's origin: the token endpoint of the issuer the gateway trusts",
+        ));
+    }
+    Ok(Some(url))
 }
 
 fn list(value: Option<String>) -> Vec<String> {

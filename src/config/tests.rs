@@ -202,3 +202,50 @@ fn debug_redacts_credentials_and_arn() {
     assert!(!debug.contains("AKIDEXAMPLE"), "{debug}");
     assert!(!debug.contains("123456789012"), "{debug}");
 }
+
+#[test]
+fn dev_token_url_is_only_the_trusted_issuer_on_this_machine() {
+    let with = |issuer: &str, url: &str| {
+        let mut vars = base();
+        vars.retain(|(name, _)| *name != "AUTH");
+        vars.extend([
+            ("JWT_ISSUER", issuer),
+            ("JWT_AUDIENCE", "client"),
+            ("DEV_TOKEN_URL", url),
+        ]);
+        config(&vars).map(|c| c.dev_token_url)
+    };
+    assert_eq!(config(&base()).unwrap().dev_token_url, None);
+    for (issuer, url) in [
+        ("http://127.0.0.1:4321", "http://127.0.0.1:4321/token"),
+        ("http://localhost:4321/", "http://LOCALHOST:4321/token"),
+        ("http://[::1]:4321", "http://[::1]:4321/token"),
+    ] {
+        assert_eq!(with(issuer, url).unwrap(), Some(url.to_owned()), "{url}");
+    }
+    for (issuer, url) in [
+        // Another machine, even the issuer's own.
+        ("https://issuer.example", "https://issuer.example/token"),
+        ("http://127.0.0.1:4321", "https://evil.example/token"),
+        (
+            "http://127.0.0.1:4321",
+            "http://localhost.evil.example:4321/token",
+        ),
+        // This machine, but not the issuer the gateway trusts.
+        ("http://127.0.0.1:4321", "http://127.0.0.1:4322/token"),
+        ("http://127.0.0.1:4321", "http://localhost:4321/token"),
+        ("https://issuer.example", "http://127.0.0.1:4321/token"),
+        ("http://127.0.0.1:4321", "javascript:alert(1)"),
+        (
+            "http://127.0.0.1:4321",
+            "http://127.0.0.1:4321/token?next=x",
+        ),
+    ] {
+        let err = with(issuer, url).unwrap_err();
+        assert_eq!(err.variable, "DEV_TOKEN_URL", "{url}: {err}");
+    }
+    // Without caller authentication there is no token to get.
+    let mut vars = base();
+    vars.push(("DEV_TOKEN_URL", "http://127.0.0.1:4321/token"));
+    assert_eq!(config(&vars).unwrap_err().variable, "DEV_TOKEN_URL");
+}

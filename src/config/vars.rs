@@ -252,6 +252,8 @@ pub const PUBLIC_HOSTS: Variable = Variable::new_text("PUBLIC_HOSTS", "none");
 pub const RATE_LIMIT_PER_MINUTE: Variable =
     Variable::new_optional_number("RATE_LIMIT_PER_MINUTE", 1, 1_000_000, "none");
 pub const UI: Variable = Variable::new_choice("UI", ON_OFF, "on");
+// Checked against JWT_ISSUER by the parser (`dev_token_url` in config/mod.rs).
+pub const DEV_TOKEN_URL: Variable = Variable::new_text("DEV_TOKEN_URL", "unset: no button");
 pub const LISTEN_ADDR: Variable =
     Variable::new_text("LISTEN_ADDR", "`127.0.0.1:8787`").read_by(Readers::Command);
 pub const CLIENT_HEADER_TIMEOUT_SECONDS: Variable =
@@ -299,6 +301,7 @@ pub const VARIABLES: &[Variable] = &[
     PUBLIC_HOSTS,
     RATE_LIMIT_PER_MINUTE,
     UI,
+    DEV_TOKEN_URL,
     LISTEN_ADDR,
     CLIENT_HEADER_TIMEOUT_SECONDS,
     CLIENT_IDLE_TIMEOUT_SECONDS,

@@ -1,7 +1,9 @@
-//! The `agent-edge` binary: configuration errors and the `dev` pipeline.
+//! The `agent-edge` binary: configuration errors and the `dev` pipeline,
+//! with the gateway natively, as the Worker under `wrangler dev` and as the
+//! Lambda function under `cargo lambda watch`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agent-edge");
@@ -104,6 +106,34 @@ impl Drop for Running {
     }
 }
 
+/// What `agent-edge dev` prints up to its "Press Ctrl-C" line, or `None`
+/// when it does not get there within `timeout`.
+async fn banner(stdout: ChildStdout, timeout: Duration) -> Option<String> {
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            text.push_str(&line);
+            text.push('\n');
+            if line.starts_with("Press Ctrl-C") {
+                return Some(text);
+            }
+        }
+        None
+    });
+    tokio::time::timeout(timeout, printed).await.ok()?.unwrap()
+}
+
+/// The rest of the banner's line that starts with `prefix`.
+fn banner_field(printed: &str, prefix: &str) -> String {
+    printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {printed}"))
+        .trim()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
     let mut child = Command::new(BIN)
@@ -114,30 +144,10 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
         .expect("run agent-edge dev");
     let stdout = child.stdout.take().unwrap();
     let _running = Running(child);
-    let printed = tokio::task::spawn_blocking(move || {
-        let mut text = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            text.push_str(&line);
-            text.push('\n');
-            if line.starts_with("Press Ctrl-C") {
-                break;
-            }
-        }
-        text
-    });
-    let printed = tokio::time::timeout(Duration::from_secs(60), printed)
+    let printed = banner(stdout, Duration::from_secs(60))
         .await
-        .expect("dev prints its commands")
-        .unwrap();
-    let field = |prefix: &str| {
-        printed
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} in {printed}"))
-            .trim()
-            .to_owned()
-    };
+        .expect("dev prints its commands");
+    let field = |prefix: &str| banner_field(&printed, prefix);
     let gateway = field("gateway");
     let token = field("export TOKEN='").trim_end_matches('\'').to_owned();
     let mint = field("export TOKEN=$(").trim_end_matches(')').to_owned();
@@ -217,6 +227,293 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
             .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(allow, allowed.then(|| origin.to_owned()), "{origin}");
     }
+}
+
+// ---- agent-edge dev --target worker | lambda ----
+
+/// The conformance suite's switches: `1` leaves a target out.
+const SKIP_WORKER: &str = "AGENT_EDGE_SKIP_WORKER";
+const SKIP_LAMBDA: &str = "AGENT_EDGE_SKIP_LAMBDA";
+/// Seconds allowed for `dev` to print its banner (default 900: a first build
+/// of the Worker bundle takes minutes on two cores), as for the suite's
+/// own Worker instances.
+const START_TIMEOUT_VAR: &str = "AGENT_EDGE_WORKER_START_TIMEOUT";
+/// Set in `dev`'s environment, which every process it starts inherits.
+const MARK_VAR: &str = "AGENT_EDGE_DEV_TEST_MARK";
+
+/// A running `agent-edge dev --target ...`; dropping it sends SIGTERM (so
+/// that it stops its tool), then SIGKILL if it is still there after 30 s.
+struct DevTarget {
+    child: std::process::Child,
+    /// Everything it printed on stderr (the tool's output included).
+    log: std::path::PathBuf,
+    mark: String,
+}
+
+impl DevTarget {
+    fn start(target: &str) -> (DevTarget, ChildStdout) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mark = format!("{target}-{}", std::process::id());
+        let log = dir.join(format!("cli-dev-{mark}.log"));
+        let mut child = Command::new(BIN)
+            .args(["dev", "--target", target, "--listen", "127.0.0.1:0"])
+            .args(["--word-delay-ms", "1"])
+            .env(MARK_VAR, &mark)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("run agent-edge dev");
+        let stdout = child.stdout.take().unwrap();
+        (DevTarget { child, log, mark }, stdout)
+    }
+
+    fn terminate(&self) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Its exit status, waiting up to `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of its stderr, for a failure's message.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The processes, other than `dev` itself, whose environment holds its
+    /// mark: what it started and has not stopped.
+    fn descendants(&self) -> Vec<String> {
+        let needle = format!("{MARK_VAR}={}", self.mark).into_bytes();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(pid) = name.parse::<u32>() else {
+                continue;
+            };
+            if pid == self.child.id() {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_slice())
+            {
+                let command = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let command = String::from_utf8_lossy(&command).replace('\0', " ");
+                found.push(format!("{pid} {command}"));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for DevTarget {
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|status| status.is_none()) {
+            self.terminate();
+            if self.wait(Duration::from_secs(30)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// Whether something accepts connections on `addr` (`host:port`).
+fn listening(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .unwrap()
+        .any(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+}
+
+/// `host:port` of an `http://host:port[/path]` URL.
+fn authority(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next().unwrap().to_owned()
+}
+
+/// Runs `agent-edge dev --target <target>`, reads its banner, sends the
+/// printed transformed-mode request with the printed token, loads the chat
+/// page (with the development issuer's token button), then stops it with
+/// SIGTERM and checks that everything it started is gone.
+async fn dev_target_end_to_end(target: &str) {
+    let timeout = std::env::var(START_TIMEOUT_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(900), Duration::from_secs);
+    let (mut dev, stdout) = DevTarget::start(target);
+    let Some(printed) = banner(stdout, timeout).await else {
+        panic!(
+            "dev --target {target} printed no banner in {timeout:?}; its stderr ({}):\n{}",
+            dev.log.display(),
+            dev.log_tail()
+        );
+    };
+    let field = |prefix: &str| banner_field(&printed, prefix);
+    let gateway = field("gateway");
+    let token = field("export TOKEN='").trim_end_matches('\'').to_owned();
+    let issuer = field("development issuer")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let origin = field("demo agent")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(field("runs as").contains(match target {
+        "worker" => "wrangler dev",
+        _ => "cargo lambda watch",
+    }));
+    assert!(!printed.contains(agent_edge::demo::origin::DEMO_SECRET_ACCESS_KEY));
+
+    // The printed transformed-mode curl, as it is written.
+    let curl = printed
+        .lines()
+        .find(|l| l.contains(r#""response":"transformed""#))
+        .unwrap_or_else(|| panic!("no transformed-mode curl in {printed}"));
+    assert!(curl.contains(&format!("{gateway}/invocations")), "{curl}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answer = client
+        .post(format!("{gateway}/invocations"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"prompt":"hello","response":"transformed"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", dev.log_tail());
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("\n----------\n{\"usage\":"), "{body}");
+    assert!(body.contains("{\"runtimeSessionId\":\""), "{body}");
+
+    // The chat page, with the issuer's token endpoint for its button; the
+    // issuer lets the page's origin read a token.
+    let page_line = printed
+        .lines()
+        .find(|l| l.starts_with("The chat page: open "))
+        .unwrap_or_else(|| panic!("no chat page line in {printed}"));
+    assert!(page_line.contains(&format!("{gateway}/")), "{page_line}");
+    let page = client.get(format!("{gateway}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains(&format!("connect-src 'self' {issuer};")),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    let token_url = format!(r#"data-dev-token-url="{issuer}/token""#);
+    assert!(html.contains(&token_url), "{html}");
+    // The page's script and style, by the absolute paths it names.
+    let page_origin = format!("http://{}", authority(&gateway));
+    for asset in ["/app.js", "/app.css"] {
+        let answer = client
+            .get(format!("{page_origin}{asset}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{asset}");
+    }
+    let minted = client
+        .post(format!("{issuer}/token"))
+        .header("origin", &page_origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 200);
+    assert_eq!(
+        minted.headers()["access-control-allow-origin"],
+        page_origin.as_str()
+    );
+
+    // SIGTERM: dev stops its tool's whole process group, then itself.
+    assert!(!dev.descendants().is_empty(), "the tool runs with the mark");
+    dev.terminate();
+    let status = dev.wait(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dev --target {target} after SIGTERM: {status:?}; its stderr:\n{}",
+        dev.log_tail()
+    );
+    for addr in [authority(&gateway), authority(&issuer), authority(&origin)] {
+        assert!(!listening(&addr), "{addr} still listens after dev stopped");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = dev.descendants();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after dev --target {target} stopped: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn dev_as_a_worker_answers_the_printed_curls_serves_the_page_and_stops() {
+    if std::env::var(SKIP_WORKER).is_ok_and(|v| v == "1") {
+        return;
+    }
+    dev_target_end_to_end("worker").await;
+}
+
+#[tokio::test]
+async fn dev_as_a_lambda_function_answers_the_printed_curls_serves_the_page_and_stops() {
+    if std::env::var(SKIP_LAMBDA).is_ok_and(|v| v == "1") {
+        return;
+    }
+    dev_target_end_to_end("lambda").await;
+}
+
+#[test]
+fn dev_names_the_command_that_installs_a_missing_tool() {
+    let empty = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tmp")
+        .join(format!("cli-dev-no-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    for (target, tool) in [("worker", "wrangler"), ("lambda", "cargo-lambda")] {
+        let output = Command::new(BIN)
+            .args(["dev", "--target", target, "--listen", "127.0.0.1:0"])
+            .arg("--repository")
+            .arg(&empty)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{target}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{tool} is not installed"))
+                && stderr.contains("run scripts/setup.sh"),
+            "{target}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{target}: started anyway");
+    }
+    std::fs::remove_dir_all(&empty).unwrap();
 }
 
 // ---- agent-edge transform ----
