@@ -30,6 +30,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::error::{Code, GatewayError};
+
 /// The audience (app client id) of development tokens: `JWT_AUDIENCE` of `dev`.
 pub const DEV_AUDIENCE: &str = "agent-edge-dev-client";
 /// The key id of the development key.
@@ -224,7 +226,12 @@ fn route(
             StatusCode::MISDIRECTED_REQUEST,
             "application/json",
             "no-store",
-            r#"{"error":"misdirected_request"}"#.to_owned(),
+            String::from_utf8_lossy(
+                GatewayError::new(Code::MisdirectedRequest)
+                    .to_response()
+                    .body(),
+            )
+            .into_owned(),
         ),
         Some((&Method::GET, "/.well-known/openid-configuration")) => (
             StatusCode::OK,
