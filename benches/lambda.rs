@@ -45,13 +45,12 @@ use std::time::{Duration, Instant};
 
 use agent_edge::config::VARIABLES;
 use agent_edge::demo::origin::{self as demo_origin, DemoOrigin, DemoOriginSettings};
-use serde_json::json;
 use tokio::net::TcpListener;
 
 #[path = "../tests/support/issuer.rs"]
 #[allow(dead_code)] // the bench needs only the issuer's half of it
 mod issuer_support;
-use issuer_support::{header, issuer_documents, mint, serve_documents, unix_now, Signer};
+use issuer_support::{header, id_claims, jwt_gateway_vars, mint, Issuer, Signer};
 
 const ANSWER: &str = r#"{"prompt":"/events 520 0 6"}"#;
 const ANSWER_TEXT_BYTES: usize = 1971;
@@ -87,10 +86,7 @@ fn main() {
         let demo = demo_origin::spawn(settings, bind().await)
             .await
             .expect("demo origin");
-        let listener = bind().await;
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        serve_documents(listener, issuer_documents(&url));
-        (demo, url)
+        (demo, Issuer::spawn().await.url)
     });
     let vars = gateway_vars(&demo, &issuer_url);
 
@@ -335,35 +331,16 @@ async fn invoke(
 }
 
 fn gateway_vars(demo: &DemoOrigin, issuer_url: &str) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = demo
-        .gateway_vars()
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
-    for (name, value) in [
-        ("AUTH", "jwt"),
-        ("JWT_ISSUER", issuer_url),
-        ("JWT_AUDIENCE", AUDIENCE),
-        ("JWT_TOKEN_USE", "any"),
-        ("DEFAULT_RESPONSE_MODE", "transformed"),
-    ] {
-        vars.retain(|(n, _)| n != name);
-        vars.push((name.to_owned(), value.to_owned()));
-    }
-    vars
+    let extra = [("DEFAULT_RESPONSE_MODE", "transformed")];
+    jwt_gateway_vars(demo.gateway_vars(), issuer_url, AUDIENCE, &extra)
 }
 
 fn token(issuer_url: &str, subject: &str) -> String {
-    let now = unix_now();
-    let claims = json!({
-        "sub": subject,
-        "iss": issuer_url,
-        "aud": AUDIENCE,
-        "token_use": "id",
-        "iat": now - 5,
-        "exp": now + 7200,
-    });
-    mint(Signer::Issuer, &header(), &claims)
+    mint(
+        Signer::Issuer,
+        &header(),
+        &id_claims(issuer_url, AUDIENCE, subject),
+    )
 }
 
 async fn bind() -> TcpListener {

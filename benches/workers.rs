@@ -104,14 +104,13 @@ use std::time::{Duration, Instant};
 use agent_edge::config::Config;
 use agent_edge::demo::origin::{self as demo_origin, DemoOrigin, DemoOriginSettings};
 use agent_edge::platform::native;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
 #[path = "../tests/support/issuer.rs"]
 #[allow(dead_code)] // the bench needs only the issuer's half of it
 mod issuer_support;
-use issuer_support::{header, issuer_documents, mint, serve_documents, unix_now, Signer};
+use issuer_support::{header, id_claims, jwt_gateway_vars, mint, Issuer, Signer};
 
 /// The demo origin streams `1 2 3 … 520` (1,971 bytes of text) in 520 events.
 const ANSWER: Prompt = Prompt {
@@ -216,8 +215,7 @@ fn main() {
         let demo = demo_origin::spawn(settings, bind().await)
             .await
             .expect("demo origin");
-        let issuer_url = serve_issuer(bind().await);
-        (demo, issuer_url)
+        (demo, Issuer::spawn().await.url)
     });
     let vars = gateway_vars(&demo, &issuer_url);
 
@@ -332,23 +330,11 @@ async fn bind() -> TcpListener {
 
 /// The configuration every target gets, as environment variables.
 fn gateway_vars(demo: &DemoOrigin, issuer_url: &str) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = demo
-        .gateway_vars()
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
-    for (name, value) in [
-        ("AUTH", "jwt"),
-        ("JWT_ISSUER", issuer_url),
-        ("JWT_AUDIENCE", AUDIENCE),
-        ("JWT_TOKEN_USE", "any"),
+    let extra = [
         ("DEFAULT_RESPONSE_MODE", "transformed"),
         ("KEEPALIVE_SECONDS", "15"),
-    ] {
-        vars.retain(|(n, _)| n != name);
-        vars.push((name.to_owned(), value.to_owned()));
-    }
-    vars
+    ];
+    jwt_gateway_vars(demo.gateway_vars(), issuer_url, AUDIENCE, &extra)
 }
 
 fn config_from(vars: &[(String, String)]) -> Config {
@@ -360,30 +346,14 @@ fn config_from(vars: &[(String, String)]) -> Config {
     .expect("the bench configuration is valid")
 }
 
-// ---- the issuer: tokens, discovery document and key set ----
-
-/// Serves the discovery document and the key set until the runtime ends;
-/// returns the issuer URL.
-fn serve_issuer(listener: TcpListener) -> String {
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    serve_documents(listener, issuer_documents(&url));
-    url
-}
+// ---- the issuer's tokens ----
 
 /// `count` distinct RS256 ID tokens (one subject each), valid for two hours,
 /// signed on two threads.
 fn mint_tokens(issuer_url: &str, count: usize) -> Vec<String> {
     let header = header();
-    let now = unix_now();
     let mint_one = |i: usize| {
-        let claims = json!({
-            "sub": format!("bench-user-{i}"),
-            "iss": issuer_url,
-            "aud": AUDIENCE,
-            "token_use": "id",
-            "iat": now - 5,
-            "exp": now + 7200,
-        });
+        let claims = id_claims(issuer_url, AUDIENCE, &format!("bench-user-{i}"));
         mint(Signer::Issuer, &header, &claims)
     };
     let half = count / 2;

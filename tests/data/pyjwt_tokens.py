@@ -48,36 +48,22 @@ def public_jwk(key, kid, alg):
 jwks = {"keys": [public_jwk(rsa_key, RSA_KID, "RS256"), public_jwk(ec_key, EC_KID, "ES256")]}
 
 
-def id_claims(sub, **changes):
-    claims = {
-        "sub": sub,
-        "iss": issuer,
-        "aud": audience,
-        "token_use": "id",
-        "cognito:username": sub,
-        "email": f"{sub}@example.com",
-        "auth_time": now - 5,
-        "iat": now - 5,
-        "exp": now + 3600,
-    }
+def claims_of(sub, kind, changes):
+    """Cognito-shaped claims of `sub`, valid for an hour, with the members
+    of `kind` and then `changes` (None removes a member)."""
+    claims = {"sub": sub, "iss": issuer, **kind, "auth_time": now - 5, "iat": now - 5, "exp": now + 3600}
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
+
+
+def id_claims(sub, **changes):
+    kind = {"aud": audience, "token_use": "id", "cognito:username": sub, "email": f"{sub}@example.com"}
+    return claims_of(sub, kind, changes)
 
 
 def access_claims(sub, **changes):
-    claims = {
-        "sub": sub,
-        "iss": issuer,
-        "client_id": audience,
-        "token_use": "access",
-        "scope": "openid email",
-        "username": sub,
-        "auth_time": now - 5,
-        "iat": now - 5,
-        "exp": now + 3600,
-    }
-    claims.update(changes)
-    return {k: v for k, v in claims.items() if v is not None}
+    kind = {"client_id": audience, "token_use": "access", "scope": "openid email", "username": sub}
+    return claims_of(sub, kind, changes)
 
 
 def rs256(claims, kid=RSA_KID, key=rsa_key, **headers):

@@ -10,9 +10,7 @@
 //!
 //! botocore lives in the virtualenv `target/pyenv` ([`crate::pyenv`]).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,7 +25,8 @@ use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn botocore_computes_the_same_signature_as_the_gateway() {
-    let python = crate::pyenv::python();
+    // The virtualenv first, once, before any origin starts.
+    crate::pyenv::python();
     let cases = [
         ("through the gateway", None, false),
         (
@@ -55,7 +54,7 @@ async fn botocore_computes_the_same_signature_as_the_gateway() {
         };
         assert_eq!(status, 200, "{name}: the demo origin rejected the request");
         let received = origin.requests().pop().expect("the origin got a request");
-        if let Err(why) = check_with_botocore(&python, &origin, &received) {
+        if let Err(why) = check_with_botocore(&origin, &received) {
             failures.push(format!("{name}: {why}"));
         }
     }
@@ -110,11 +109,7 @@ async fn send_direct(origin: &DemoOrigin) -> u16 {
     status
 }
 
-fn check_with_botocore(
-    python: &Path,
-    origin: &DemoOrigin,
-    received: &RecordedRequest,
-) -> Result<(), String> {
+fn check_with_botocore(origin: &DemoOrigin, received: &RecordedRequest) -> Result<(), String> {
     let settings = origin.settings();
     let header = |name: &str| {
         received
@@ -138,7 +133,7 @@ fn check_with_botocore(
         "runtime_arn": settings.runtime_arn,
         "qualifier": settings.qualifier,
     });
-    let botocore = run_script(python, &spec)?;
+    let botocore = run_script(&spec)?;
 
     let sent = header("authorization")?;
     if botocore["authorization"] != sent.as_str() {
@@ -172,29 +167,10 @@ fn check_with_botocore(
     Ok(())
 }
 
-fn run_script(python: &Path, spec: &Value) -> Result<Value, String> {
+fn run_script(spec: &Value) -> Result<Value, String> {
     let script = repo().join("scripts/botocore_sign.py");
-    let mut child = Command::new(python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    if !output.status.success() {
-        return Err(format!(
-            "botocore_sign.py failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("botocore_sign.py output: {e}"))
+    crate::pyenv::run_json(&[script], spec.to_string().as_bytes())
+        .map_err(|why| format!("botocore_sign.py: {why}"))
 }
 
 fn repo() -> PathBuf {

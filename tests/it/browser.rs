@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::conformance::stack::LogBuffer;
+use crate::conformance::stack::{LogBuffer, TargetKind};
 use crate::conformance::worker;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -342,11 +342,7 @@ async fn chat_page_in_chromium_without_sign_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_page_in_chromium_on_the_worker() {
-    if worker::skipped() {
-        eprintln!(
-            "browser test on the Worker: skipped ({}=1)",
-            worker::SKIP_VAR
-        );
+    if TargetKind::Worker.left_out("chat_page_in_chromium_on_the_worker") {
         return;
     }
     let servers = Servers::start(Vec::new()).await;

@@ -32,6 +32,17 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Result<Vec<u
     }
 }
 
+/// A native stack with `AUTH=none` and these `CLIENT_HEADER_TIMEOUT_SECONDS`
+/// and `CLIENT_IDLE_TIMEOUT_SECONDS`.
+async fn with_timeouts(header: &str, idle: &str) -> NativeStack {
+    NativeStack::start(&[
+        ("AUTH", "none"),
+        ("CLIENT_HEADER_TIMEOUT_SECONDS", header),
+        ("CLIENT_IDLE_TIMEOUT_SECONDS", idle),
+    ])
+    .await
+}
+
 async fn connect(stack: &NativeStack) -> TcpStream {
     TcpStream::connect(stack.gateway.addr).await.unwrap()
 }
@@ -51,12 +62,7 @@ async fn read_head(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn a_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
-    let stack = NativeStack::start(&[
-        ("AUTH", "none"),
-        ("CLIENT_HEADER_TIMEOUT_SECONDS", "1"),
-        ("CLIENT_IDLE_TIMEOUT_SECONDS", "1"),
-    ])
-    .await;
+    let stack = with_timeouts("1", "1").await;
     let mut stream = connect(&stack).await;
     stream
         .write_all(b"POST /invocations HTTP/1.1\r\nHost: gateway.test\r\nX-Slow: ")
@@ -82,12 +88,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
 
 #[tokio::test]
 async fn a_connection_that_sends_nothing_or_idles_is_closed() {
-    let stack = NativeStack::start(&[
-        ("AUTH", "none"),
-        ("CLIENT_HEADER_TIMEOUT_SECONDS", "30"),
-        ("CLIENT_IDLE_TIMEOUT_SECONDS", "1"),
-    ])
-    .await;
+    let stack = with_timeouts("30", "1").await;
     // Nothing at all.
     let mut silent = connect(&stack).await;
     let received = closed_within(&mut silent, Duration::from_secs(4))

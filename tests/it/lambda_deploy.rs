@@ -13,24 +13,13 @@ const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lambda/templ
 /// The template as cfn-lint's decoder reads it (intrinsic functions such as
 /// `!Ref X` become `{"Ref": "X"}`), as JSON.
 fn template() -> Value {
-    let output = Command::new(crate::pyenv::python())
-        .args([
-            "-c",
-            "import json, sys\n\
-             from cfnlint.decode import decode\n\
-             template, errors = decode(sys.argv[1])\n\
-             if errors: sys.exit('\\n'.join(str(e) for e in errors))\n\
-             print(json.dumps(template))",
-            TEMPLATE,
-        ])
-        .output()
-        .expect("running python");
-    assert!(
-        output.status.success(),
-        "the template does not parse: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON from the decoder")
+    let decode = "import json, sys\n\
+                  from cfnlint.decode import decode\n\
+                  template, errors = decode(sys.argv[1])\n\
+                  if errors: sys.exit('\\n'.join(str(e) for e in errors))\n\
+                  print(json.dumps(template))";
+    crate::pyenv::run_json(&["-c", decode, TEMPLATE], b"")
+        .unwrap_or_else(|why| panic!("the template does not parse: {why}"))
 }
 
 #[test]

@@ -57,6 +57,18 @@ impl NativeStack {
         format!("{}/invocations", self.gateway.url())
     }
 
+    /// `POST /invocations` with this JSON body and these headers.
+    pub async fn invoke(&self, body: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(self.invocations_url())
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("an answer")
+    }
+
     /// Every log line so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

@@ -6,9 +6,13 @@
 //! missing or its pins changed (needs `python3` and PyPI once). Both write
 //! the same stamp file, so each sees the other's work.
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use serde_json::Value;
 
 const VENV: &str = "target/pyenv";
 /// The pins last installed, as `scripts/setup.sh` writes them.
@@ -19,6 +23,33 @@ const STAMP: &str = ".agent-edge-requirements";
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(install).clone()
+}
+
+/// Runs [`python`] with `args` and `input` on its stdin, and reads the JSON
+/// it prints; or why not (with what it wrote to stderr).
+pub fn run_json<S: AsRef<OsStr>>(args: &[S], input: &[u8]) -> Result<Value, String> {
+    let mut child = Command::new(python())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run python: {e}"))?;
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin
+        .write_all(input)
+        .map_err(|e| format!("writing to python: {e}"))?;
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for python: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "it failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("its output is not JSON: {e}"))
 }
 
 fn repository() -> PathBuf {

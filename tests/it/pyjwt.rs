@@ -8,16 +8,14 @@
 //! writes to its log line's `detail`.
 //!
 //! `tests/data/pyjwt_tokens.py` generates fresh keys, prints their JWKS and
-//! the tokens; the test serves that JWKS (and a discovery document) as the
-//! issuer. PyJWT lives in the virtualenv `target/pyenv` ([`crate::pyenv`]).
+//! the tokens; the test issuer publishes that JWKS. PyJWT lives in the
+//! virtualenv `target/pyenv` ([`crate::pyenv`]).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use serde_json::Value;
 
-use crate::conformance::tokens::serve_documents;
+use crate::issuer_support::Issuer;
 use crate::native_stack::NativeStack;
 
 const AUDIENCE: &str = "pyjwt-client";
@@ -28,44 +26,27 @@ fn repo() -> PathBuf {
 
 /// Runs the minting script for `issuer`.
 fn mint_with_pyjwt(issuer: &str) -> Value {
-    let output = Command::new(crate::pyenv::python())
-        .arg(repo().join("tests/data/pyjwt_tokens.py"))
-        .args([issuer, AUDIENCE])
-        .output()
-        .expect("run pyjwt_tokens.py");
-    assert!(
-        output.status.success(),
-        "pyjwt_tokens.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    let script = repo().join("tests/data/pyjwt_tokens.py");
+    let args = [script.as_os_str(), issuer.as_ref(), AUDIENCE.as_ref()];
+    crate::pyenv::run_json(&args, b"").unwrap_or_else(|why| panic!("pyjwt_tokens.py: {why}"))
 }
 
 #[tokio::test]
 async fn pyjwt_tokens_against_the_native_gateway() {
-    // The issuer's address is in the tokens: bind first, mint, then serve.
-    let issuer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", issuer_listener.local_addr().unwrap());
+    // The issuer's address is in the tokens: start it, mint, then publish
+    // the script's keys.
+    let issuer = Issuer::spawn().await;
     let minted = tokio::task::spawn_blocking({
-        let issuer = issuer.clone();
+        let issuer = issuer.url.clone();
         move || mint_with_pyjwt(&issuer)
     })
     .await
     .unwrap();
-    serve_documents(
-        issuer_listener,
-        vec![
-            (
-                "/.well-known/openid-configuration".into(),
-                json!({"issuer": issuer, "jwks_uri": format!("{issuer}/keys")}),
-            ),
-            ("/keys".into(), minted["jwks"].clone()),
-        ],
-    );
+    issuer.publish(minted["jwks"].clone());
 
     let stack = NativeStack::start(&[
         ("AUTH", "jwt"),
-        ("JWT_ISSUER", &issuer),
+        ("JWT_ISSUER", &issuer.url),
         ("JWT_AUDIENCE", AUDIENCE),
     ])
     .await;

@@ -6,13 +6,8 @@ use crate::native_stack::NativeStack;
 #[tokio::test]
 async fn transformed_answer_through_the_native_gateway() {
     let stack = NativeStack::start(&[("AUTH", "none")]).await;
-    let response = reqwest::Client::new()
-        .post(stack.invocations_url())
-        .header("content-type", "application/json")
-        .body(r#"{"prompt":"hello there","response":"transformed"}"#)
-        .send()
-        .await
-        .unwrap();
+    let body = r#"{"prompt":"hello there","response":"transformed"}"#;
+    let response = stack.invoke(body, &[]).await;
     assert_eq!(response.status(), 200);
     let session = response
         .headers()
@@ -35,14 +30,10 @@ async fn transformed_answer_through_the_native_gateway() {
 async fn an_event_over_the_limit_is_logged_as_an_origin_error() {
     let stack = NativeStack::start(&[("AUTH", "none"), ("MAX_EVENT_BYTES", "1024")]).await;
     // One delta of 400 numbers: an event of about 1.5 KB.
-    let response = reqwest::Client::new()
-        .post(stack.invocations_url())
-        .header("content-type", "application/json")
-        .header("x-request-id", "smoke-event-too-large")
-        .body(r#"{"prompt":"/events 400 0 400","response":"transformed"}"#)
-        .send()
-        .await
-        .unwrap();
+    let body = r#"{"prompt":"/events 400 0 400","response":"transformed"}"#;
+    let response = stack
+        .invoke(body, &[("x-request-id", "smoke-event-too-large")])
+        .await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     assert!(

@@ -155,6 +155,11 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(token(), 0..60).prop_map(|tokens| tokens.concat().into_bytes())
 }
 
+/// An original-mode transformer with a limit no test event reaches.
+fn original() -> Transformer {
+    Transformer::new(options(ResponseMode::Original, 1 << 20), 0)
+}
+
 /// `body` cut at the given (sorted, deduplicated) positions.
 fn cut(body: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
     cuts.iter_mut().for_each(|cut| *cut %= body.len() + 1);
@@ -178,7 +183,7 @@ proptest! {
         body in stream(),
         cuts in prop::collection::vec(any::<usize>(), 0..12),
     ) {
-        let mut transformer = Transformer::new(options(ResponseMode::Original, 1 << 20), 0);
+        let mut transformer = original();
         let mut out = Vec::new();
         for chunk in cut(&body, cuts) {
             let chunk = Bytes::copy_from_slice(chunk);
@@ -196,7 +201,7 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..12),
         idle in prop::collection::vec(any::<bool>(), 13),
     ) {
-        let mut transformer = Transformer::new(options(ResponseMode::Original, 1 << 20), 0);
+        let mut transformer = original();
         let mut wire = Vec::new();
         let mut now = 0;
         let mut keepalives = 0;
@@ -223,11 +228,11 @@ proptest! {
         body in stream(),
         cuts in prop::collection::vec(any::<usize>(), 0..6),
     ) {
-        let mut transformer = Transformer::new(options(ResponseMode::Original, 1 << 20), 0);
-        let mut wire = Vec::new();
-        for chunk in cut(&body, cuts) {
-            wire.extend_from_slice(&transformer.push(Bytes::copy_from_slice(chunk), 1));
-        }
+        let mut transformer = original();
+        let mut wire: Vec<u8> = cut(&body, cuts)
+            .into_iter()
+            .flat_map(|chunk| transformer.push(Bytes::copy_from_slice(chunk), 1))
+            .collect();
         wire.extend_from_slice(&transformer.finish(Some(StreamError::new(
             agent_edge::error::Code::OriginStreamFailed,
         ))));

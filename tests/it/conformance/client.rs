@@ -39,8 +39,19 @@ pub fn session_id(label: &str) -> String {
 
 /// `POST /invocations` with a JSON body and, when given, a bearer token.
 pub fn invoke(target: &Target, token: Option<&str>, body: impl Into<String>) -> RequestBuilder {
+    post(target, "/invocations", token, body)
+}
+
+/// `POST <path_and_query>` with a JSON body and, when given, a bearer
+/// token.
+pub fn post(
+    target: &Target,
+    path_and_query: &str,
+    token: Option<&str>,
+    body: impl Into<String>,
+) -> RequestBuilder {
     let mut request = client()
-        .post(target.url("/invocations"))
+        .post(target.url(path_and_query))
         .header("content-type", "application/json")
         .body(body.into());
     if let Some(token) = token {

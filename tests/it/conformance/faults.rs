@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::RequestBuilder;
 use serde_json::Value;
 
 use super::client::{invoke, send, send_timed, split_transformed, unique, Reply, Timed};
@@ -17,26 +18,25 @@ use super::tokens::token;
 
 const MODES: [&str; 2] = ["original", "transformed"];
 
-/// A whole answer to `prompt` in `mode`, with its request id.
-async fn answer(t: &Target, prompt: &str, mode: &str) -> (Reply, String) {
+/// A request for `prompt` in `mode`, and its request id.
+fn request(t: &Target, prompt: &str, mode: &str) -> (RequestBuilder, String) {
     let request_id = unique("fault");
     let body = serde_json::json!({ "prompt": prompt, "response": mode }).to_string();
     let token = token(&unique("fault"));
-    let reply = send(invoke(t, Some(&token), body).header("x-request-id", &request_id)).await;
-    (reply, request_id)
+    let request = invoke(t, Some(&token), body).header("x-request-id", &request_id);
+    (request, request_id)
+}
+
+/// A whole answer to `prompt` in `mode`, with its request id.
+async fn answer(t: &Target, prompt: &str, mode: &str) -> (Reply, String) {
+    let (request, request_id) = request(t, prompt, mode);
+    (send(request).await, request_id)
 }
 
 /// The same, read chunk by chunk.
 async fn timed(t: &Target, prompt: &str, mode: &str, limit: Duration) -> (Timed, String) {
-    let request_id = unique("fault");
-    let body = serde_json::json!({ "prompt": prompt, "response": mode }).to_string();
-    let token = token(&unique("fault"));
-    let reply = send_timed(
-        invoke(t, Some(&token), body).header("x-request-id", &request_id),
-        limit,
-    )
-    .await;
-    (reply, request_id)
+    let (request, request_id) = request(t, prompt, mode);
+    (send_timed(request, limit).await, request_id)
 }
 
 /// The one log line of `request_id` (there must be exactly one), waiting
@@ -171,61 +171,54 @@ async fn a_stall_after_headers_gets_keepalives_then_the_idle_error(t: Arc<Target
 }
 
 async fn a_drop_mid_event_ends_with_origin_stream_failed(t: Arc<Target>) {
-    assert_stream_error(
-        &t,
-        "/drop-mid-event",
-        "origin_stream_failed",
-        Duration::from_secs(10),
-    )
-    .await;
+    let limit = Duration::from_secs(10);
+    assert_stream_error(&t, "/drop-mid-event", "origin_stream_failed", limit).await;
 }
 
 async fn an_event_over_the_limit_ends_with_event_too_large(t: Arc<Target>) {
     // Over the default MAX_EVENT_BYTES (1 MiB).
-    assert_stream_error(
-        &t,
-        "/big-event 1100000",
-        "event_too_large",
-        Duration::from_secs(20),
-    )
-    .await;
+    let prompt = "/big-event 1100000";
+    assert_stream_error(&t, prompt, "event_too_large", Duration::from_secs(20)).await;
+}
+
+/// A complete answer to `prompt` in both modes, each logged once as
+/// `complete`: the transformed text (its trailer without an error, ending
+/// with the session line) and the original bytes.
+async fn complete_in_both_modes(t: &Target, prompt: &str) -> (String, Vec<u8>) {
+    let (reply, request_id) = answer(t, prompt, "transformed").await;
+    assert_eq!(reply.status, 200, "{prompt} (transformed)");
+    let body = split_transformed(&reply.text());
+    assert!(
+        !body.trailer.iter().any(|l| l.starts_with("{\"error\""))
+            && body
+                .trailer
+                .last()
+                .is_some_and(|l| l.starts_with("{\"runtimeSessionId\"")),
+        "{prompt} (transformed): {:?}",
+        body.trailer
+    );
+    assert_eq!(logged_once(t, &request_id).await["outcome"], "complete");
+    let (timed, request_id) = timed(t, prompt, "original", Duration::from_secs(10)).await;
+    assert_eq!(timed.status, 200, "{prompt} (original)");
+    assert_eq!(logged_once(t, &request_id).await["outcome"], "complete");
+    (body.text, bytes_of(&timed))
 }
 
 async fn invalid_utf8_in_a_delta_is_replaced_or_relayed(t: Arc<Target>) {
+    let (text, original) = complete_in_both_modes(&t, "/invalid-utf8").await;
     // Transformed: decoded as the WHATWG algorithm does, with U+FFFD.
-    let (reply, request_id) = answer(&t, "/invalid-utf8", "transformed").await;
-    assert_eq!(reply.status, 200);
-    let body = split_transformed(&reply.text());
-    assert_eq!(body.text, "valid bad \u{FFFD}\u{FFFD} bytes");
-    assert!(!body.trailer.iter().any(|l| l.starts_with("{\"error\"")));
-    assert_eq!(logged_once(&t, &request_id).await["outcome"], "complete");
+    assert_eq!(text, "valid bad \u{FFFD}\u{FFFD} bytes");
     // Original: the origin's bytes, unchanged.
-    let (timed, request_id) = timed(&t, "/invalid-utf8", "original", Duration::from_secs(10)).await;
-    assert_eq!(timed.status, 200);
-    let body = bytes_of(&timed);
-    assert!(body.windows(8).any(|w| w == b"\xff\xfe bytes"), "{body:?}");
-    assert_eq!(logged_once(&t, &request_id).await["outcome"], "complete");
+    let relayed = original.windows(8).any(|w| w == b"\xff\xfe bytes");
+    assert!(relayed, "{original:?}");
 }
 
 async fn garbage_bytes_end_cleanly(t: Arc<Target>) {
+    let (text, original) = complete_in_both_modes(&t, "/garbage").await;
     // Transformed: no event in it, so no text; the trailer still closes it.
-    let (reply, request_id) = answer(&t, "/garbage", "transformed").await;
-    assert_eq!(reply.status, 200);
-    let body = split_transformed(&reply.text());
-    assert_eq!(body.text, "");
-    assert!(
-        body.trailer
-            .last()
-            .is_some_and(|l| l.starts_with("{\"runtimeSessionId\"")),
-        "{:?}",
-        body.trailer
-    );
-    assert_eq!(logged_once(&t, &request_id).await["outcome"], "complete");
+    assert_eq!(text, "");
     // Original: relayed byte for byte (4 KiB).
-    let (timed, request_id) = timed(&t, "/garbage", "original", Duration::from_secs(10)).await;
-    assert_eq!(timed.status, 200);
-    assert_eq!(bytes_of(&timed).len(), 4096);
-    assert_eq!(logged_once(&t, &request_id).await["outcome"], "complete");
+    assert_eq!(original.len(), 4096);
 }
 
 async fn a_wrong_content_type_is_502_origin_error(t: Arc<Target>) {

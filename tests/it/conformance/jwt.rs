@@ -49,6 +49,11 @@ fn assert_invalid_token(reply: &Reply, token: &str, what: &str) {
     }
 }
 
+/// Sends `token` and asserts the 401 of a bad token.
+async fn assert_refused(t: &Target, token: &str, what: &str) {
+    assert_invalid_token(&send(invoke(t, Some(token), PROMPT)).await, token, what);
+}
+
 /// No signature handed to the platform (WebCrypto on the Worker) fell back
 /// to the in-process check: waits for `request_id`'s log line, written after
 /// any fallback line of that request.
@@ -113,8 +118,7 @@ async fn missing_token_is_401_with_a_bearer_challenge(t: Arc<Target>) {
 
 async fn garbage_tokens_are_401(t: Arc<Target>) {
     for garbage in ["garbage", "a.b.c", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "....."] {
-        let reply = send(invoke(&t, Some(garbage), PROMPT)).await;
-        assert_invalid_token(&reply, garbage, garbage);
+        assert_refused(&t, garbage, garbage).await;
     }
 }
 
@@ -126,31 +130,19 @@ async fn expired_token_is_401(t: Arc<Target>) {
     claims["iat"] = json!(now - 4200);
     claims["auth_time"] = json!(now - 4200);
     let token = mint(Signer::Issuer, &header(), &claims);
-    assert_invalid_token(
-        &send(invoke(&t, Some(&token), PROMPT)).await,
-        &token,
-        "expired",
-    );
+    assert_refused(&t, &token, "expired").await;
 }
 
 async fn wrong_audience_and_issuer_are_401(t: Arc<Target>) {
     let mut claims = id_claims(&unique("jwt-aud"));
     claims["aud"] = json!("another-client");
     let token = mint(Signer::Issuer, &header(), &claims);
-    assert_invalid_token(
-        &send(invoke(&t, Some(&token), PROMPT)).await,
-        &token,
-        "wrong aud",
-    );
+    assert_refused(&t, &token, "wrong aud").await;
 
     let mut claims = id_claims(&unique("jwt-iss"));
     claims["iss"] = json!("https://issuer.example.com");
     let token = mint(Signer::Issuer, &header(), &claims);
-    assert_invalid_token(
-        &send(invoke(&t, Some(&token), PROMPT)).await,
-        &token,
-        "wrong iss",
-    );
+    assert_refused(&t, &token, "wrong iss").await;
 }
 
 async fn token_from_another_key_is_401(t: Arc<Target>) {
@@ -168,11 +160,7 @@ async fn token_from_another_key_is_401(t: Arc<Target>) {
     let mut other_kid = header();
     other_kid["kid"] = json!("rsa-attacker");
     let token = mint(Signer::Attacker, &other_kid, &claims);
-    assert_invalid_token(
-        &send(invoke(&t, Some(&token), PROMPT)).await,
-        &token,
-        "unknown kid",
-    );
+    assert_refused(&t, &token, "unknown kid").await;
 }
 
 async fn unsigned_and_tampered_tokens_are_401(t: Arc<Target>) {
@@ -182,11 +170,7 @@ async fn unsigned_and_tampered_tokens_are_401(t: Arc<Target>) {
         B64.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
         B64.encode(claims.to_string())
     );
-    assert_invalid_token(
-        &send(invoke(&t, Some(&none), PROMPT)).await,
-        &none,
-        "alg none",
-    );
+    assert_refused(&t, &none, "alg none").await;
 
     let good = mint(Signer::Issuer, &header(), &claims);
     let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
@@ -194,11 +178,7 @@ async fn unsigned_and_tampered_tokens_are_401(t: Arc<Target>) {
     altered["sub"] = json!("admin");
     parts[1] = B64.encode(altered.to_string());
     let tampered = parts.join(".");
-    assert_invalid_token(
-        &send(invoke(&t, Some(&tampered), PROMPT)).await,
-        &tampered,
-        "altered claims",
-    );
+    assert_refused(&t, &tampered, "altered claims").await;
 }
 
 async fn first_requests_at_once_share_the_key_fetch(t: Arc<Target>) {

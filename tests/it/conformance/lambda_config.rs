@@ -1,5 +1,5 @@
 //! What only the Lambda function has to show, each case in a `cargo lambda
-//! watch` of its own ([`lambda::start_named`]); left out with
+//! watch` of its own ([`child::own`]); left out with
 //! `AGENT_EDGE_SKIP_LAMBDA=1`.
 //!
 //! - Invalid: it cannot refuse to start as the native server does (Lambda
@@ -20,17 +20,15 @@ use agent_edge::error::{error_json, Code};
 use agent_edge::gateway::EventName;
 use reqwest::StatusCode;
 
-use super::lambda;
-use super::stack::{bind, config_from, LogBuffer};
+use super::stack::{bind, config_from, LogBuffer, Target, TargetKind};
+use super::tokens::Issuer;
 use super::worker_config::{valid_vars, ACCESS_KEY_ID, ACCOUNT_ID, SECRET_ACCESS_KEY};
+use super::{child, lambda};
+use crate::issuer_support::JWKS_PATH;
 
 #[tokio::test]
 async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
-    if lambda::skipped() {
-        eprintln!(
-            "SKIPPED: the Lambda target is disabled ({}=1)",
-            lambda::SKIP_VAR
-        );
+    if TargetKind::Lambda.left_out("lambda_with_an_invalid_runtime_arn_answers_500_naming_it") {
         return;
     }
     let variable = "AGENT_RUNTIME_ARN";
@@ -44,21 +42,20 @@ async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
     let error = config_from(&vars).expect_err("the configuration is invalid");
     let expected_body = error_json(Code::InvalidConfiguration, &error.to_string());
 
-    let logs = LogBuffer::default();
-    let instance = {
-        let (vars, logs) = (vars.clone(), logs.clone());
-        tokio::task::spawn_blocking(move || lambda::start_named("bad-arn", &vars, logs))
-            .await
-            .expect("the starting thread")
-            .unwrap_or_else(|why| panic!("{why}"))
+    let function = {
+        let vars = vars.clone();
+        child::own(TargetKind::Lambda, move |logs| {
+            lambda::start_named("bad-arn", &vars, logs)
+        })
+        .await
     };
     let client = super::client::client();
     for path in ["/ping", "/invocations", "/ping"] {
         let request = if path == "/ping" {
-            client.get(format!("{}{path}", instance.base_url))
+            client.get(function.target.url(path))
         } else {
             client
-                .post(format!("{}{path}", instance.base_url))
+                .post(function.target.url(path))
                 .header("content-type", "application/json")
                 .body(r#"{"prompt":"hello"}"#)
         };
@@ -79,7 +76,7 @@ async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
     }
 
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let output = logs.lines();
+    let output = function.target.logs.lines();
     let logged: Vec<&String> = output
         .iter()
         .filter(|line| line.contains(EventName::InvalidConfiguration.as_str()))
@@ -96,16 +93,12 @@ async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
         }
         assert!(!line.contains("panicked"), "the function panicked: {line}");
     }
-    assert!(!instance.exited(), "cargo lambda watch exited");
+    assert!(!function.instance.exited(), "cargo lambda watch exited");
 }
 
 #[tokio::test]
 async fn lambda_signs_with_the_execution_role_session_in_the_runtime_region() {
-    if lambda::skipped() {
-        eprintln!(
-            "SKIPPED: the Lambda target is disabled ({}=1)",
-            lambda::SKIP_VAR
-        );
+    if TargetKind::Lambda.left_out("lambda_signs_with_the_execution_role_session") {
         return;
     }
     let session_token = "IQoJb3JpZ2luX2VjEXAMPLE/role-session+token==";
@@ -130,14 +123,12 @@ async fn lambda_signs_with_the_execution_role_session_in_the_runtime_region() {
     vars.push(("AWS_REGION".into(), function_region.into()));
     vars.push(("AUTH".into(), "none".into()));
 
-    let instance = tokio::task::spawn_blocking(move || {
-        lambda::start_with_concurrency("role-credentials", &vars, LogBuffer::default(), 1)
+    let function = child::own(TargetKind::Lambda, move |logs| {
+        lambda::start_with_concurrency("role-credentials", &vars, logs, 1)
     })
-    .await
-    .expect("the starting thread")
-    .unwrap_or_else(|why| panic!("{why}"));
+    .await;
     let response = super::client::client()
-        .post(format!("{}/invocations", instance.base_url))
+        .post(function.target.url("/invocations"))
         .header("content-type", "application/json")
         .body(r#"{"prompt":"/events 3 1","response":"transformed"}"#)
         .send()
@@ -166,11 +157,7 @@ async fn lambda_signs_with_the_execution_role_session_in_the_runtime_region() {
 /// A plain test: the issuer runs on a runtime of its own, dropped midway.
 #[test]
 fn lambda_keeps_the_issuer_keys_across_invocations() {
-    if lambda::skipped() {
-        eprintln!(
-            "SKIPPED: the Lambda target is disabled ({}=1)",
-            lambda::SKIP_VAR
-        );
+    if TargetKind::Lambda.left_out("lambda_keeps_the_issuer_keys_across_invocations") {
         return;
     }
     let issuer_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -178,7 +165,7 @@ fn lambda_keeps_the_issuer_keys_across_invocations() {
         .enable_all()
         .build()
         .expect("the issuer's runtime");
-    let issuer = issuer_runtime.block_on(super::tokens::Issuer::spawn());
+    let issuer = issuer_runtime.block_on(Issuer::spawn());
     let mut vars = super::stack::vars_with(&[("JWT_ISSUER", &issuer.url)]);
     vars.retain(|(name, _)| name != "RATE_LIMIT_PER_MINUTE");
     let instance = lambda::start_with_concurrency("keys", &vars, LogBuffer::default(), 1)
@@ -187,22 +174,18 @@ fn lambda_keeps_the_issuer_keys_across_invocations() {
         .enable_all()
         .build()
         .expect("the client's runtime");
+    let target = Target::new(
+        TargetKind::Lambda,
+        instance.base_url.clone(),
+        LogBuffer::default(),
+    );
     let invoke = |subject: &str| {
         let token = super::tokens::token_of(&issuer.url, subject);
-        client_runtime.block_on(async {
-            let reply = super::client::send(super::client::invoke(
-                &super::stack::Target {
-                    kind: super::stack::TargetKind::Lambda,
-                    base_url: instance.base_url.clone(),
-                    logs: LogBuffer::default(),
-                    cold_start: Vec::new(),
-                },
-                Some(&token),
-                r#"{"prompt":"/events 2 1"}"#,
-            ))
-            .await;
-            (reply.status, reply.text())
-        })
+        let prompt = r#"{"prompt":"/events 2 1"}"#;
+        let reply = client_runtime.block_on(async {
+            super::client::send(super::client::invoke(&target, Some(&token), prompt)).await
+        });
+        (reply.status, reply.text())
     };
     let (status, body) = invoke("keys-first");
     assert_eq!(status, 200, "the first invocation fetches the keys: {body}");
@@ -210,7 +193,7 @@ fn lambda_keeps_the_issuer_keys_across_invocations() {
     drop(issuer_runtime);
     let gone = client_runtime.block_on(async {
         super::client::client()
-            .get(format!("{}/.well-known/jwks.json", issuer.url))
+            .get(format!("{}{JWKS_PATH}", issuer.url))
             .timeout(std::time::Duration::from_secs(2))
             .send()
             .await

@@ -14,9 +14,10 @@
 //!   `AUTH=jwt`, CORS for one origin, `KEEPALIVE_SECONDS=1`,
 //!   `MAX_BODY_BYTES=4096`, `MAX_BODY_KEYS=64`, and the rate limit of
 //!   `wrangler.toml`.
-//! - [`worker`]: starting `scripts/wrangler-dev.sh` and tying its life to
-//!   the test process; [`lambda`]: the same for `cargo lambda watch`.
-//! - [`tokens`]: the issuer and its tokens, good ones and attacks.
+//! - [`child`]: a target in a child process, tied to the test process;
+//!   [`worker`] and [`lambda`] say how `scripts/wrangler-dev.sh` and `cargo
+//!   lambda watch` start.
+//! - [`tokens`]: the issuer's tokens, good ones and attacks.
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
@@ -35,12 +36,13 @@
 //! target in failures. Checks that need a configuration of their own (wrong
 //! AWS secret, unreachable origin, `AUTH=none`) start a native gateway and
 //! are named `native_*`; [`worker_config`] and [`lambda_config`] start
-//! Workers and functions of their own with invalid configurations. The Worker target is left out only with
-//! `AGENT_EDGE_SKIP_WORKER=1`, the Lambda target only with
-//! `AGENT_EDGE_SKIP_LAMBDA=1`; if one cannot start, every check fails on it
-//! with the reason and the tool's last output. A check that cannot apply
-//! to a target skips it through [`stack::Target::lacks`], which names the
-//! reason.
+//! Workers and functions of their own ([`child::own`]). The Worker target
+//! is left out only with `AGENT_EDGE_SKIP_WORKER=1`, the Lambda target only
+//! with `AGENT_EDGE_SKIP_LAMBDA=1` (a test of its own says so through
+//! [`stack::TargetKind::left_out`]); if one cannot start, every check fails
+//! on it with the reason and the tool's last output. A check that cannot
+//! apply to a target skips it through [`stack::Target::lacks`], which names
+//! the reason.
 //!
 //! Run: `cargo test --test it conformance`.
 //!
@@ -53,6 +55,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
+mod child;
 mod client;
 mod lambda;
 mod lambda_config;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::client::{
-    client, data_events, delta_texts, invoke, normalize_latency, send, session_id,
+    client, data_events, delta_texts, invoke, normalize_latency, post, send, session_id,
     split_transformed, unique, Reply, SESSION_HEADER,
 };
 use super::stack::stack;
@@ -186,66 +186,45 @@ async fn transformed_mode_is_text_and_trailer(t: Arc<Target>) {
 }
 
 async fn mode_from_body_then_query_then_accept(t: Arc<Target>) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    const EVENTS: &str = "text/event-stream";
     let token = token(&unique("mode"));
     let prompt = r#"{"prompt":"/events 2 1"}"#;
-    let content_type = |reply: &Reply| reply.header("content-type").unwrap_or_default().to_owned();
-
-    let reply = send(
-        client()
-            .post(t.url("/invocations?response=transformed"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(prompt),
-    )
-    .await;
-    assert_eq!(
-        content_type(&reply),
-        "text/plain; charset=utf-8",
-        "?response=transformed"
-    );
-
-    let reply = send(invoke(&t, Some(&token), prompt).header("accept", "text/plain")).await;
-    assert_eq!(
-        content_type(&reply),
-        "text/plain; charset=utf-8",
-        "Accept: text/plain"
-    );
-
-    let reply = send(
-        client()
-            .post(t.url("/invocations?response=transformed"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(r#"{"prompt":"/events 2 1","response":"original"}"#),
-    )
-    .await;
-    assert_eq!(
-        content_type(&reply),
-        "text/event-stream",
-        "the body field wins"
-    );
-
-    let reply = send(
-        client()
-            .post(t.url("/invocations?response=original"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .header("accept", "text/plain")
-            .body(prompt),
-    )
-    .await;
-    assert_eq!(
-        content_type(&reply),
-        "text/event-stream",
-        "the query wins over Accept"
-    );
-
-    let reply = send(invoke(&t, Some(&token), prompt)).await;
-    assert_eq!(
-        content_type(&reply),
-        "text/event-stream",
-        "the default (original)"
-    );
+    let original = r#"{"prompt":"/events 2 1","response":"original"}"#;
+    // (what, query, Accept, body, the Content-Type answered)
+    let cases = [
+        (
+            "?response=transformed",
+            "?response=transformed",
+            None,
+            prompt,
+            TEXT,
+        ),
+        ("Accept: text/plain", "", Some("text/plain"), prompt, TEXT),
+        (
+            "the body field wins",
+            "?response=transformed",
+            None,
+            original,
+            EVENTS,
+        ),
+        (
+            "the query wins over Accept",
+            "?response=original",
+            Some("text/plain"),
+            prompt,
+            EVENTS,
+        ),
+        ("the default (original)", "", None, prompt, EVENTS),
+    ];
+    for (what, query, accept, body, content_type) in cases {
+        let mut request = post(&t, &format!("/invocations{query}"), Some(&token), body);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let reply = send(request).await;
+        assert_eq!(reply.header("content-type"), Some(content_type), "{what}");
+    }
 }
 
 async fn json_origin_answer_in_both_modes(t: Arc<Target>) {

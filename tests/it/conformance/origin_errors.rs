@@ -159,32 +159,25 @@ async fn origin_request_is_sigv4_signed_with_the_body_hash(t: Arc<Target>) {
 
 async fn origin_failures_are_mapped_without_leaks(t: Arc<Target>) {
     let token = token(&unique("origin-error"));
-    for (status, code) in [
-        (500, "origin_error"),
-        (503, "origin_error"),
-        (403, "origin_auth_failed"),
-        (401, "origin_auth_failed"),
-        (404, "origin_not_found"),
-        (400, "origin_rejected"),
-    ] {
-        let reply = send(invoke(
-            &t,
-            Some(&token),
-            format!(r#"{{"prompt":"/origin-error {status}"}}"#),
-        ))
-        .await;
-        reply.assert_error(502, code);
-        assert_no_leak(&reply, &token, &format!("origin {status}"));
+    // (the origin's status, the gateway's, its code)
+    let cases = [
+        (500, 502, "origin_error"),
+        (503, 502, "origin_error"),
+        (403, 502, "origin_auth_failed"),
+        (401, 502, "origin_auth_failed"),
+        (404, 502, "origin_not_found"),
+        (400, 502, "origin_rejected"),
+        (429, 429, "origin_throttled"),
+    ];
+    for (origin_status, status, code) in cases {
+        let prompt = format!(r#"{{"prompt":"/origin-error {origin_status}"}}"#);
+        let reply = send(invoke(&t, Some(&token), prompt)).await;
+        reply.assert_error(status, code);
+        if status == 429 {
+            assert!(reply.header("retry-after").is_some(), "Retry-After on 429");
+        }
+        assert_no_leak(&reply, &token, &format!("origin {origin_status}"));
     }
-    let reply = send(invoke(
-        &t,
-        Some(&token),
-        r#"{"prompt":"/origin-error 429"}"#,
-    ))
-    .await;
-    reply.assert_error(429, "origin_throttled");
-    assert!(reply.header("retry-after").is_some(), "Retry-After on 429");
-    assert_no_leak(&reply, &token, "origin 429");
 }
 
 /// A 2xx that is neither an event stream nor JSON (an HTML login page) is
@@ -313,46 +306,55 @@ async fn native_jwt_passthrough_echo_leaks_no_token() {
     assert_logs_clean(&gateway, &[&token]);
 }
 
+/// A native gateway whose origin cannot be used: 502 with the code, and
+/// no secret nor token in the answer or the log, nor the changed value
+/// when it is a secret.
 #[tokio::test]
-async fn native_wrong_aws_secret_is_502_origin_auth_failed() {
+async fn native_an_unusable_origin_is_502_without_leaks() {
     let wrong = "wrongSecretKey/NotTheDemoOne0000000000000";
-    let (_server, gateway) = spawn_native(&vars_with(&[("AWS_SECRET_ACCESS_KEY", wrong)])).await;
-    let token = token(&unique("wrong-secret"));
-    let reply = send(invoke(
-        &gateway,
-        Some(&token),
-        r#"{"prompt":"/events 1 1"}"#,
-    ))
-    .await;
-    reply.assert_error(502, "origin_auth_failed");
-    assert_no_leak(&reply, &token, "wrong secret");
-    assert!(!reply.text().contains(wrong));
-    assert_logs_clean(&gateway, &[&token]);
-    assert!(
-        gateway.logs.lines().iter().all(|l| !l.contains(wrong)),
-        "the wrong secret is logged"
-    );
-}
-
-#[tokio::test]
-async fn native_unreachable_origin_is_502_origin_unreachable() {
     // A port nobody listens on: bind, note it, close.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (_server, gateway) =
-        spawn_native(&vars_with(&[("ORIGIN_URL", &format!("http://{closed}"))])).await;
-    let token = token(&unique("unreachable"));
-    let reply = send(invoke(
-        &gateway,
-        Some(&token),
-        r#"{"prompt":"/events 1 1"}"#,
-    ))
-    .await;
-    reply.assert_error(502, "origin_unreachable");
-    assert_no_leak(&reply, &token, "unreachable");
-    assert_logs_clean(&gateway, &[&token]);
+    let unreachable = format!("http://{closed}");
+    // (what, variable, value, whether the value is a secret, code)
+    let cases = [
+        (
+            "a wrong AWS secret",
+            "AWS_SECRET_ACCESS_KEY",
+            wrong,
+            true,
+            "origin_auth_failed",
+        ),
+        (
+            "an unreachable origin",
+            "ORIGIN_URL",
+            &unreachable,
+            false,
+            "origin_unreachable",
+        ),
+    ];
+    for (what, variable, value, secret, code) in cases {
+        let (_server, gateway) = spawn_native(&vars_with(&[(variable, value)])).await;
+        let token = token(&unique("unusable-origin"));
+        let reply = send(invoke(
+            &gateway,
+            Some(&token),
+            r#"{"prompt":"/events 1 1"}"#,
+        ))
+        .await;
+        reply.assert_error(502, code);
+        assert_no_leak(&reply, &token, what);
+        assert_logs_clean(&gateway, &[&token]);
+        if secret {
+            assert!(!reply.text().contains(value), "{what}: the answer shows it");
+            assert!(
+                gateway.logs.lines().iter().all(|l| !l.contains(value)),
+                "{what}: the log shows it"
+            );
+        }
+    }
 }
 
 every_target!(

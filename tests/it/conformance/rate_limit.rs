@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use super::client::{invoke, send, unique};
-use super::stack::{rate_limit, Capability, LogBuffer, TargetKind};
+use super::stack::{rate_limit, Capability, TargetKind};
 use super::tokens::token;
-use super::{every_target, lambda, stack, Target};
+use super::{child, every_target, lambda, stack, Target};
 
 async fn over_the_limit_is_429_with_retry_after(t: Arc<Target>) {
     if t.lacks(
@@ -28,25 +28,15 @@ async fn over_the_limit_is_429_with_retry_after(t: Arc<Target>) {
 /// as on the native server.
 #[tokio::test]
 async fn lambda_one_execution_environment_limits_like_native() {
-    if lambda::skipped() {
-        eprintln!("conformance: SKIPPED, the Lambda target is disabled");
+    if TargetKind::Lambda.left_out("lambda_one_execution_environment_limits_like_native") {
         return;
     }
     let vars = stack::stack().vars.clone();
-    let logs = LogBuffer::default();
-    let instance = tokio::task::spawn_blocking(move || {
+    let function = child::own(TargetKind::Lambda, move |logs| {
         lambda::start_with_concurrency("rate-limit", &vars, logs, 1)
     })
-    .await
-    .expect("the start thread")
-    .unwrap_or_else(|e| panic!("{e}"));
-    let target = Target {
-        kind: TargetKind::Lambda,
-        base_url: instance.base_url.clone(),
-        logs: LogBuffer::default(),
-        cold_start: Vec::new(),
-    };
-    assert_limited_at_the_limit(&target).await;
+    .await;
+    assert_limited_at_the_limit(&function.target).await;
 }
 
 /// Sends requests of one subject until the 429, which must come after

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::client::{client, invoke, send, unique};
-use super::stack::MAX_BODY_BYTES;
+use super::child;
+use super::client::{client, invoke, post, send, unique};
+use super::stack::{TargetKind, MAX_BODY_BYTES};
 use super::tokens::token;
 use super::{every_target, Target};
 
@@ -138,14 +139,8 @@ async fn body_at_the_limit_is_accepted(t: Arc<Target>) {
 async fn root_path_invokes_like_invocations(t: Arc<Target>) {
     // For clients of the CloudFront setup.
     let token = token(&unique("root"));
-    let reply = send(
-        client()
-            .post(t.url("/"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(r#"{"prompt":"/events 2 1","response":"transformed"}"#),
-    )
-    .await;
+    let body = r#"{"prompt":"/events 2 1","response":"transformed"}"#;
+    let reply = send(post(&t, "/", Some(&token), body)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(
         reply.text().starts_with("1 2\n----------\n"),
@@ -212,28 +207,21 @@ async fn chat_page_is_served_with_a_strict_policy(t: Arc<Target>) {
 async fn ui_off_removes_the_chat_page() {
     let vars = super::stack::vars_with(&[("UI", "off")]);
     let (_server, native) = super::stack::spawn_native(&vars).await;
-    let mut base_urls = vec![("native", native.base_url.clone())];
-    let _worker = if super::worker::skipped() {
+    let worker = if TargetKind::Worker.left_out("ui_off_removes_the_chat_page") {
         None
     } else {
-        let vars = vars.clone();
-        let instance = tokio::task::spawn_blocking(move || {
-            super::worker::start_named("ui-off", &vars, super::stack::LogBuffer::default())
-        })
-        .await
-        .expect("the start thread")
-        .unwrap_or_else(|e| panic!("{e}"));
-        base_urls.push(("worker", instance.base_url.clone()));
-        Some(instance)
+        let start = move |logs| super::worker::start_named("ui-off", &vars, logs);
+        Some(child::own(TargetKind::Worker, start).await)
     };
-    for (name, base_url) in base_urls {
+    for t in std::iter::once(&native).chain(worker.iter().map(|own| &own.target)) {
+        let name = t.name();
         // `/` still takes POST: its GET is a method the path does not allow.
-        let reply = send(client().get(format!("{base_url}/"))).await;
+        let reply = send(client().get(t.url("/"))).await;
         assert_eq!(reply.status, 405, "[{name}] GET /: {}", reply.text());
         reply.assert_error(405, "method_not_allowed");
         assert_eq!(reply.header("allow"), Some("POST, OPTIONS"), "[{name}]");
         for path in ["/app.js", "/app.css"] {
-            let reply = send(client().get(format!("{base_url}{path}"))).await;
+            let reply = send(client().get(t.url(path))).await;
             assert_eq!(reply.status, 404, "[{name}] GET {path}: {}", reply.text());
             reply.assert_error(404, "not_found");
         }

@@ -24,9 +24,11 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::child::{self, Instance};
 use super::tap::OriginTap;
 use super::tokens::{self, Issuer};
 use super::{lambda, worker};
+use crate::issuer_support::jwt_gateway_vars;
 
 /// Browser origin allowed by `CORS_ALLOW_ORIGINS`.
 pub const CORS_ORIGIN: &str = "https://app.example.com";
@@ -62,6 +64,35 @@ impl TargetKind {
             TargetKind::Worker => "worker",
             TargetKind::Lambda => "lambda",
         }
+    }
+
+    /// The variable that leaves this target out when set to `1`.
+    pub fn skip_var(self) -> Option<&'static str> {
+        match self {
+            TargetKind::Native => None,
+            TargetKind::Worker => Some(worker::SKIP_VAR),
+            TargetKind::Lambda => Some(lambda::SKIP_VAR),
+        }
+    }
+
+    /// Whether this target was explicitly left out.
+    pub fn skipped(self) -> bool {
+        self.skip_var()
+            .is_some_and(|var| std::env::var(var).is_ok_and(|v| v == "1"))
+    }
+
+    /// Whether this target is left out; if so, says so on stderr naming
+    /// `test`, which returns early.
+    pub fn left_out(self, test: &str) -> bool {
+        let skipped = self.skipped();
+        if skipped {
+            eprintln!(
+                "conformance: `{test}` SKIPPED on {} ({}=1)",
+                self.name(),
+                self.skip_var().unwrap_or_default()
+            );
+        }
+        skipped
     }
 }
 
@@ -130,6 +161,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target of the calling test's own (no cold-start burst).
+    pub fn new(kind: TargetKind, base_url: String, logs: LogBuffer) -> Target {
+        Target {
+            kind,
+            base_url,
+            logs,
+            cold_start: Vec::new(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         self.kind.name()
     }
@@ -158,18 +199,10 @@ impl Target {
     /// gateway's own), waiting up to 3 s for it (a stream's line is written
     /// when it ends).
     pub async fn request_log(&self, request_id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        loop {
-            if let Some(line) = self.find_request_log(request_id) {
-                return line;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no log line with request_id {request_id} among:\n{}",
-                self.logs.lines().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.log_line(&format!("request_id {request_id}"), |line| {
+            line["request_id"] == request_id || line["client_request_id"] == request_id
+        })
+        .await
     }
 
     /// The first JSON log line that `matches`, waiting up to 3 s for it;
@@ -205,6 +238,14 @@ impl Target {
         }
     }
 
+    /// How many JSON log lines carry `request_id` as the gateway's own.
+    pub fn request_lines(&self, request_id: &str) -> usize {
+        self.json_lines()
+            .iter()
+            .filter(|line| line["request_id"] == request_id)
+            .count()
+    }
+
     /// Every log line so far that holds a JSON object (after any prefix
     /// wrangler gives console output).
     pub fn json_lines(&self) -> Vec<Value> {
@@ -218,16 +259,6 @@ impl Target {
                     .filter(Value::is_object)
             })
             .collect()
-    }
-
-    fn find_request_log(&self, request_id: &str) -> Option<Value> {
-        self.logs.lines().iter().find_map(|line| {
-            // Wrangler may prefix console output; the JSON object is the rest.
-            let json = &line[line.find('{')?..];
-            let value: Value = serde_json::from_str(json).ok()?;
-            (value["request_id"] == request_id || value["client_request_id"] == request_id)
-                .then_some(value)
-        })
     }
 }
 
@@ -284,43 +315,24 @@ pub fn issuer_url() -> &'static str {
     &stack().issuer.url
 }
 
-/// The configuration shared by both targets.
+/// The configuration shared by every target.
 pub fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = demo
-        .gateway_vars()
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
-    let set = |vars: &mut Vec<(String, String)>, name: &str, value: String| {
-        vars.retain(|(n, _)| n != name);
-        vars.push((name.to_owned(), value));
-    };
-    set(&mut vars, "ORIGIN_URL", tap.url());
-    set(&mut vars, "AUTH", "jwt".into());
-    set(&mut vars, "JWT_ISSUER", issuer.url.clone());
-    set(&mut vars, "JWT_AUDIENCE", tokens::AUDIENCE.into());
-    set(&mut vars, "JWT_TOKEN_USE", "any".into());
-    set(&mut vars, "DEFAULT_RESPONSE_MODE", "original".into());
-    set(&mut vars, "CORS_ALLOW_ORIGINS", CORS_ORIGIN.into());
-    set(
-        &mut vars,
-        "KEEPALIVE_SECONDS",
-        KEEPALIVE_SECONDS.to_string(),
-    );
-    set(&mut vars, "MAX_BODY_BYTES", MAX_BODY_BYTES.to_string());
-    set(&mut vars, "MAX_BODY_KEYS", MAX_BODY_KEYS.to_string());
-    set(
-        &mut vars,
-        "ORIGIN_TIMEOUT_SECONDS",
-        ORIGIN_TIMEOUT_SECONDS.to_string(),
-    );
-    set(
-        &mut vars,
-        "ORIGIN_IDLE_TIMEOUT_SECONDS",
-        ORIGIN_IDLE_TIMEOUT_SECONDS.to_string(),
-    );
-    set(&mut vars, "RATE_LIMIT_PER_MINUTE", rate_limit().to_string());
-    vars
+    let extra = [
+        ("ORIGIN_URL", tap.url()),
+        ("DEFAULT_RESPONSE_MODE", "original".to_owned()),
+        ("CORS_ALLOW_ORIGINS", CORS_ORIGIN.to_owned()),
+        ("KEEPALIVE_SECONDS", KEEPALIVE_SECONDS.to_string()),
+        ("MAX_BODY_BYTES", MAX_BODY_BYTES.to_string()),
+        ("MAX_BODY_KEYS", MAX_BODY_KEYS.to_string()),
+        ("ORIGIN_TIMEOUT_SECONDS", ORIGIN_TIMEOUT_SECONDS.to_string()),
+        (
+            "ORIGIN_IDLE_TIMEOUT_SECONDS",
+            ORIGIN_IDLE_TIMEOUT_SECONDS.to_string(),
+        ),
+        ("RATE_LIMIT_PER_MINUTE", rate_limit().to_string()),
+    ];
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    jwt_gateway_vars(demo.gateway_vars(), &issuer.url, tokens::AUDIENCE, &extra)
 }
 
 /// The per-minute limit of the Worker's `RATE_LIMITER` binding in
@@ -360,45 +372,18 @@ async fn start() -> Stack {
     let issuer = Issuer::spawn().await;
     let vars = shared_vars(&demo, &tap, &issuer);
 
-    let config = config_from(&vars).expect("the shared configuration");
-    let native_logs = LogBuffer::default();
-    let sink = native_logs.clone();
-    let native_server = native::spawn(
-        config,
-        bind().await,
-        Arc::new(move |line: &str| sink.push(line.to_owned())),
-    )
-    .await
-    .expect("native gateway");
-    let native = Arc::new(Target {
-        kind: TargetKind::Native,
-        cold_start: cold_start_burst(&native_server.url(), &issuer.url).await,
-        base_url: native_server.url(),
-        logs: native_logs,
-    });
+    let (native_server, mut native) = spawn_native(&vars).await;
+    native.cold_start = cold_start_burst(&native.base_url, &issuer.url).await;
 
-    let worker = start_in_background(
-        TargetKind::Worker,
-        worker::skipped(),
-        worker::start,
-        &vars,
-        &issuer.url,
-    );
-
-    let lambda = start_in_background(
-        TargetKind::Lambda,
-        lambda::skipped(),
-        lambda::start,
-        &vars,
-        &issuer.url,
-    );
+    let worker = start_in_background(TargetKind::Worker, &vars, &issuer.url);
+    let lambda = start_in_background(TargetKind::Lambda, &vars, &issuer.url);
 
     Stack {
         demo,
         tap,
         issuer,
         vars,
-        native,
+        native: Arc::new(native),
         _native_server: native_server,
         worker,
         lambda,
@@ -408,30 +393,30 @@ async fn start() -> Stack {
 /// A target started in the background: `None` while it starts (and for
 /// good when skipped), then the target or why it could not start.
 type Pending = watch::Receiver<Option<Result<Arc<Target>, String>>>;
-/// Starts a target's process with these variables, its output to the
-/// buffer; blocks until it answers, then gives its base URL.
-type StartProcess = fn(&[(String, String)], LogBuffer) -> Result<String, String>;
+/// Starts an instance named by the first argument with these variables,
+/// its output to the buffer; blocks until it answers.
+type StartNamed = fn(&str, &[(String, String)], LogBuffer) -> Result<Instance, String>;
 
-/// Starts a target that needs its own process (`start` blocks until it
-/// answers) on a thread of its own, then sends its cold-start burst; the
-/// receiver gets the target, or why it could not start (`None` while
-/// starting, and for good when `skipped`).
-fn start_in_background(
-    kind: TargetKind,
-    skipped: bool,
-    start: StartProcess,
-    vars: &[(String, String)],
-    issuer_url: &str,
-) -> Pending {
+/// Starts the shared instance of a target that needs its own process
+/// ([`child::keep`]) on a thread of its own, then sends its cold-start
+/// burst; the receiver gets the target, or why it could not start (`None`
+/// while starting, and for good when the target is skipped).
+fn start_in_background(kind: TargetKind, vars: &[(String, String)], issuer_url: &str) -> Pending {
     let (tx, rx) = watch::channel(None);
-    if skipped {
+    let start: StartNamed = match kind {
+        TargetKind::Native => unreachable!("the native target runs in this process"),
+        TargetKind::Worker => worker::start_named,
+        TargetKind::Lambda => lambda::start_named,
+    };
+    if kind.skipped() {
         return rx;
     }
     let vars = vars.to_vec();
     let issuer_url = issuer_url.to_owned();
     std::thread::spawn(move || {
         let logs = LogBuffer::default();
-        let result = start(&vars, logs.clone()).map(|base_url| {
+        let started = start("shared", &vars, logs.clone()).and_then(child::keep);
+        let result = started.map(|base_url| {
             let burst = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -506,19 +491,16 @@ pub fn config_from(vars: &[(String, String)]) -> Result<Config, agent_edge::conf
 /// `AGENT_EDGE_SKIP_LAMBDA=1`.
 pub fn kinds() -> Vec<TargetKind> {
     static ANNOUNCED: OnceLock<()> = OnceLock::new();
-    let mut kinds = vec![TargetKind::Native];
-    let mut skipped = Vec::new();
-    if worker::skipped() {
-        skipped.push(format!("the Worker target ({}=1)", worker::SKIP_VAR));
-    } else {
-        kinds.push(TargetKind::Worker);
-    }
-    if lambda::skipped() {
-        skipped.push(format!("the Lambda target ({}=1)", lambda::SKIP_VAR));
-    } else {
-        kinds.push(TargetKind::Lambda);
-    }
+    let all = [TargetKind::Native, TargetKind::Worker, TargetKind::Lambda];
+    let (skipped, kinds): (Vec<_>, Vec<_>) = all.into_iter().partition(|kind| kind.skipped());
     if !skipped.is_empty() {
+        let skipped: Vec<String> = skipped
+            .iter()
+            .map(|kind| {
+                let var = kind.skip_var().unwrap_or_default();
+                format!("the {} target ({var}=1)", kind.name())
+            })
+            .collect();
         ANNOUNCED.get_or_init(|| {
             eprintln!("conformance: SKIPPED {}", skipped.join(" and "));
         });
@@ -529,38 +511,22 @@ pub fn kinds() -> Vec<TargetKind> {
 /// A target, once it is ready.
 pub async fn target(kind: TargetKind) -> Result<Arc<Target>, Unavailable> {
     let stack = stack();
-    match kind {
-        TargetKind::Native => Ok(stack.native.clone()),
-        TargetKind::Worker => {
-            let mut worker = stack.worker.clone();
-            let ready = worker
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| Unavailable {
-                    reason: "the Worker target was not started".into(),
-                })?;
-            match ready.as_ref().expect("waited for Some") {
-                Ok(target) => Ok(target.clone()),
-                Err(reason) => Err(Unavailable {
-                    reason: reason.clone(),
-                }),
-            }
-        }
-        TargetKind::Lambda => {
-            let mut lambda = stack.lambda.clone();
-            let ready = lambda
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| Unavailable {
-                    reason: "the Lambda target was not started".into(),
-                })?;
-            match ready.as_ref().expect("waited for Some") {
-                Ok(target) => Ok(target.clone()),
-                Err(reason) => Err(Unavailable {
-                    reason: reason.clone(),
-                }),
-            }
-        }
+    let mut pending = match kind {
+        TargetKind::Native => return Ok(stack.native.clone()),
+        TargetKind::Worker => stack.worker.clone(),
+        TargetKind::Lambda => stack.lambda.clone(),
+    };
+    let ready = pending
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| Unavailable {
+            reason: format!("the {} target was not started", kind.name()),
+        })?;
+    match ready.as_ref().expect("waited for Some") {
+        Ok(target) => Ok(target.clone()),
+        Err(reason) => Err(Unavailable {
+            reason: reason.clone(),
+        }),
     }
 }
 
@@ -589,11 +555,6 @@ pub async fn spawn_native(vars: &[(String, String)]) -> (GatewayServer, Target) 
     )
     .await
     .expect("native gateway");
-    let target = Target {
-        kind: TargetKind::Native,
-        base_url: server.url(),
-        logs,
-        cold_start: Vec::new(),
-    };
+    let target = Target::new(TargetKind::Native, server.url(), logs);
     (server, target)
 }

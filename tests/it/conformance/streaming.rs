@@ -36,6 +36,32 @@ fn stream_request(
     }
 }
 
+/// Each timing check twice, a test for each: `$plain` runs `$check` as a
+/// bare client asks, `$browser` with [`BROWSER_ACCEPT_ENCODING`].
+macro_rules! plain_and_browser {
+    ($($check:ident: $plain:ident, $browser:ident;)*) => {$(
+        async fn $plain(t: Arc<Target>) {
+            $check(&t, None).await;
+        }
+
+        async fn $browser(t: Arc<Target>) {
+            $check(&t, Some(BROWSER_ACCEPT_ENCODING)).await;
+        }
+    )*};
+}
+
+plain_and_browser! {
+    original_mode_arrivals:
+        original_mode_events_arrive_as_they_are_sent,
+        original_mode_events_arrive_as_they_are_sent_to_a_browser;
+    transformed_mode_arrivals:
+        transformed_mode_text_arrives_long_before_the_end,
+        transformed_mode_text_arrives_long_before_the_end_in_a_browser;
+    keepalives:
+        keepalive_comments_only_between_events,
+        keepalive_comments_reach_a_browser_as_they_are_sent;
+}
+
 /// Nothing but `identity` may reach the client: a compressed stream is a
 /// buffered one.
 fn assert_not_compressed(timed: &Timed) -> Result<(), String> {
@@ -83,14 +109,6 @@ fn timeline(timed: &Timed) -> Vec<String> {
         .collect()
 }
 
-async fn original_mode_events_arrive_as_they_are_sent(t: Arc<Target>) {
-    original_mode_arrivals(&t, None).await;
-}
-
-async fn original_mode_events_arrive_as_they_are_sent_to_a_browser(t: Arc<Target>) {
-    original_mode_arrivals(&t, Some(BROWSER_ACCEPT_ENCODING)).await;
-}
-
 async fn original_mode_arrivals(t: &Target, accept_encoding: Option<&str>) {
     let timed = send_timed(
         stream_request(
@@ -126,14 +144,6 @@ async fn original_mode_arrivals(t: &Target, accept_encoding: Option<&str>) {
         "only {} separate arrivals: {arrivals:?}",
         arrivals.len()
     );
-}
-
-async fn transformed_mode_text_arrives_long_before_the_end(t: Arc<Target>) {
-    transformed_mode_arrivals(&t, None).await;
-}
-
-async fn transformed_mode_text_arrives_long_before_the_end_in_a_browser(t: Arc<Target>) {
-    transformed_mode_arrivals(&t, Some(BROWSER_ACCEPT_ENCODING)).await;
 }
 
 async fn transformed_mode_arrivals(t: &Target, accept_encoding: Option<&str>) {
@@ -184,15 +194,7 @@ async fn transformed_mode_arrivals(t: &Target, accept_encoding: Option<&str>) {
     );
 }
 
-async fn keepalive_comments_only_between_events(t: Arc<Target>) {
-    keepalives(t, None).await;
-}
-
-async fn keepalive_comments_reach_a_browser_as_they_are_sent(t: Arc<Target>) {
-    keepalives(t, Some(BROWSER_ACCEPT_ENCODING)).await;
-}
-
-async fn keepalives(t: Arc<Target>, accept_encoding: Option<&'static str>) {
+async fn keepalives(t: &Arc<Target>, accept_encoding: Option<&'static str>) {
     // KEEPALIVE_SECONDS=1; the origin is silent 2.5 s after each of its
     // two deltas. Several streams at once: a keepalive that only sometimes
     // goes out shows up.
@@ -272,31 +274,34 @@ fn check_keepalives(timed: &Timed) -> Result<(), String> {
     Ok(())
 }
 
-async fn agent_error_mid_stream_is_the_trailer_error_line(t: Arc<Target>) {
-    let session = session_id("agent-error");
-    let token = token(&unique("agent-error"));
-    let reply = send(
-        invoke(
-            &t,
-            Some(&token),
-            r#"{"prompt":"/error-after 3","response":"transformed"}"#,
-        )
-        .header(SESSION_HEADER, &session),
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    let body = reply.text();
-    let parts = split_transformed(&body);
-    assert_eq!(parts.text, "1 2 3");
-    assert_eq!(parts.trailer.len(), 2, "error and session lines: {body:?}");
+/// The transformed answer to `prompt`, a stream that fails after three
+/// deltas: 200, the text `1 2 3`, then a trailer whose first line is the
+/// error `code` and whose last is the session line, and nothing leaked.
+/// The trailer.
+async fn failed_after_three(t: &Target, token: &str, prompt: &str, code: &str) -> Vec<String> {
+    let session = session_id("failed-after-three");
+    let body = serde_json::json!({ "prompt": prompt, "response": "transformed" }).to_string();
+    let reply = send(invoke(t, Some(token), body).header(SESSION_HEADER, &session)).await;
+    assert_eq!(reply.status, 200, "{prompt}");
+    let text = reply.text();
+    let parts = split_transformed(&text);
+    assert_eq!(parts.text, "1 2 3", "{prompt}");
     let error: serde_json::Value = serde_json::from_str(&parts.trailer[0]).expect("error line");
-    assert_eq!(error["error"]["code"], "agent_error", "{error}");
-    assert!(error["error"]["message"].is_string(), "{error}");
+    assert_eq!(error["error"]["code"], code, "{prompt}: {text:?}");
+    assert!(error["error"]["message"].is_string(), "{prompt}: {error}");
     assert_eq!(
-        parts.trailer[1],
-        format!(r#"{{"runtimeSessionId":"{session}"}}"#)
+        parts.trailer.last(),
+        Some(&format!(r#"{{"runtimeSessionId":"{session}"}}"#)),
+        "{prompt}"
     );
-    assert_no_leak(&reply, &token, "agent error");
+    assert_no_leak(&reply, token, prompt);
+    parts.trailer
+}
+
+async fn agent_error_mid_stream_is_the_trailer_error_line(t: Arc<Target>) {
+    let token = token(&unique("agent-error"));
+    let trailer = failed_after_three(&t, &token, "/error-after 3", "agent_error").await;
+    assert_eq!(trailer.len(), 2, "error and session lines: {trailer:?}");
 }
 
 async fn origin_cut_mid_stream_ends_with_an_error_not_a_hang(t: Arc<Target>) {
@@ -322,26 +327,7 @@ async fn origin_cut_mid_stream_ends_with_an_error_not_a_hang(t: Arc<Target>) {
     );
     assert!(body.ends_with("\n\n"));
 
-    let session = session_id("abort");
-    let reply = send(
-        invoke(
-            &t,
-            Some(&token),
-            r#"{"prompt":"/abort-after 3","response":"transformed"}"#,
-        )
-        .header(SESSION_HEADER, &session),
-    )
-    .await;
-    let text = reply.text();
-    let parts = split_transformed(&text);
-    assert_eq!(parts.text, "1 2 3");
-    let error: serde_json::Value = serde_json::from_str(&parts.trailer[0]).expect("error line");
-    assert_eq!(error["error"]["code"], "origin_stream_failed", "{text:?}");
-    assert_eq!(
-        parts.trailer.last().unwrap(),
-        &format!(r#"{{"runtimeSessionId":"{session}"}}"#)
-    );
-    assert_no_leak(&reply, &token, "origin cut");
+    failed_after_three(&t, &token, "/abort-after 3", "origin_stream_failed").await;
 }
 
 async fn client_disconnect_cancels_the_origin_request(t: Arc<Target>) {

@@ -2,55 +2,30 @@
 //! trust, and the usual forgeries (expired, wrong audience, signed by a key
 //! the issuer never published, garbage).
 //!
-//! The issuer is a small HTTP server of ours publishing the discovery
-//! document and the key set of `tests/data/jwt/rsa-a` (the test-only keys
-//! the auth unit tests use); `rsa-attacker` signs the forgeries
-//! (`tests/support/issuer.rs`, shared with the benches). Tokens are signed
-//! with `jwt-compact`, the library the gateway verifies with; the `pyjwt`
-//! module checks interoperability with an independent one.
+//! The issuer is the test issuer of `tests/support/issuer.rs` (shared with
+//! the benches), publishing `tests/data/jwt/rsa-a` (the test-only keys the
+//! auth unit tests use); `rsa-attacker` signs the forgeries. Tokens are
+//! signed with `jwt-compact`, the library the gateway verifies with; the
+//! `pyjwt` module checks interoperability with an independent one.
 
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
-pub use crate::issuer_support::{
-    header, issuer_documents, mint, serve_documents, unix_now, Signer,
-};
+pub use crate::issuer_support::{header, header_of, mint, unix_now, Issuer, Signer};
 
 /// `JWT_AUDIENCE` of the shared stack.
 pub const AUDIENCE: &str = "conformance-client";
 
-/// A running issuer: discovery document and key set over HTTP.
-pub struct Issuer {
-    pub url: String,
-}
-
-impl Issuer {
-    pub async fn spawn() -> Issuer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind issuer");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
-        serve_documents(listener, issuer_documents(&url));
-        Issuer { url }
-    }
-}
-
-/// Cognito-shaped ID token claims for `sub`, valid for an hour.
+/// Cognito-shaped ID token claims for `sub`.
 pub fn id_claims(sub: &str) -> Value {
     id_claims_of(super::stack::issuer_url(), sub)
 }
 
 /// The same, for the issuer at `issuer_url`.
 pub fn id_claims_of(issuer_url: &str, sub: &str) -> Value {
-    let now = unix_now();
-    json!({
-        "sub": sub,
-        "iss": issuer_url,
-        "aud": AUDIENCE,
-        "token_use": "id",
-        "cognito:username": sub,
-        "auth_time": now - 5,
-        "iat": now - 5,
-        "exp": now + 3600,
-    })
+    let mut claims = crate::issuer_support::id_claims(issuer_url, AUDIENCE, sub);
+    claims["cognito:username"] = json!(sub);
+    claims["auth_time"] = claims["iat"].clone();
+    claims
 }
 
 /// A valid ID token for `sub`.

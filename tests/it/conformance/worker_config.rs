@@ -4,7 +4,7 @@
 //! prints when it refuses to start (`tests/it/cli.rs` checks that side):
 //! naming the variable, never echoing a secret, and never a panic.
 //!
-//! Each case starts a `wrangler dev` of its own ([`worker::start_named`]),
+//! Each case starts a `wrangler dev` of its own ([`child::own`]),
 //! so it runs beside the shared Worker target; left out with
 //! `AGENT_EDGE_SKIP_WORKER=1`. The configuration is self-contained (no
 //! request reaches an origin or an issuer).
@@ -12,9 +12,10 @@
 //! The variables: `docs/interface.md`, "Configuration".
 
 use agent_edge::error::error_json;
-use reqwest::StatusCode;
 
-use super::stack::{config_from, LogBuffer};
+use super::child::{self, Own};
+use super::client::{client, send};
+use super::stack::{config_from, TargetKind};
 use super::worker;
 
 pub(super) const ACCESS_KEY_ID: &str = "AKIAWORKERCONFIGTEST";
@@ -69,8 +70,7 @@ async fn worker_with_a_non_numeric_keepalive_answers_500_naming_it() {
 /// Starts a Worker with the valid configuration but `variable = value`,
 /// and checks its answers and its output.
 async fn check_invalid(name: &str, variable: &str, value: &str) {
-    if worker::skipped() {
-        eprintln!("{name}: skipped ({}=1)", worker::SKIP_VAR);
+    if TargetKind::Worker.left_out(name) {
         return;
     }
     let valid = valid_vars();
@@ -91,62 +91,42 @@ async fn check_invalid(name: &str, variable: &str, value: &str) {
         &error.to_string(),
     );
 
-    let logs = LogBuffer::default();
-    let instance = {
-        let (name, vars, logs) = (name.to_owned(), vars.clone(), logs.clone());
-        tokio::task::spawn_blocking(move || worker::start_named(&name, &vars, logs))
-            .await
-            .expect("the starting thread")
-            .unwrap_or_else(|why| panic!("{why}"))
+    let Own { target, instance } = {
+        let name = name.to_owned();
+        child::own(TargetKind::Worker, move |logs| {
+            worker::start_named(&name, &vars, logs)
+        })
+        .await
     };
-
-    let base_url = instance.base_url.clone();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("reqwest client");
     let invoke = || {
-        client
-            .post(format!("{base_url}/invocations"))
+        client()
+            .post(target.url("/invocations"))
             .header("content-type", "application/json")
             .body(r#"{"prompt":"hello"}"#)
-            .send()
     };
-    let ping = || client.get(format!("{base_url}/ping")).send();
+    let ping = || client().get(target.url("/ping"));
     let mut answers = Vec::new();
-    for (what, response) in [
-        ("POST /invocations", invoke().await),
-        ("GET /ping", ping().await),
-        ("POST /invocations, again", invoke().await),
-        ("GET /ping, again", ping().await),
+    for (what, request) in [
+        ("POST /invocations", invoke()),
+        ("GET /ping", ping()),
+        ("POST /invocations, again", invoke()),
+        ("GET /ping, again", ping()),
     ] {
-        let response = response.unwrap_or_else(|e| panic!("{name}: {what}: no answer: {e}"));
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = response.text().await.expect("the body");
-        answers.push((what, status, content_type, body));
+        answers.push((what, send(request).await));
     }
 
     // Let the readers collect what wrangler printed for these requests.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let output = logs.lines();
-    let transcript = instance.dir.join("wrangler.log");
-    for (what, status, content_type, body) in &answers {
-        assert_eq!(
-            *status,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "{name}: {what}: {body}"
-        );
+    let output = target.logs.lines();
+    for (what, reply) in &answers {
+        let body = reply.text();
+        assert_eq!(reply.status, 500, "{name}: {what}: {body}");
+        let content_type = reply.header("content-type").unwrap_or_default();
         assert!(
             content_type.starts_with("application/json"),
             "{name}: {what}: content-type {content_type:?}"
         );
-        let json: serde_json::Value = serde_json::from_str(body)
+        let json: serde_json::Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("{name}: {what}: not JSON ({e}): {body}"));
         assert_eq!(json["error"]["code"], "invalid_configuration", "{body}");
         let message = json["error"]["message"].as_str().unwrap_or_default();
@@ -154,7 +134,7 @@ async fn check_invalid(name: &str, variable: &str, value: &str) {
             message.contains(variable),
             "{name}: {what}: the message does not name {variable}: {message}"
         );
-        assert_eq!(*body, expected_body, "{name}: {what}: as the native server");
+        assert_eq!(body, expected_body, "{name}: {what}: as the native server");
         for secret in [SECRET_ACCESS_KEY, ACCESS_KEY_ID, ACCOUNT_ID] {
             assert!(
                 !body.contains(secret),
@@ -169,7 +149,7 @@ async fn check_invalid(name: &str, variable: &str, value: &str) {
     assert!(
         panics.is_empty(),
         "{name}: the Worker panicked (see {}):\n{}",
-        transcript.display(),
+        instance.transcript(),
         panics
             .iter()
             .map(|l| l.as_str())
@@ -185,7 +165,8 @@ async fn check_invalid(name: &str, variable: &str, value: &str) {
         .await
         .expect("stopping wrangler");
     assert!(
-        ping().await.is_err(),
-        "{name}: {base_url} still answers after the instance was dropped"
+        ping().send().await.is_err(),
+        "{name}: {} still answers after the instance was dropped",
+        target.base_url
     );
 }

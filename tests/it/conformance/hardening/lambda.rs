@@ -7,7 +7,6 @@
 use serde_json::{json, Value};
 
 use super::super::client::{client, send, unique};
-use super::super::lambda;
 use super::super::stack::{self, TargetKind};
 use super::{is_uuid, items, shown, PROMPT};
 
@@ -58,11 +57,7 @@ fn function_url_event(raw_path: &str, headers: &[(&str, &str)], cookies: &[&str]
 /// with exactly one request line naming the path, and nothing panics.
 #[tokio::test]
 async fn lambda_function_url_events_are_read_raw() {
-    if lambda::skipped() {
-        eprintln!(
-            "SKIPPED: the Lambda target is disabled ({}=1)",
-            lambda::SKIP_VAR
-        );
+    if TargetKind::Lambda.left_out("lambda_function_url_events_are_read_raw") {
         return;
     }
     let t = stack::target(TargetKind::Lambda)
@@ -171,12 +166,7 @@ async fn lambda_function_url_events_are_read_raw() {
             (&json!(logged), &json!(status), &json!(code)),
             "{what}: {line}"
         );
-        let lines = t
-            .json_lines()
-            .iter()
-            .filter(|l| l["request_id"] == id)
-            .count();
-        assert_eq!(lines, 1, "{what}: request lines");
+        assert_eq!(t.request_lines(&id), 1, "{what}: request lines");
     }
     let panics: Vec<String> = t
         .logs

@@ -56,6 +56,44 @@ fn count_keys(value: &Value) -> usize {
     })
 }
 
+/// `reply` is `expected`: 200, or the error `refusal`; the origin was
+/// called (for `session`) exactly when it is 200.
+fn assert_served_or_refused(
+    reply: &Reply,
+    session: &str,
+    expected: u16,
+    refusal: (u16, &str),
+    what: &str,
+) {
+    assert_eq!(reply.status, expected, "{what}: {}", shown(reply));
+    if expected == refusal.0 {
+        reply.assert_error(refusal.0, refusal.1);
+    }
+    assert_eq!(
+        stack().tap.carried(session),
+        expected == 200,
+        "{what}: whether the origin was called"
+    );
+}
+
+/// Sends `request` from `origin` (no `Origin` when `None`) and checks its
+/// status; the reply, and `what` with the origin.
+async fn send_from(
+    origin: Option<&str>,
+    what: &str,
+    request: reqwest::RequestBuilder,
+    status: u16,
+) -> (Reply, String) {
+    let request = match origin {
+        Some(origin) => request.header("origin", origin),
+        None => request,
+    };
+    let reply = send(request).await;
+    let what = format!("{what}, Origin {origin:?}");
+    assert_eq!(reply.status, status, "{what}: {}", shown(&reply));
+    (reply, what)
+}
+
 /// The status and body of `reply`, for a failure message.
 fn shown(reply: &Reply) -> String {
     format!("{} {}", reply.status, String::from_utf8_lossy(&reply.body))
@@ -89,20 +127,9 @@ async fn a_post_needs_a_json_content_type(t: Arc<Target>) {
             request = request.header("content-type", content_type);
         }
         let reply = send(request).await;
-        assert_eq!(
-            reply.status,
-            expected,
-            "{path}, {content_type:?}: {}",
-            shown(&reply)
-        );
-        if expected == 415 {
-            reply.assert_error(415, "unsupported_media_type");
-        }
-        assert_eq!(
-            stack().tap.carried(&session),
-            expected == 200,
-            "{path}, {content_type:?}: whether the origin was called"
-        );
+        let refusal = (415, "unsupported_media_type");
+        let what = format!("{path}, {content_type:?}");
+        assert_served_or_refused(&reply, &session, expected, refusal, &what);
     }
 }
 
@@ -140,15 +167,7 @@ async fn a_body_over_max_body_keys_is_400_invalid_body(t: Arc<Target>) {
         assert!(body.len() <= MAX_BODY_BYTES, "{what}: over MAX_BODY_BYTES");
         let session = session_id("body-keys");
         let reply = send(invoke(&t, Some(&token), body).header(SESSION_HEADER, &session)).await;
-        assert_eq!(reply.status, expected, "{what}: {}", shown(&reply));
-        if expected == 400 {
-            reply.assert_error(400, "invalid_body");
-        }
-        assert_eq!(
-            stack().tap.carried(&session),
-            expected == 200,
-            "{what}: whether the origin was called"
-        );
+        assert_served_or_refused(&reply, &session, expected, (400, "invalid_body"), what);
     }
 }
 
@@ -265,12 +284,7 @@ async fn the_log_request_id_is_the_gateways_own(t: Arc<Target>) {
         let id = line["request_id"].as_str().unwrap_or_default();
         assert!(is_uuid(id) && id != claimed, "the gateway's own id: {line}");
     }
-    let lines_with_ours = t
-        .json_lines()
-        .iter()
-        .filter(|l| l["request_id"] == ours)
-        .count();
-    assert_eq!(lines_with_ours, 1, "lines with request_id {ours}");
+    assert_eq!(t.request_lines(&ours), 1, "lines with request_id {ours}");
 
     // An id the gateway does not take is neither echoed nor logged.
     for unusable in ["has space".to_owned(), "x".repeat(129)] {
@@ -312,13 +326,7 @@ async fn every_answer_varies_on_origin_with_a_cors_list(t: Arc<Target>) {
             ("a stream", invoke(&t, Some(&token), PROMPT), 200),
         ];
         for (what, request, status) in answers {
-            let request = match origin {
-                Some(origin) => request.header("origin", origin),
-                None => request,
-            };
-            let reply = send(request).await;
-            let what = format!("{what}, Origin {origin:?}");
-            assert_eq!(reply.status, status, "{what}: {}", shown(&reply));
+            let (reply, what) = send_from(origin, what, request, status).await;
             assert!(
                 items(&reply, "vary").contains(&"origin".to_owned()),
                 "{what}: Vary {:?}",

@@ -12,9 +12,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::super::client::{client, invoke, send, unique};
-use super::super::stack::{bind, spawn_native, stack, vars_with, Target};
+use super::super::stack::{bind, spawn_native, vars_with, Target};
 use super::super::tokens::token;
-use super::{items, port, shown, with_host, PROMPT, REFUSED_ORIGIN};
+use super::{
+    assert_served_or_refused, items, port, send_from, shown, with_host, PROMPT, REFUSED_ORIGIN,
+};
 
 /// `AUTH=none` (the development setup) behind a proxy that keeps the
 /// client's `Host`: the names of `PUBLIC_HOSTS` (any case, any port) are
@@ -38,17 +40,10 @@ async fn native_public_hosts_are_served_and_a_rebound_name_is_not() {
     ];
     for (host, expected) in cases {
         let (ping, invocation, session) = with_host(&gateway, &host, None).await;
-        for reply in [&ping, &invocation] {
-            assert_eq!(reply.status, expected, "Host {host}: {}", shown(reply));
-        }
-        if expected == 421 {
-            invocation.assert_error(421, "misdirected_request");
-        }
-        assert_eq!(
-            stack().tap.carried(&session),
-            expected == 200,
-            "Host {host}: whether the origin was called"
-        );
+        let what = format!("Host {host}");
+        assert_eq!(ping.status, expected, "{what}: {}", shown(&ping));
+        let refusal = (421, "misdirected_request");
+        assert_served_or_refused(&invocation, &session, expected, refusal, &what);
     }
 }
 
@@ -120,13 +115,7 @@ async fn native_cors_any_answers_a_literal_star() {
             ("a preflight", preflight, 204),
         ];
         for (what, request, status) in answers {
-            let request = match origin {
-                Some(origin) => request.header("origin", origin),
-                None => request,
-            };
-            let reply = send(request).await;
-            let what = format!("{what}, Origin {origin:?}");
-            assert_eq!(reply.status, status, "{what}: {}", shown(&reply));
+            let (reply, what) = send_from(origin, what, request, status).await;
             assert_eq!(
                 reply.header("access-control-allow-origin"),
                 Some("*"),
