@@ -282,8 +282,8 @@ impl Gateway {
         let allow = HeaderValue::from_str(&routes::allow(head.uri.path(), self.page.is_some()))
             .expect("method names");
         let headers = response.headers_mut();
+        headers.insert(header::ALLOW, allow.clone());
         if !head.headers.contains_key(header::ORIGIN) {
-            headers.insert(header::ALLOW, allow);
             return Ok(response);
         }
         if !ctx.cors.allows_origin() {
@@ -613,7 +613,10 @@ fn method_not_allowed(allow: String) -> GatewayError {
 /// JSON only, declared: a body without a type (or `text/plain`) is what a
 /// cross-site page can send without a CORS preflight.
 fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    // Exactly one: a Worker and a function URL see two as one value joined
+    // by a comma, which is no JSON type either.
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
         return Err(GatewayError::new(Code::UnsupportedMediaType));
     };
     let essence = value

@@ -367,6 +367,14 @@ fn a_post_without_a_json_content_type_is_415() {
             Err(Code::UnsupportedMediaType)
         );
     }
+    // JSON and something else: not declared as JSON.
+    let mut h = head("POST", "/invocations", &[]);
+    h.headers
+        .append("content-type", HeaderValue::from_static("text/plain"));
+    assert_eq!(
+        filter(&g, &h).map_err(|e| e.code),
+        Err(Code::UnsupportedMediaType)
+    );
 }
 
 #[test]
@@ -526,6 +534,9 @@ fn cors_preflight_for_allowed_and_refused_origins() {
         .to_str()
         .unwrap()
         .contains("authorization"));
+    // `Allow` as without an `Origin`, and as a 405 says.
+    assert_eq!(headers["allow"], "POST, OPTIONS");
+    assert_eq!(headers["access-control-allow-methods"], "POST, OPTIONS");
     assert!(headers["access-control-expose-headers"]
         .to_str()
         .unwrap()

@@ -183,7 +183,16 @@ pub fn log_panics(log: LogSink) {
     }));
 }
 
-/// Log lines to stderr, one per line.
+/// Log lines to stderr, one per line. Each line goes out with its newline
+/// in one write (`eprintln!` makes two), so that processes sharing the
+/// output, as the execution environments of `cargo lambda watch` do, cannot
+/// write between a line and its end (a pipe keeps a write of up to 4 KiB
+/// whole).
 pub fn stderr_log() -> LogSink {
-    Arc::new(|line: &str| eprintln!("{line}"))
+    Arc::new(|line: &str| {
+        let mut whole = String::with_capacity(line.len() + 1);
+        whole.push_str(line);
+        whole.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), whole.as_bytes());
+    })
 }

@@ -113,7 +113,7 @@ async fn refusing_a_chunked_body_leaves_other_requests_alone(t: Arc<Target>) {
 
 /// `POST /invocations` with a body over the limit, sent chunked (no
 /// Content-Length).
-fn oversized_chunked(t: &Target, token: &str) -> reqwest::RequestBuilder {
+pub(super) fn oversized_chunked(t: &Target, token: &str) -> reqwest::RequestBuilder {
     let pieces: Vec<Result<Bytes, std::io::Error>> =
         std::iter::once(Ok(Bytes::from_static(b"{\"prompt\":\"")))
             .chain((0..MAX_BODY_BYTES / 512 + 2).map(|_| Ok(Bytes::from(vec![b'y'; 512]))))
