@@ -13,6 +13,12 @@
 //! gateway with `AUTH=none`, checks that the page then asks for no sign-in.
 //!
 //! The Worker target is left out with `AGENT_EDGE_SKIP_WORKER=1`.
+//!
+//! `a_cross_site_page_cannot_drive_an_open_gateway` (issue 14, item 2) runs
+//! `tests/browser/cross_site.mjs`: a page on another site sends an
+//! `AUTH=none` gateway every request it can send without a CORS preflight,
+//! each refused with 415 before the agent is called, and pages reached
+//! through DNS rebinding get 421 from the gateway and the development issuer.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -139,35 +145,49 @@ struct Event {
 /// Runs `tests/browser/chat.mjs` against `gateway`; panics with its output
 /// when it fails.
 fn run_script(target: &str, gateway: &str, servers: &Servers, sign_in: &str) -> Vec<Event> {
+    let out = repository().join("target").join("browser");
+    std::fs::create_dir_all(&out).expect("target/browser");
+    let screenshot = out.join(format!("chat-{target}.png"));
+    let events = run_node(
+        "chat.mjs",
+        target,
+        vec![
+            ("GATEWAY_URL", gateway.to_owned()),
+            ("CROSS_ORIGIN_URL", servers.cross_origin.clone()),
+            ("TOKEN", servers.token("browser-user")),
+            ("LIMITED_TOKEN", servers.token("browser-rate-limited")),
+            ("SIGN_IN", sign_in.to_owned()),
+            ("TARGET", target.to_owned()),
+            ("SCREENSHOT", screenshot.display().to_string()),
+        ],
+    );
+    assert!(screenshot.exists(), "[{target}] no screenshot");
+    events
+}
+
+/// Runs `tests/browser/<script>` with `env` and a fresh `USER_DATA_DIR`;
+/// returns what it printed, or panics with its output when it fails.
+fn run_node(script: &str, target: &str, env: Vec<(&str, String)>) -> Vec<Event> {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run scripts/setup.sh"
     );
     let root = repository();
-    let out = root.join("target").join("browser");
     let user_data = root
         .join("target")
         .join("tmp")
         .join(format!("chromium-{}-{target}", std::process::id()));
     let _ = std::fs::remove_dir_all(&user_data);
     std::fs::create_dir_all(&user_data).expect("the browser's profile directory");
-    std::fs::create_dir_all(&out).expect("target/browser");
-    let screenshot = out.join(format!("chat-{target}.png"));
     let mut child = Command::new("node")
-        .arg(root.join("tests").join("browser").join("chat.mjs"))
+        .arg(root.join("tests").join("browser").join(script))
         .current_dir(&root)
-        .env("GATEWAY_URL", gateway)
-        .env("CROSS_ORIGIN_URL", &servers.cross_origin)
-        .env("TOKEN", servers.token("browser-user"))
-        .env("LIMITED_TOKEN", servers.token("browser-rate-limited"))
-        .env("SIGN_IN", sign_in)
-        .env("TARGET", target)
-        .env("SCREENSHOT", &screenshot)
+        .envs(env)
         .env("USER_DATA_DIR", &user_data)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run node tests/browser/chat.mjs");
+        .unwrap_or_else(|e| panic!("run node tests/browser/{script}: {e}"));
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let events = std::thread::spawn(move || {
@@ -215,7 +235,6 @@ fn run_script(target: &str, gateway: &str, servers: &Servers, sign_in: &str) -> 
         events.iter().any(|e| e.value["event"] == "done"),
         "[{target}] the script did not finish: {printed:?}"
     );
-    assert!(screenshot.exists(), "[{target}] no screenshot");
     events
 }
 
@@ -353,4 +372,225 @@ async fn chat_page_in_chromium_on_the_worker() {
     let events =
         tokio::task::block_in_place(|| run_script("worker", &instance.base_url, &servers, "paste"));
     check_the_agent_side("worker", &servers, &events).await;
+}
+
+/// Issue 14, item 2: a page on another site cannot drive an `AUTH=none`
+/// gateway on loopback (as `agent-edge dev` runs it), in real Chromium
+/// (`tests/browser/cross_site.mjs`).
+///
+/// The attacker's page is served on a second loopback port under the name
+/// `attacker.test` (Chromium's `--host-resolver-rules`), another site than
+/// `127.0.0.1`. Every request it can send without a CORS preflight (fetch in
+/// no-cors mode with an untyped Blob, a JSON-typed Blob and a JSON header,
+/// both dropped by the browser, `text/plain`, form-encoded and multipart
+/// bodies; a `text/plain` CORS request; a beacon; three HTML form posts, one
+/// of them `enctype="text/plain"` shaped into a JSON body) must reach the
+/// gateway and be answered 415 `unsupported_media_type`, the demo agent
+/// receiving nothing. The control, the gateway's own page posting
+/// `Content-Type: application/json`, reaches the agent (so the test can
+/// fail). DNS rebinding: `evil.test` resolves to 127.0.0.1, and a page under
+/// that name gets 421 `misdirected_request` from the gateway and from the
+/// development issuer (no answer, no token), while `localhost` still works.
+///
+/// The script checks each request's log line as it comes (through
+/// `/report` on the attacker's server, for the script only); this side
+/// checks the whole log and the demo agent's requests again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_page_cannot_drive_an_open_gateway() {
+    let demo = Arc::new(
+        demo::spawn(DemoOriginSettings::demo(), bind().await)
+            .await
+            .expect("demo agent"),
+    );
+    let issuer = issuer::spawn(DevIssuer::generate(), bind().await)
+        .await
+        .expect("development issuer");
+    let mut vars: Vec<(String, String)> = demo
+        .gateway_vars()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    vars.push(("AUTH".to_owned(), "none".to_owned()));
+    vars.push(("UI".to_owned(), "on".to_owned()));
+    let config =
+        Config::from_lookup(|name| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .expect("a valid configuration");
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    let gateway = native::spawn(
+        config,
+        bind().await,
+        Arc::new(move |line: &str| sink.push(line.to_owned())),
+    )
+    .await
+    .expect("native gateway");
+    let gateway_url = gateway.url();
+    let gateway_port = gateway_url.rsplit(':').next().unwrap().to_owned();
+    assert!(
+        gateway_url.starts_with("http://127.0.0.1:"),
+        "{gateway_url}"
+    );
+
+    let attacker = bind().await;
+    let attacker_port = attacker.local_addr().unwrap().port();
+    let report: Report = {
+        let (logs, demo) = (logs.clone(), demo.clone());
+        Arc::new(move || {
+            serde_json::json!({
+                "gateway": logs.lines(),
+                "origin_requests": demo.requests().len(),
+            })
+            .to_string()
+        })
+    };
+    let _attacker_task = tokio::spawn(serve_attacker(attacker, report));
+    let issuer_port = issuer.issuer_url().rsplit(':').next().unwrap().to_owned();
+
+    let events = tokio::task::block_in_place(|| {
+        run_node(
+            "cross_site.mjs",
+            "cross-site",
+            vec![
+                ("GATEWAY_URL", gateway_url.clone()),
+                (
+                    "ATTACKER_URL",
+                    format!("http://attacker.test:{attacker_port}"),
+                ),
+                (
+                    "REPORT_URL",
+                    format!("http://127.0.0.1:{attacker_port}/report"),
+                ),
+                (
+                    "REBOUND_GATEWAY_URL",
+                    format!("http://evil.test:{gateway_port}"),
+                ),
+                ("ISSUER_URL", issuer.issuer_url()),
+                (
+                    "REBOUND_ISSUER_URL",
+                    format!("http://evil.test:{issuer_port}"),
+                ),
+                (
+                    "HOST_RULES",
+                    "MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1".to_owned(),
+                ),
+            ],
+        )
+    });
+
+    // What the script saw, step by step.
+    let probes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.value["event"] == "probe")
+        .map(|e| &e.value)
+        .collect();
+    for probe in &probes {
+        eprintln!(
+            "cross-site {}: sent with Content-Type {}, the page saw {}, the gateway answered {} {}",
+            probe["name"],
+            probe["content_type"],
+            probe["page_saw"],
+            probe["log"]["status"],
+            probe["log"]["error"]
+        );
+    }
+    assert_eq!(probes.len(), 11, "one step per cross-site request");
+
+    // The gateway's log: every cross-site request arrived and was refused
+    // before the agent was called; then the one control request got through.
+    let lines: Vec<Value> = logs
+        .lines()
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .filter(|line: &Value| line.get("status").is_some())
+        .collect();
+    let invocations: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["method"] == "POST" && line["path"] == "/invocations")
+        .collect();
+    let (refused, rest) = invocations.split_at(probes.len().min(invocations.len()));
+    assert_eq!(refused.len(), probes.len(), "log lines: {lines:#?}");
+    for (line, probe) in refused.iter().zip(&probes) {
+        assert_eq!(
+            (line["status"].as_u64(), line["error"].as_str()),
+            (Some(415), Some("unsupported_media_type")),
+            "{}: {line}",
+            probe["name"]
+        );
+        assert_eq!(line["request_id"], probe["log"]["request_id"]);
+    }
+    // The control, then the rebound page's POST: Chromium sends a request
+    // answered 421 once more on a new connection, so one or two lines.
+    let statuses: Vec<u64> = rest.iter().filter_map(|l| l["status"].as_u64()).collect();
+    assert!(
+        matches!(statuses[..], [200, 421] | [200, 421, 421]),
+        "after the attack: {rest:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["status"] == 200 && l["path"] == "/invocations")
+            .count(),
+        1,
+        "one request reached the agent"
+    );
+    let misdirected: Vec<&Value> = lines.iter().filter(|l| l["status"] == 421).collect();
+    assert!(
+        misdirected.len() >= 2
+            && misdirected
+                .iter()
+                .all(|l| l["error"] == "misdirected_request"),
+        "the rebound page's requests: {misdirected:#?}"
+    );
+
+    // The demo agent: the control request only.
+    let received = demo.requests();
+    assert_eq!(received.len(), 1, "the demo agent received {received:?}");
+    let prompt = serde_json::from_slice::<Value>(&received[0].body).expect("a JSON payload")
+        ["prompt"]
+        .clone();
+    assert_eq!(prompt, "/events 3 0 1 same-origin control");
+    for step in [
+        "attack_refused",
+        "control",
+        "localhost",
+        "rebinding_gateway",
+        "rebinding_issuer",
+    ] {
+        event(&events, step);
+    }
+}
+
+/// What `/report` on the attacker's server answers.
+type Report = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The attacker's page (any path), and `/report` for the script.
+async fn serve_attacker(listener: TcpListener, report: Report) {
+    const PAGE: &str = "<!doctype html><title>another site</title><p>another site</p>";
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let report = report.clone();
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let (content_type, body) = if request.starts_with(b"GET /report ") {
+                ("application/json", report())
+            } else {
+                ("text/html; charset=utf-8", PAGE.to_owned())
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
 }
