@@ -136,15 +136,6 @@ pub fn start_with_concurrency(
     child::start(launch, logs)
 }
 
-/// [`start_with_concurrency`] with [`CONCURRENCY`].
-pub fn start_named(
-    name: &str,
-    vars: &[(String, String)],
-    logs: LogBuffer,
-) -> Result<Instance, String> {
-    start_with_concurrency(name, vars, logs, CONCURRENCY)
-}
-
 /// A loopback address nobody listens on now.
 fn free_loopback_addr() -> Result<SocketAddr, String> {
     TcpListener::bind("127.0.0.1:0")

@@ -45,7 +45,7 @@ async fn lambda_with_an_invalid_runtime_arn_answers_500_naming_it() {
     let function = {
         let vars = vars.clone();
         child::own(TargetKind::Lambda, move |logs| {
-            lambda::start_named("bad-arn", &vars, logs)
+            lambda::start_with_concurrency("bad-arn", &vars, logs, lambda::CONCURRENCY)
         })
         .await
     };

@@ -406,7 +406,9 @@ fn start_in_background(kind: TargetKind, vars: &[(String, String)], issuer_url: 
     let start: StartNamed = match kind {
         TargetKind::Native => unreachable!("the native target runs in this process"),
         TargetKind::Worker => worker::start_named,
-        TargetKind::Lambda => lambda::start_named,
+        TargetKind::Lambda => {
+            |name, vars, logs| lambda::start_with_concurrency(name, vars, logs, lambda::CONCURRENCY)
+        }
     };
     if kind.skipped() {
         return rx;
