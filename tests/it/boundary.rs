@@ -22,7 +22,9 @@ const PLATFORM_CRATES: &[&str] = &[
 ];
 
 /// The core: directories and single files under `src/`.
-const CORE: &[&str] = &["sse", "auth", "origin", "gateway", "config", "error.rs", "scrub.rs"];
+const CORE: &[&str] = &[
+    "sse", "auth", "origin", "gateway", "config", "error.rs", "scrub.rs",
+];
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {

@@ -122,11 +122,19 @@ fn the_route_table_is_the_code_s() {
         .filter(|r| r.needs_ui)
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    for list in [&mut documented, &mut routes, &mut without_ui, &mut needing_ui] {
+    for list in [
+        &mut documented,
+        &mut routes,
+        &mut without_ui,
+        &mut needing_ui,
+    ] {
         list.sort();
     }
     assert_eq!(documented, routes, "docs/interface.md's route table");
-    assert_eq!(without_ui, needing_ui, "the routes the docs say UI=off removes");
+    assert_eq!(
+        without_ui, needing_ui,
+        "the routes the docs say UI=off removes"
+    );
 }
 
 #[test]
