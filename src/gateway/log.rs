@@ -93,6 +93,9 @@ log_values! {
         RequestRefused = "request_refused",
         /// Something panicked: a bug. The request it served fails.
         Panic = "panic",
+        /// The Lambda Runtime API connection failed (an answer's stream was
+        /// closed under it): that answer is lost, the function goes on.
+        RuntimeApiError = "runtime_api_error",
     }
 }
 

@@ -26,7 +26,8 @@ use serde_json::Value;
 
 use super::native::{self, NativePlatform};
 use crate::gateway::driver;
-use crate::gateway::Edge;
+use crate::gateway::driver::Platform;
+use crate::gateway::{Edge, Event, EventName, Level};
 use event::FunctionUrlRequest;
 
 /// Runs the function: configures the gateway from the environment, then
@@ -35,11 +36,46 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     native::log_panics(native::stderr_log());
     let platform = NativePlatform::new(native::stderr_log());
     let edge = Arc::new(Edge::configure(|name| std::env::var(name).ok(), &platform));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        serve_one(edge.clone(), platform.clone(), event.payload)
-    }))
-    .await
+    // `lambda_runtime::run` returns at the first Runtime API error, such as
+    // an answer whose stream the Runtime API closed (its client left): the
+    // invocation is lost, but the function can take the next one. Only
+    // errors in quick succession (the Runtime API is gone) end it.
+    let mut quick_failures = 0;
+    loop {
+        let started_ms = platform.now_ms();
+        let service = {
+            let (edge, platform) = (edge.clone(), platform.clone());
+            service_fn(move |event: LambdaEvent<Value>| {
+                serve_one(edge.clone(), platform.clone(), event.payload)
+            })
+        };
+        let error = match lambda_runtime::run(service).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let line = Event::new(
+            driver::unix_ms(platform.now()),
+            Level::Warn,
+            EventName::RuntimeApiError,
+        )
+        .with_detail(error.to_string());
+        platform.log(&line.to_line());
+        quick_failures = if platform.now_ms() - started_ms < RUNTIME_RESTART_WINDOW_MS {
+            quick_failures + 1
+        } else {
+            1
+        };
+        if quick_failures >= MAX_QUICK_RUNTIME_FAILURES {
+            return Err(error);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
+
+/// Runtime API errors closer together than this count as one outage.
+const RUNTIME_RESTART_WINDOW_MS: u64 = 1000;
+/// After this many in a row, the function ends (Lambda starts a new one).
+const MAX_QUICK_RUNTIME_FAILURES: u32 = 5;
 
 type ClientBody = futures::stream::Map<
     driver::ResponseBody<NativePlatform>,
