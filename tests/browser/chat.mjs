@@ -15,15 +15,8 @@
 // Output: one JSON object per line on stdout ({"event": ...}); any failed
 // check throws, and the process exits 1 with the reason on stderr.
 
-import { chromium } from "playwright-core";
+import { check, emit, env, runInChromium } from "./harness.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set`);
-  }
-  return value;
-};
 const gateway = env("GATEWAY_URL");
 const crossOrigin = env("CROSS_ORIGIN_URL");
 const token = env("TOKEN");
@@ -33,12 +26,6 @@ const target = env("TARGET");
 const screenshot = env("SCREENSHOT");
 const userDataDir = env("USER_DATA_DIR");
 
-const emit = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-const check = (ok, message) => {
-  if (!ok) {
-    throw new Error(message);
-  }
-};
 const TURN_TIMEOUT = 20000;
 
 // Every change to the newest answer, with its time: how the text grew.
@@ -111,28 +98,6 @@ function growth(samples) {
     }
   }
   return seen;
-}
-
-async function main() {
-  const browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 880, height: 620 },
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  try {
-    await run(browser);
-  } finally {
-    await browser.close();
-  }
 }
 
 async function run(browser) {
@@ -357,10 +322,4 @@ async function rateLimited(page) {
   emit("rate_limited", { after: used, errors: limited.errors });
 }
 
-main().then(
-  () => emit("done"),
-  (error) => {
-    process.stderr.write(`browser test failed (${target}): ${error.stack || error}\n`);
-    process.exitCode = 1;
-  },
-);
+runInChromium(target, userDataDir, run, { options: { viewport: { width: 880, height: 620 } } });

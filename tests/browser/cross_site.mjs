@@ -22,15 +22,8 @@
 // Output: one JSON object per line on stdout ({"event": ...}); any failed
 // check throws, and the process exits 1 with the reason on stderr.
 
-import { chromium } from "playwright-core";
+import { check, emit, env, runInChromium } from "./harness.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) {
-    throw new Error(`${name} is not set`);
-  }
-  return value;
-};
 const gateway = env("GATEWAY_URL");
 const attacker = env("ATTACKER_URL");
 const reportUrl = env("REPORT_URL");
@@ -40,12 +33,6 @@ const reboundIssuer = env("REBOUND_ISSUER_URL");
 const hostRules = env("HOST_RULES");
 const userDataDir = env("USER_DATA_DIR");
 
-const emit = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-const check = (ok, message) => {
-  if (!ok) {
-    throw new Error(message);
-  }
-};
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // The gateway's request log lines of POSTs (a page load may bring a
@@ -151,28 +138,6 @@ async function postForm(page, enctype) {
     contentType: (await request.allHeaders())["content-type"] || "",
     body: request.postData(),
   };
-}
-
-async function main() {
-  const browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--host-resolver-rules=${hostRules}`,
-    ],
-  });
-  try {
-    await run(browser);
-  } finally {
-    await browser.close();
-  }
 }
 
 async function run(browser) {
@@ -309,10 +274,4 @@ async function run(browser) {
   emit("rebinding_issuer", { page: reboundIssuerPage.status(), token: reboundToken.status, control: token.status });
 }
 
-main().then(
-  () => emit("done"),
-  (error) => {
-    process.stderr.write(`browser test failed (cross-site): ${error.stack || error}\n`);
-    process.exitCode = 1;
-  },
-);
+runInChromium("cross-site", userDataDir, run, { extraArgs: [`--host-resolver-rules=${hostRules}`] });

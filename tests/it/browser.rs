@@ -113,10 +113,24 @@ async fn bind() -> TcpListener {
 /// A blank HTML page for every request: the second origin.
 async fn serve_blank_page(listener: TcpListener) {
     const PAGE: &str = "<!doctype html><title>another origin</title><p>another origin</p>";
+    serve_pages(
+        listener,
+        Arc::new(|_| ("text/html; charset=utf-8", PAGE.to_owned())),
+    )
+    .await
+}
+
+/// What a page server answers to a request head: its type and body.
+type Answer = Arc<dyn Fn(&[u8]) -> (&'static str, String) + Send + Sync>;
+
+/// A minimal HTTP/1.1 server on `listener`: reads each request's head and
+/// answers 200 with `answer`'s type and body, then closes the connection.
+async fn serve_pages(listener: TcpListener, answer: Answer) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
+        let answer = answer.clone();
         tokio::spawn(async move {
             let mut request = Vec::new();
             let mut buffer = [0u8; 4096];
@@ -126,9 +140,10 @@ async fn serve_blank_page(listener: TcpListener) {
                     Ok(n) => request.extend_from_slice(&buffer[..n]),
                 }
             }
+            let (content_type, body) = answer(&request);
             let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                PAGE.len()
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+                body.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;
@@ -566,31 +581,12 @@ type Report = Arc<dyn Fn() -> String + Send + Sync>;
 /// The attacker's page (any path), and `/report` for the script.
 async fn serve_attacker(listener: TcpListener, report: Report) {
     const PAGE: &str = "<!doctype html><title>another site</title><p>another site</p>";
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let report = report.clone();
-        tokio::spawn(async move {
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => request.extend_from_slice(&buffer[..n]),
-                }
-            }
-            let (content_type, body) = if request.starts_with(b"GET /report ") {
-                ("application/json", report())
-            } else {
-                ("text/html; charset=utf-8", PAGE.to_owned())
-            };
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+    let answer: Answer = Arc::new(move |request| {
+        if request.starts_with(b"GET /report ") {
+            ("application/json", report())
+        } else {
+            ("text/html; charset=utf-8", PAGE.to_owned())
+        }
+    });
+    serve_pages(listener, answer).await
 }

@@ -155,16 +155,8 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
     assert!(!printed.contains(agent_edge::demo::origin::DEMO_SECRET_ACCESS_KEY));
 
     let client = reqwest::Client::new();
-    let answer = client
-        .post(format!("{gateway}/invocations"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(r#"{"prompt":"hello","response":"transformed"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    let body = answer.text().await.unwrap();
+    let (status, body) = ask_transformed(&client, &gateway, &token).await;
+    assert_eq!(status, 200);
     assert!(body.contains("\n----------\n{\"usage\":"), "{body}");
 
     // The printed mint command: `curl -s -X POST <issuer>/token`.
@@ -203,13 +195,7 @@ async fn dev_runs_the_whole_pipeline_and_prints_working_commands() {
 
     // The chat page, with the issuer's token endpoint for its sign-in button;
     // the issuer lets that page (and only it) read a token.
-    let page_line = printed
-        .lines()
-        .find(|l| l.starts_with("The chat page: open "))
-        .unwrap_or_else(|| panic!("no chat page line in {printed}"));
-    assert!(page_line.contains(&format!("{gateway}/")), "{page_line}");
-    let page = client.get(format!("{gateway}/")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
+    let page = printed_page(&client, &printed, &gateway).await;
     let html = page.text().await.unwrap();
     let token_url = format!(r#"data-dev-token-url="{issuer_token_url}""#);
     assert!(html.contains(&token_url), "{html}");
@@ -393,28 +379,14 @@ async fn dev_target_end_to_end(target: &str) {
         .unwrap_or_else(|| panic!("no transformed-mode curl in {printed}"));
     assert!(curl.contains(&format!("{gateway}/invocations")), "{curl}");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let answer = client
-        .post(format!("{gateway}/invocations"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(r#"{"prompt":"hello","response":"transformed"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200, "{}", dev.log_tail());
-    let body = answer.text().await.unwrap();
+    let (status, body) = ask_transformed(&client, &gateway, &token).await;
+    assert_eq!(status, 200, "{}", dev.log_tail());
     assert!(body.contains("\n----------\n{\"usage\":"), "{body}");
     assert!(body.contains("{\"runtimeSessionId\":\""), "{body}");
 
     // The chat page, with the issuer's token endpoint for its button; the
     // issuer lets the page's origin read a token.
-    let page_line = printed
-        .lines()
-        .find(|l| l.starts_with("The chat page: open "))
-        .unwrap_or_else(|| panic!("no chat page line in {printed}"));
-    assert!(page_line.contains(&format!("{gateway}/")), "{page_line}");
-    let page = client.get(format!("{gateway}/")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
+    let page = printed_page(&client, &printed, &gateway).await;
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .unwrap()
@@ -734,4 +706,29 @@ async fn transform_writes_what_the_gateway_sends_for_the_same_origin_stream() {
         }
         gateway.shutdown().await;
     }
+}
+
+/// The printed transformed-mode request: its status and body.
+async fn ask_transformed(client: &reqwest::Client, gateway: &str, token: &str) -> (u16, String) {
+    let answer = client
+        .post(format!("{gateway}/invocations"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(r#"{"prompt":"hello","response":"transformed"}"#)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+/// The chat page the banner names: it is the gateway's, and served.
+async fn printed_page(client: &reqwest::Client, printed: &str, gateway: &str) -> reqwest::Response {
+    let page_line = printed
+        .lines()
+        .find(|l| l.starts_with("The chat page: open "))
+        .unwrap_or_else(|| panic!("no chat page line in {printed}"));
+    assert!(page_line.contains(&format!("{gateway}/")), "{page_line}");
+    let page = client.get(format!("{gateway}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    page
 }

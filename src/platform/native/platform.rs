@@ -46,11 +46,6 @@ impl NativePlatform {
         self.loopback = addr.ip().is_loopback();
         self
     }
-
-    /// Writes one log line.
-    pub fn log_line(&self, line: &str) {
-        (self.log)(line)
-    }
 }
 
 // This adapter reads the clocks for the core (see clippy.toml).

@@ -31,7 +31,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::platform::{now_ms, process_epoch, wall_clock, LogSink, NativePlatform};
 use crate::config::{ClientLimits, Config};
-use crate::gateway::driver::{self, BodyError};
+use crate::gateway::driver::{self, BodyError, Platform};
 use crate::gateway::{Edge, Event, EventName, Level};
 
 /// A running gateway. Dropping it (or [`GatewayServer::shutdown`]) stops
@@ -128,7 +128,7 @@ impl ServerControl {
     /// An event line with the number of open connections as its detail.
     fn log_event(&self, level: Level, event: EventName, detail: String) {
         let line = Event::new(driver::unix_ms(wall_clock()), level, event).with_detail(detail);
-        self.platform.log_line(&line.to_line());
+        self.platform.log(&line.to_line());
     }
 }
 
@@ -621,7 +621,7 @@ pub async fn serve(
         EventName::Listening,
     );
     listening.addr = Some(server.addr.to_string());
-    platform.log_line(&listening.to_line());
+    platform.log(&listening.to_line());
     shutdown_signal().await;
     server.drain().await;
     Ok(())
@@ -644,7 +644,7 @@ pub fn raise_open_file_limit(config: &Config, platform: &NativePlatform) {
             "the open file limit is {limit}; MAX_CONNECTIONS={} needs about {needed} (two per stream); raise `ulimit -n` or lower MAX_CONNECTIONS",
             config.client_limits.max_connections
         ));
-        platform.log_line(&line.to_line());
+        platform.log(&line.to_line());
     }
 }
 

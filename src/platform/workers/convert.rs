@@ -2,9 +2,11 @@
 //!
 //! [`Edge`]: crate::gateway::Edge
 
+use std::cell::Cell;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use worker::{ByteStream, Context, Request, Response, ResponseBuilder};
+use worker::{Context, Request, Response, ResponseBuilder};
 
 use super::headers::{to_header_map, to_headers};
 use super::platform::WorkersPlatform;
@@ -37,16 +39,25 @@ pub(super) fn request_head(request: &Request) -> Result<http::request::Parts, Un
         .map_err(|_| unconverted(url.path()))
 }
 
-/// The request body as the driver reads it (none when there is none).
-pub(super) fn request_body(
-    request: &mut Request,
-) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin {
-    let stream: Option<ByteStream> = request.stream().ok();
-    futures::stream::iter(stream).flatten().map(|chunk| {
-        chunk
-            .map(Bytes::from)
-            .map_err(|e| BodyError::Io(e.to_string()))
-    })
+/// The request body as the driver reads it (none when there is none),
+/// opened on the first read, which sets `opened`: an answer that does not
+/// need the body leaves it untouched.
+pub(super) fn request_body<'a>(
+    request: &'a mut Request,
+    opened: &'a Cell<bool>,
+) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin + 'a {
+    let open = futures::future::lazy(move |_| {
+        opened.set(true);
+        request.stream().ok()
+    });
+    futures::stream::once(open)
+        .filter_map(futures::future::ready)
+        .flatten()
+        .map(|chunk: worker::Result<Vec<u8>>| {
+            chunk
+                .map(Bytes::from)
+                .map_err(|e| BodyError::Io(e.to_string()))
+        })
 }
 
 /// The driver's answer as a Workers response; a stream is pumped after the

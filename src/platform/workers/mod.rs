@@ -16,7 +16,7 @@ mod platform;
 mod pump;
 mod timer;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use worker::{console_log, event, Context, Env, Request, Response};
@@ -25,9 +25,10 @@ use crate::error::{Code, GatewayError};
 use crate::gateway::{driver, Edge};
 use platform::{now_millis, WorkersPlatform};
 
-/// How much of a request body the answer did not need is read and dropped:
-/// left half-read, a chunked body breaks the next request on the same
-/// internal connection of `wrangler dev` (503 "worker restarted").
+/// How much of a request body the driver began to read (and stopped: over
+/// the limit) is read and dropped before the answer: left half-read, a body
+/// breaks the next request on the same internal connection of `wrangler
+/// dev` (503 "worker restarted"). A body never opened does not.
 const MAX_DRAINED_BODY: usize = 8 << 20;
 
 thread_local! {
@@ -44,9 +45,13 @@ async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<R
     let before = key_cache::stamp(&edge);
     let response = match convert::request_head(&request) {
         Ok(head) => {
-            let mut body = convert::request_body(&mut request);
+            let opened = Cell::new(false);
+            let mut body = convert::request_body(&mut request, &opened);
             let response = edge.handle(&platform, head, &mut body).await;
-            driver::drain(&mut body, MAX_DRAINED_BODY).await;
+            if opened.get() {
+                // A no-op when the driver read it all.
+                driver::drain(&mut body, MAX_DRAINED_BODY).await;
+            }
             response
         }
         Err(unconverted) => edge.refuse(

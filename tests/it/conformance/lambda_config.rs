@@ -152,6 +152,7 @@ async fn lambda_signs_with_the_execution_role_session_in_the_runtime_region() {
         "signed for the runtime's region, not the function's: {authorization}"
     );
     assert!(!body.contains(session_token));
+    super::routes::assert_auth_disabled_logged_once(&function.target).await;
 }
 
 /// A plain test: the issuer runs on a runtime of its own, dropped midway.

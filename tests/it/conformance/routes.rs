@@ -202,10 +202,11 @@ async fn chat_page_is_served_with_a_strict_policy(t: Arc<Target>) {
     reply.assert_error(405, "method_not_allowed");
 }
 
-/// `UI=off`, on a native gateway and a Worker of its own.
+/// `UI=off`, on a native gateway and a Worker of its own; with `AUTH=none`,
+/// which each logs once as the `auth_disabled` warning.
 #[tokio::test]
 async fn ui_off_removes_the_chat_page() {
-    let vars = super::stack::vars_with(&[("UI", "off")]);
+    let vars = super::stack::vars_with(&[("UI", "off"), ("AUTH", "none")]);
     let (_server, native) = super::stack::spawn_native(&vars).await;
     let worker = if TargetKind::Worker.left_out("ui_off_removes_the_chat_page") {
         None
@@ -225,7 +226,27 @@ async fn ui_off_removes_the_chat_page() {
             assert_eq!(reply.status, 404, "[{name}] GET {path}: {}", reply.text());
             reply.assert_error(404, "not_found");
         }
+        assert_auth_disabled_logged_once(t).await;
     }
+}
+
+/// The startup warning of `AUTH=none`: one line, whatever the requests.
+pub(super) async fn assert_auth_disabled_logged_once(t: &super::Target) {
+    let warning = t
+        .log_line("event auth_disabled", |l| l["event"] == "auth_disabled")
+        .await;
+    assert_eq!(warning["level"], "warn", "[{}] {warning}", t.name());
+    let count = t
+        .json_lines()
+        .iter()
+        .filter(|l| l["event"] == "auth_disabled")
+        .count();
+    assert_eq!(
+        count,
+        1,
+        "[{}] auth_disabled logged {count} times",
+        t.name()
+    );
 }
 
 every_target!(
