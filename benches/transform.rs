@@ -209,6 +209,7 @@ fn run_transformer(mode: ResponseMode, chunks: &[Bytes]) -> usize {
             max_event_bytes: agent_edge::config::DEFAULT_MAX_EVENT_BYTES,
             keepalive_ms: Some(15_000),
             session_id: "0b7c64d5-94a3-4a52-8e44-6a33b3d1f0a1-session".to_owned(),
+            meter: false,
         },
         0,
     );

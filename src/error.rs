@@ -104,6 +104,12 @@ codes! {
         "the token cannot be checked: the issuer's keys are unavailable";
     RateLimited = "rate_limited", answered(StatusCode::TOO_MANY_REQUESTS),
         "too many requests; retry later";
+    /// The subject's `TOKEN_BUDGET` is spent for this window.
+    TokenBudgetExhausted = "token_budget_exhausted", answered(StatusCode::TOO_MANY_REQUESTS),
+        "the token budget of this window is spent; retry when it resets";
+    /// `LIMITS_STORE_FAILURE=deny` and the limits store did not answer.
+    LimitsUnavailable = "limits_unavailable", answered(StatusCode::SERVICE_UNAVAILABLE),
+        "limits cannot be checked right now; retry later";
     // The body.
     BodyReadFailed = "body_read_failed", answered(StatusCode::BAD_REQUEST),
         "the request body could not be read";

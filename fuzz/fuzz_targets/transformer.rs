@@ -14,6 +14,8 @@ fn run(mode: ResponseMode, limit: usize, stream: &[u8], chunk: usize) -> Vec<u8>
         max_event_bytes: limit,
         keepalive_ms: Some(1000),
         session_id: "fuzz-session".to_owned(),
+        // The meter parses what original mode relays: fuzz it too.
+        meter: true,
     };
     let mut transformer = Transformer::new(options, 0);
     let mut out = Vec::new();

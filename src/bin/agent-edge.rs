@@ -172,6 +172,7 @@ fn transform(
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             keepalive_ms: None,
             session_id,
+            meter: false,
         },
         0,
     );

@@ -262,7 +262,8 @@ pub struct Config {
     /// naming this machine (or `PUBLIC_HOSTS`) is refused, against DNS
     /// rebinding. Not a variable: the native server sets it.
     pub loopback_listener: bool,
-    pub rate_limit_per_minute: Option<u32>,
+    /// Token budgets and request limits, and where they are counted.
+    pub limits: LimitsConfig,
     /// Largest SSE event held in memory (transformed mode) or passed (original).
     pub max_event_bytes: usize,
     /// Time allowed for the origin to answer with headers.
@@ -305,6 +306,87 @@ pub struct ClientLimits {
     /// `SHUTDOWN_GRACE_SECONDS`: on SIGTERM/SIGINT, how long streams in
     /// flight may go on before they are ended with their mode's error.
     pub shutdown_grace_seconds: u64,
+}
+
+/// Which store counts budgets and request limits (`LIMITS_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsStore {
+    /// This process, isolate or execution environment.
+    Memory,
+    /// `REDIS_URL`, shared by every instance.
+    Redis { url: Secret },
+    /// The Worker's `LIMITS` Durable Object namespace, one object per subject.
+    DurableObject,
+}
+
+/// Token budgets and request limits (`TOKEN_BUDGET`, `RATE_LIMIT_PER_MINUTE`
+/// and the `LIMITS_STORE*` variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Tokens a subject may use per window.
+    pub token_budget: Option<u64>,
+    pub token_window_seconds: u64,
+    pub requests_per_minute: Option<u32>,
+    pub store: LimitsStore,
+    /// Longest wait for the store, per call.
+    pub store_timeout_ms: u64,
+    /// `LIMITS_STORE_FAILURE=deny`: 503 when the store does not answer.
+    pub deny_when_unavailable: bool,
+}
+
+impl LimitsConfig {
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let store = match LIMITS_STORE.choice(get)? {
+            "redis" => {
+                let url = REDIS_URL
+                    .read(get)
+                    .ok_or_else(|| REDIS_URL.error("required with LIMITS_STORE=redis"))?;
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(REDIS_URL.error("must start with redis:// or rediss://"));
+                }
+                LimitsStore::Redis {
+                    url: Secret::new(url),
+                }
+            }
+            "durable_object" => LimitsStore::DurableObject,
+            _ => LimitsStore::Memory,
+        };
+        Ok(LimitsConfig {
+            token_budget: TOKEN_BUDGET.optional_number(get)?,
+            token_window_seconds: TOKEN_BUDGET_WINDOW_SECONDS.number(get)?,
+            requests_per_minute: RATE_LIMIT_PER_MINUTE.optional_number(get)?,
+            store,
+            store_timeout_ms: LIMITS_STORE_TIMEOUT_MS.number(get)?,
+            deny_when_unavailable: LIMITS_STORE_FAILURE.choice(get)? == "deny",
+        })
+    }
+
+    /// Whether any limit is configured.
+    pub fn any(&self) -> bool {
+        self.token_budget.is_some() || self.requests_per_minute.is_some()
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            token_budget: None,
+            token_window_seconds: 86_400,
+            requests_per_minute: None,
+            store: LimitsStore::Memory,
+            store_timeout_ms: 250,
+            deny_when_unavailable: false,
+        }
+    }
+}
+
+/// The password of a `redis://user:password@host` URL, itself a secret (a
+/// client's error may quote it without the rest of the URL).
+fn redis_password(url: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+    (!password.is_empty()).then(|| password.to_owned())
 }
 
 /// Default for `MAX_EVENT_BYTES`.
@@ -408,7 +490,7 @@ impl Config {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             loopback_listener: false,
-            rate_limit_per_minute: RATE_LIMIT_PER_MINUTE.optional_number(get)?,
+            limits: LimitsConfig::from_lookup(get)?,
             max_event_bytes: MAX_EVENT_BYTES.number(get)?,
             origin_timeout_seconds: ORIGIN_TIMEOUT_SECONDS.number(get)?,
             ui: UI.choice(get)? == "on",
@@ -419,6 +501,7 @@ impl Config {
                 .iter()
                 .filter(|v| v.secret)
                 .filter_map(|v| v.read(get))
+                .chain(REDIS_URL.read(get).and_then(|url| redis_password(&url)))
                 .map(Secret::new)
                 .collect(),
         })

@@ -196,7 +196,7 @@ impl Variable {
         }
     }
 
-    pub(super) fn error(&self, message: impl Into<String>) -> ConfigError {
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.name, message)
     }
 }
@@ -251,6 +251,20 @@ pub const CORS_ALLOW_ORIGINS: Variable = Variable::new_text("CORS_ALLOW_ORIGINS"
 pub const PUBLIC_HOSTS: Variable = Variable::new_text("PUBLIC_HOSTS", "none");
 pub const RATE_LIMIT_PER_MINUTE: Variable =
     Variable::new_optional_number("RATE_LIMIT_PER_MINUTE", 1, 1_000_000, "none");
+pub const TOKEN_BUDGET: Variable =
+    Variable::new_optional_number("TOKEN_BUDGET", 1, 1 << 50, "unset: no budget");
+pub const TOKEN_BUDGET_WINDOW_SECONDS: Variable =
+    Variable::new_number("TOKEN_BUDGET_WINDOW_SECONDS", 86_400, 1, 31_622_400);
+pub const LIMITS_STORE: Variable = Variable::new_choice(
+    "LIMITS_STORE",
+    &["memory", "redis", "durable_object"],
+    "memory",
+);
+pub const REDIS_URL: Variable = Variable::new_text("REDIS_URL", "—").secret();
+pub const LIMITS_STORE_TIMEOUT_MS: Variable =
+    Variable::new_number("LIMITS_STORE_TIMEOUT_MS", 250, 1, 60_000);
+pub const LIMITS_STORE_FAILURE: Variable =
+    Variable::new_choice("LIMITS_STORE_FAILURE", &["allow", "deny"], "allow");
 pub const UI: Variable = Variable::new_choice("UI", ON_OFF, "on");
 // Checked against JWT_ISSUER by the parser (`dev_token_url` in config/mod.rs).
 pub const DEV_TOKEN_URL: Variable = Variable::new_text("DEV_TOKEN_URL", "unset: no button");
@@ -300,6 +314,12 @@ pub const VARIABLES: &[Variable] = &[
     CORS_ALLOW_ORIGINS,
     PUBLIC_HOSTS,
     RATE_LIMIT_PER_MINUTE,
+    TOKEN_BUDGET,
+    TOKEN_BUDGET_WINDOW_SECONDS,
+    LIMITS_STORE,
+    REDIS_URL,
+    LIMITS_STORE_TIMEOUT_MS,
+    LIMITS_STORE_FAILURE,
     UI,
     DEV_TOKEN_URL,
     LISTEN_ADDR,

@@ -11,7 +11,7 @@ use http::HeaderValue;
 use super::driver::{self, Platform, RequestBody, ResponseBody, Shared};
 use super::log::{Event, EventName, Level};
 use super::{CorsAnswer, Gateway, RequestContext};
-use crate::config::{AuthConfig, Config, Cors, CORS_ALLOW_ORIGINS};
+use crate::config::{AuthConfig, Config, Cors, CORS_ALLOW_ORIGINS, LIMITS_STORE};
 use crate::error::{Code, GatewayError};
 use crate::scrub::Scrubber;
 
@@ -57,27 +57,37 @@ impl Edge {
         match Config::from_lookup(&lookup) {
             Ok(config) => Edge::new(config, platform),
             Err(e) => {
-                let message = e.to_string();
-                let line = Event::new(
-                    driver::unix_ms(platform.now()),
-                    Level::Error,
-                    EventName::InvalidConfiguration,
-                )
-                .with_detail(&message);
-                platform.log(&line.to_line());
                 let cors = Config::cors_from(CORS_ALLOW_ORIGINS.read(&lookup));
-                Edge {
-                    state: Err(Misconfigured {
-                        error: GatewayError::new(Code::InvalidConfiguration).with_message(message),
-                        cors,
-                    }),
-                }
+                Edge::misconfigured(platform, e.to_string(), cors)
             }
+        }
+    }
+
+    /// Logs `message` (`invalid_configuration`) and keeps it as the answer.
+    fn misconfigured<P: Platform>(platform: &P, message: String, cors: Cors) -> Edge {
+        let line = Event::new(
+            driver::unix_ms(platform.now()),
+            Level::Error,
+            EventName::InvalidConfiguration,
+        )
+        .with_detail(&message);
+        platform.log(&line.to_line());
+        Edge {
+            state: Err(Misconfigured {
+                error: GatewayError::new(Code::InvalidConfiguration).with_message(message),
+                cors,
+            }),
         }
     }
 
     /// The gateway of `config` on `platform`; `AUTH=none` is logged as a warning.
     pub fn new<P: Platform>(mut config: Config, platform: &P) -> Edge {
+        if !platform.reaches_store(&config.limits.store) {
+            let message = LIMITS_STORE
+                .error("names a store this platform cannot reach: redis natively and on Lambda, durable_object on Workers, memory everywhere")
+                .to_string();
+            return Edge::misconfigured(platform, message, config.cors);
+        }
         if config.auth == AuthConfig::None {
             let warning = Event::new(
                 driver::unix_ms(platform.now()),

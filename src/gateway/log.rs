@@ -96,6 +96,9 @@ log_values! {
         /// The Lambda Runtime API connection failed (an answer's stream was
         /// closed under it): that answer is lost, the function goes on.
         RuntimeApiError = "runtime_api_error",
+        /// The limits store did not answer (`LIMITS_STORE_FAILURE=allow`:
+        /// the request went on), or a charge was lost.
+        LimitsUnavailable = "limits_unavailable",
     }
 }
 
@@ -105,6 +108,9 @@ pub struct Event {
     pub time_ms: u64,
     pub level: Level,
     pub event: EventName,
+    /// The request it happened to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The listening address.
@@ -118,6 +124,7 @@ impl Event {
             time_ms,
             level,
             event,
+            request_id: None,
             detail: None,
             addr: None,
         }
@@ -182,6 +189,12 @@ pub struct RequestLog {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<serde_json::Value>,
+    /// Tokens added to the subject's budget window (with `TOKEN_BUDGET`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_charged: Option<u64>,
+    /// The charge is the estimate: the stream ended before the origin's usage.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Code>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +226,8 @@ impl RequestLog {
             ttfb_ms: None,
             duration_ms: 0,
             usage: None,
+            tokens_charged: None,
+            usage_estimated: false,
             error: None,
             detail: None,
             outcome: None,

@@ -20,10 +20,10 @@
 
 pub mod driver;
 mod edge;
+pub mod limits;
 pub mod log;
 pub mod page;
 pub mod payload;
-pub mod rate_limit;
 pub mod routes;
 pub mod secrets;
 
@@ -56,7 +56,8 @@ pub const STREAM_CACHE_CONTROL: &str = "no-cache, no-transform";
 pub const STREAM_CONTENT_ENCODING: &str = "identity";
 /// Longest text taken from a request into a log field (method, path, subject).
 pub const MAX_LOG_FIELD_CHARS: usize = 256;
-const EXPOSED_HEADERS: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id, X-Request-Id";
+const EXPOSED_HEADERS: &str =
+    "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id, X-Request-Id, RateLimit, RateLimit-Policy, Retry-After";
 const ALLOWED_HEADERS: &str =
     "authorization, content-type, accept, x-amzn-bedrock-agentcore-runtime-session-id, x-request-id";
 
@@ -65,8 +66,17 @@ const ALLOWED_HEADERS: &str =
 pub enum Route {
     /// `POST /invocations` or `POST /`: go on to authentication.
     Invoke,
+    /// `GET /usage`: authentication, then the subject's counts.
+    Usage,
     /// Answered without the origin (ping, preflight).
     Answered(Response<Bytes>),
+}
+
+/// `RateLimit-Policy` and, once the store answered, `RateLimit`.
+#[derive(Debug, Clone)]
+pub struct LimitFields {
+    pub policy: HeaderValue,
+    pub remaining: Option<HeaderValue>,
 }
 
 /// State carried from phase to phase of one request.
@@ -89,6 +99,8 @@ pub struct RequestContext {
     pub session_id: Option<String>,
     pub subject: Option<String>,
     pub bytes_in: usize,
+    /// The RateLimit header fields of the answer, with a limit configured.
+    pub limit_fields: Option<LimitFields>,
     /// Random bytes for the generated session id.
     session_seed: [u8; 16],
 }
@@ -120,6 +132,7 @@ impl RequestContext {
             session_id: None,
             subject: None,
             bytes_in: 0,
+            limit_fields: None,
             session_seed: session_seed.try_into().expect("16 bytes"),
         }
     }
@@ -258,6 +271,7 @@ impl Gateway {
                 .and_then(|page| page.answer(path))
                 .map(Route::Answered)
                 .ok_or_else(|| GatewayError::new(Code::NotFound)),
+            Handler::Usage => Ok(Route::Usage),
             Handler::Invoke => {
                 check_content_type(&head.headers)?;
                 let declared = head
@@ -432,6 +446,7 @@ impl Gateway {
                 max_event_bytes: self.config.max_event_bytes,
                 keepalive_ms: (keepalive > 0).then_some(keepalive * 1000),
                 session_id: invocation.session_id.clone(),
+                meter: self.config.limits.token_budget.is_some(),
             },
             now_ms,
         )
@@ -488,6 +503,12 @@ pub fn finish_headers(headers: &mut HeaderMap, ctx: &RequestContext) {
             origin.clone()
         }
     };
+    if let Some(fields) = &ctx.limit_fields {
+        headers.insert(limits::RATE_LIMIT_POLICY, fields.policy.clone());
+        if let Some(remaining) = &fields.remaining {
+            headers.insert(limits::RATE_LIMIT, remaining.clone());
+        }
+    }
     if let Some(origin) = allowed {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(

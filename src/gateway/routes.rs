@@ -12,6 +12,8 @@ pub enum Handler {
     Invoke,
     /// `{"status":"Healthy"}`.
     Ping,
+    /// The caller's budget and request counts.
+    Usage,
     /// The chat page and its files.
     Page,
     /// The CORS preflight.
@@ -57,6 +59,8 @@ pub const ROUTES: &[Route] = &[
     route("/ping", "GET", Handler::Ping),
     route("/ping", "HEAD", Handler::Ping),
     route("/ping", "OPTIONS", Handler::Preflight),
+    route("/usage", "GET", Handler::Usage),
+    route("/usage", "OPTIONS", Handler::Preflight),
     page("/app.js", "GET"),
     page("/app.js", "HEAD"),
     page("/app.css", "GET"),

@@ -32,7 +32,7 @@ pub(super) struct Extractor {
     pub(super) metadata: Option<Map<String, Value>>,
     /// Anthropic: the usage of the message in progress (`message_delta`
     /// counts are cumulative within a message, so they replace, not add).
-    call_usage: Option<Map<String, Value>>,
+    pub(super) call_usage: Option<Map<String, Value>>,
     /// The first error reported, in-band or by `finish`.
     pub(super) error: Option<StreamError>,
     /// OpenAI's `data: [DONE]` was seen.
@@ -40,9 +40,20 @@ pub(super) struct Extractor {
     /// For what reaches the client from the agent's own words (error
     /// messages, metadata).
     pub(super) scrubber: Scrubber,
+    /// Bytes of answer text seen (the usage estimate's).
+    pub(super) text_bytes: u64,
+    /// Text is counted, not kept: original mode's meter.
+    pub(super) count_only: bool,
 }
 
 impl Extractor {
+    fn text(&mut self, text: &[u8]) {
+        self.text_bytes += text.len() as u64;
+        if !self.count_only {
+            self.out.extend_from_slice(text);
+        }
+    }
+
     /// Takes what the event carries.
     pub(super) fn on_event(&mut self, event_type: &str, data: &[u8]) {
         if data == b"[DONE]" {
@@ -52,14 +63,14 @@ impl Extractor {
         let is_error_event = event_type == "error";
         if !is_error_event {
             if let Some(text) = strands_text_delta(data) {
-                self.out.extend_from_slice(&text);
+                self.text(&text);
                 return;
             }
         }
         match serde_json::from_slice::<ObjOrStr<Payload>>(data) {
             Ok(ObjOrStr::Obj(payload)) => self.on_payload(payload, is_error_event),
             Ok(ObjOrStr::Str(text)) if is_error_event => self.agent_error(None, &text),
-            Ok(ObjOrStr::Str(text)) => self.out.extend_from_slice(text.as_bytes()),
+            Ok(ObjOrStr::Str(text)) => self.text(text.as_bytes()),
             Ok(ObjOrStr::Other) => {}
             Err(_) => match std::str::from_utf8(data) {
                 // serde_json rejects invalid UTF-8 that the spec's decoder
@@ -69,7 +80,7 @@ impl Extractor {
                     // JSON of a shape no dialect uses: not text, dropped.
                 }
                 Ok(text) if is_error_event => self.agent_error(None, text),
-                Ok(text) => self.out.extend_from_slice(text.as_bytes()),
+                Ok(text) => self.text(text.as_bytes()),
             },
         }
     }
@@ -82,7 +93,7 @@ impl Extractor {
                 .and_then(|block| block.delta)
                 .and_then(|delta| delta.text)
             {
-                self.out.extend_from_slice(text.as_bytes());
+                self.text(text.as_bytes());
             }
             if let Some(metadata) = event.metadata {
                 self.merge_metadata(*metadata);
@@ -114,7 +125,7 @@ impl Extractor {
                 if let Some(ObjOrStr::Obj(delta)) = payload.delta {
                     if matches!(delta.kind.as_deref(), None | Some("text_delta")) {
                         if let Some(text) = delta.text {
-                            self.out.extend_from_slice(text.as_bytes());
+                            self.text(text.as_bytes());
                         }
                     }
                 }
@@ -142,7 +153,7 @@ impl Extractor {
             _ => {
                 if let Some(First(Some(choice))) = payload.choices {
                     if let Some(text) = choice.delta.and_then(|delta| delta.content) {
-                        self.out.extend_from_slice(text.as_bytes());
+                        self.text(text.as_bytes());
                     }
                 }
                 if let Some(usage @ Value::Object(_)) = payload.usage.map(|usage| *usage) {
@@ -206,6 +217,24 @@ impl Extractor {
             self.add_usage(Value::Object(usage));
         }
     }
+}
+
+/// The tokens a summed `usage` object counts: `totalTokens` (or
+/// `total_tokens`), else input plus output in any dialect (Bedrock/Strands
+/// `inputTokens`/`outputTokens`, Anthropic `input_tokens`/`output_tokens`,
+/// OpenAI `prompt_tokens`/`completion_tokens`).
+pub fn total_tokens(usage: &Value) -> Option<u64> {
+    let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+    let total = count("totalTokens").or_else(|| count("total_tokens"));
+    total.or_else(|| {
+        let pair = |input: &str, output: &str| match (count(input), count(output)) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        pair("inputTokens", "outputTokens")
+            .or_else(|| pair("input_tokens", "output_tokens"))
+            .or_else(|| pair("prompt_tokens", "completion_tokens"))
+    })
 }
 
 /// Adds `src` into `dst`: numbers are summed (integers stay integers),

@@ -15,6 +15,7 @@ pub fn transformer(mode: ResponseMode, body_kind: OriginBodyKind) -> Transformer
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             keepalive_ms: Some(1000),
             session_id: SESSION.to_owned(),
+            meter: false,
         },
         0,
     )

@@ -23,7 +23,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
-use super::dialect::Extractor;
+use super::dialect::{total_tokens, Extractor};
 use super::parser::{match_bom, BomMatch, BoundaryTracker, EventTooLarge, ParseError, Parser, BOM};
 use crate::config::ResponseMode;
 use crate::error::{error_json, Code, StreamError};
@@ -79,6 +79,9 @@ pub struct TransformerOptions {
     pub keepalive_ms: Option<u64>,
     /// The runtime session id printed in the transformed trailer.
     pub session_id: String,
+    /// Original mode reads the usage (and counts the text) of what it
+    /// relays, unchanged, for `TOKEN_BUDGET`; transformed mode always does.
+    pub meter: bool,
 }
 
 /// The response body filter of one request; see the module doc.
@@ -95,8 +98,9 @@ pub struct Transformer {
 /// body, each holding only what it needs.
 #[derive(Debug)]
 enum Kind {
-    /// Original mode over a JSON body: the bytes as they come.
-    PassThroughJson,
+    /// Original mode over a JSON body: the bytes as they come (counted as
+    /// text when metered).
+    PassThroughJson { metered: Option<u64> },
     /// Original mode over an event stream: the bytes as they come, with
     /// keepalives between events.
     OriginalSse(OriginalSse),
@@ -118,6 +122,35 @@ struct OriginalSse {
     /// until it is known whether the origin starts with a BOM; `n` BOM bytes
     /// are held meanwhile.
     bom_hold: Option<u8>,
+    /// Reads usage and counts text without changing a byte (`meter`).
+    meter: Option<Box<Meter>>,
+}
+
+/// Original mode's meter: the events of what is relayed, through the
+/// dialects, text counted and dropped.
+#[derive(Debug)]
+struct Meter {
+    parser: Parser,
+    extract: Extractor,
+}
+
+impl Meter {
+    fn new(max_event_bytes: usize) -> Self {
+        Meter {
+            parser: Parser::new(max_event_bytes),
+            extract: Extractor {
+                count_only: true,
+                ..Extractor::default()
+            },
+        }
+    }
+
+    fn push(&mut self, mut input: &[u8]) {
+        // An event over the limit: the tracker cuts the stream there too.
+        while let Ok(Some(event)) = self.parser.next_event(&mut input) {
+            self.extract.on_event(event.event, event.data);
+        }
+    }
 }
 
 /// Transformed mode: the text and what goes in the trailer.
@@ -135,13 +168,18 @@ impl Transformer {
             session_id: opts.session_id.clone(),
         };
         let kind = match (opts.mode, opts.body_kind) {
-            (ResponseMode::Original, OriginBodyKind::Json) => Kind::PassThroughJson,
+            (ResponseMode::Original, OriginBodyKind::Json) => Kind::PassThroughJson {
+                metered: opts.meter.then_some(0),
+            },
             (ResponseMode::Original, OriginBodyKind::EventStream) => {
                 Kind::OriginalSse(OriginalSse {
                     tracker: BoundaryTracker::new(opts.max_event_bytes),
                     keepalive_ms: opts.keepalive_ms.filter(|&ms| ms > 0),
                     last_activity_ms: now_ms,
                     bom_hold: None,
+                    meter: opts
+                        .meter
+                        .then(|| Box::new(Meter::new(opts.max_event_bytes))),
                 })
             }
             (ResponseMode::Transformed, OriginBodyKind::EventStream) => Kind::TransformedSse {
@@ -182,7 +220,12 @@ impl Transformer {
         }
         let limit = self.max_event_bytes;
         let pushed = match &mut self.kind {
-            Kind::PassThroughJson => Pushed::Out(chunk),
+            Kind::PassThroughJson { metered } => {
+                if let Some(bytes) = metered {
+                    *bytes += chunk.len() as u64;
+                }
+                Pushed::Out(chunk)
+            }
             Kind::OriginalSse(original) => {
                 original.last_activity_ms = now_ms;
                 original.push(chunk, limit)
@@ -251,7 +294,7 @@ impl Transformer {
         }
         self.finished = true;
         match &mut self.kind {
-            Kind::PassThroughJson => Bytes::new(),
+            Kind::PassThroughJson { .. } => Bytes::new(),
             Kind::OriginalSse(original) => original.finish(error),
             Kind::TransformedSse { text, .. } => {
                 text.extract.record_error(error);
@@ -282,13 +325,33 @@ impl Transformer {
     }
 
     /// Token usage summed so far (the metadata `usage` object), for the log
-    /// line. Known in transformed mode only: original mode does not parse.
+    /// line: transformed mode, and original mode when metered.
     pub fn usage(&self) -> Option<&Value> {
+        self.extractor()?.metadata.as_ref()?.get("usage")
+    }
+
+    /// The tokens the origin's usage counts so far ([`total_tokens`]);
+    /// `None` until it sent some.
+    pub fn tokens(&self) -> Option<u64> {
+        self.usage().and_then(total_tokens)
+    }
+
+    /// Bytes of answer text so far (a JSON body's bytes in original mode);
+    /// 0 when original mode is not metered.
+    pub fn text_bytes(&self) -> u64 {
+        match &self.kind {
+            Kind::PassThroughJson { metered } => metered.unwrap_or(0),
+            _ => self.extractor().map_or(0, |e| e.text_bytes),
+        }
+    }
+
+    fn extractor(&self) -> Option<&Extractor> {
         match &self.kind {
             Kind::TransformedSse { text, .. } | Kind::TransformedJson { text, .. } => {
-                text.extract.metadata.as_ref()?.get("usage")
+                Some(&text.extract)
             }
-            Kind::PassThroughJson | Kind::OriginalSse(_) => None,
+            Kind::OriginalSse(original) => original.meter.as_ref().map(|m| &m.extract),
+            Kind::PassThroughJson { .. } => None,
         }
     }
 }
@@ -330,7 +393,12 @@ impl OriginalSse {
         }
         let before = self.tracker;
         match self.tracker.scan(&chunk) {
-            Ok(()) => Pushed::Out(chunk),
+            Ok(()) => {
+                if let Some(meter) = &mut self.meter {
+                    meter.push(&chunk);
+                }
+                Pushed::Out(chunk)
+            }
             Err(EventTooLarge { event_start }) => {
                 let mut out = BytesMut::new();
                 match event_start {
@@ -458,6 +526,7 @@ mod tests {
                 max_event_bytes: 64,
                 keepalive_ms: None,
                 session_id: SESSION.into(),
+                meter: false,
             },
             0,
         );
@@ -490,6 +559,7 @@ mod tests {
                 max_event_bytes: max,
                 keepalive_ms: Some(5),
                 session_id: SESSION.into(),
+                meter: false,
             },
             0,
         );
@@ -591,6 +661,7 @@ mod tests {
                     max_event_bytes: 1024,
                     keepalive_ms,
                     session_id: SESSION.into(),
+                    meter: false,
                 },
                 0,
             );
@@ -728,6 +799,7 @@ mod tests {
                     max_event_bytes: 32,
                     keepalive_ms: Some(1000),
                     session_id: SESSION.into(),
+                    meter: false,
                 },
                 0,
             )

@@ -91,6 +91,7 @@ fn options(mode: ResponseMode, max_event_bytes: usize) -> TransformerOptions {
         max_event_bytes,
         keepalive_ms: Some(1000),
         session_id: "0b7c64d5-94a3-4a52-8e44-6a33b3d1f0a1-session".to_owned(),
+        meter: false,
     }
 }
 

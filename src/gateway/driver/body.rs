@@ -11,8 +11,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use super::Platform;
+use super::budget::ChargePlan;
+use super::{unix_ms, Platform};
 use crate::error::Code;
+use crate::gateway::limits::StoreError;
 use crate::gateway::log::{Level, Outcome, RequestLog};
 use crate::scrub::Scrubber;
 use crate::sse::{StreamError, Transformer};
@@ -111,10 +113,23 @@ pub struct StreamBody<P: Platform> {
     last_origin_ms: u64,
     log: Option<RequestLog>,
     scrubber: Scrubber,
+    /// Where the stream's tokens go when it ends (`TOKEN_BUDGET`).
+    charge: Option<ChargePlan>,
+    /// The charge in a shared store, awaited before the body ends.
+    charging: Option<Charging<P>>,
+}
+
+/// A charge on its way to the platform's store.
+struct Charging<P: Platform> {
+    call: P::StoreCall,
+    deadline_ms: u64,
+    sleep: P::Sleep,
+    failure_line: String,
 }
 
 impl<P: Platform> StreamBody<P> {
     /// The body of a stream that started at `started_ms`, ending with `log`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         platform: &P,
         origin: P::OriginBody,
@@ -123,6 +138,7 @@ impl<P: Platform> StreamBody<P> {
         origin_idle_ms: u64,
         log: RequestLog,
         scrubber: Scrubber,
+        charge: Option<ChargePlan>,
     ) -> Self {
         StreamBody {
             platform: platform.clone(),
@@ -134,6 +150,8 @@ impl<P: Platform> StreamBody<P> {
             last_origin_ms: platform.now_ms(),
             log: Some(log),
             scrubber,
+            charge,
+            charging: None,
         }
     }
 
@@ -174,7 +192,8 @@ impl<P: Platform> StreamBody<P> {
         tail
     }
 
-    fn write_log(&self, mut log: RequestLog) {
+    fn write_log(&mut self, mut log: RequestLog) {
+        self.settle(&mut log);
         // The origin wrote it: only its numbers are logged.
         log.usage = self.transformer.usage().and_then(numbers_only);
         log.duration_ms = self.platform.now_ms().saturating_sub(self.started_ms);
@@ -182,6 +201,55 @@ impl<P: Platform> StreamBody<P> {
             log.level = Level::Warn;
         }
         self.platform.log(&log.to_line());
+    }
+}
+
+impl<P: Platform> StreamBody<P> {
+    /// Charges the stream's tokens (the origin's usage, else the estimate):
+    /// at once in memory, or a call to the shared store that the body
+    /// awaits before it ends.
+    fn settle(&mut self, log: &mut RequestLog) {
+        let Some(plan) = self.charge.take() else {
+            return;
+        };
+        let now_ms = self.platform.now_ms();
+        let charged = plan.charge(
+            self.transformer.tokens(),
+            log.bytes_in as u64,
+            self.transformer.text_bytes(),
+            now_ms,
+            unix_ms(self.platform.now()),
+        );
+        log.tokens_charged = Some(charged.tokens);
+        log.usage_estimated = charged.estimated;
+        if let Some((call, deadline_ms, failure_line)) = charged.pending {
+            self.charging = Some(Charging {
+                call: self.platform.limits_store(call),
+                deadline_ms,
+                sleep: self.platform.sleep_until(deadline_ms),
+                failure_line,
+            });
+        }
+    }
+
+    /// After the last byte: the charge's answer, then the end.
+    fn poll_charged(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let Some(charging) = &mut self.charging else {
+            return Poll::Ready(None);
+        };
+        let failed = match Pin::new(&mut charging.call).poll(cx) {
+            Poll::Ready(Ok(_)) => false,
+            Poll::Ready(Err(StoreError::TimedOut | StoreError::Failed(_))) => true,
+            Poll::Pending => match Pin::new(&mut charging.sleep).poll(cx) {
+                Poll::Ready(()) => true,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        let charging = self.charging.take().expect("polled above");
+        if failed {
+            self.platform.log(&charging.failure_line);
+        }
+        Poll::Ready(None)
     }
 }
 
@@ -193,7 +261,7 @@ impl<P: Platform> Stream for StreamBody<P> {
         let this = self.get_mut();
         loop {
             let Some(origin) = this.origin.as_mut() else {
-                return Poll::Ready(None);
+                return this.poll_charged(cx);
             };
             match Pin::new(origin).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -227,11 +295,10 @@ impl<P: Platform> Stream for StreamBody<P> {
                 }
                 Poll::Ready(None) => {
                     let tail = this.end(None);
-                    return if tail.is_empty() {
-                        Poll::Ready(None)
-                    } else {
-                        this.emit(tail)
-                    };
+                    if !tail.is_empty() {
+                        return this.emit(tail);
+                    }
+                    // Loop: the charge, then the end.
                 }
                 Poll::Pending => {
                     let idle_at = this.last_origin_ms.saturating_add(this.origin_idle_ms);
@@ -280,6 +347,11 @@ impl<P: Platform> Drop for StreamBody<P> {
         if let Some(mut log) = self.log.take() {
             log.outcome = Some(Outcome::ClientClosed);
             self.write_log(log);
+        }
+        // A charge still on its way goes on without us.
+        if let Some(charging) = self.charging.take() {
+            self.platform
+                .detach(charging.call, charging.deadline_ms, charging.failure_line);
         }
     }
 }

@@ -14,6 +14,7 @@
 
 mod authenticate;
 mod body;
+mod budget;
 mod platform;
 
 use std::sync::{Arc, Mutex};
@@ -26,14 +27,17 @@ use http::{header, HeaderValue, Response};
 
 pub use authenticate::KeyRefresh;
 pub use body::{ResponseBody, StreamBody};
-pub use platform::{BodyError, FetchError, IssuerAnswer, Platform, RequestBody};
+pub use budget::ChargePlan;
+pub use platform::{BodyError, FetchError, IssuerAnswer, Platform, RateDecision, RequestBody};
 
 use super::log::RequestLog;
-use super::rate_limit::{RateDecision, RateLimiter};
-use super::{error_response, finish_headers, Gateway, RequestContext, Route, StreamStart};
+use super::{
+    error_response, finish_headers, Gateway, LimitFields, RequestContext, Route, StreamStart,
+};
 use crate::auth::Authenticator;
 use crate::config::AuthConfig;
 use crate::error::{Code, GatewayError};
+use budget::{Budget, ANONYMOUS};
 
 /// State shared by all requests of a deployment (or a Worker isolate).
 pub(super) struct Shared {
@@ -41,7 +45,7 @@ pub(super) struct Shared {
     pub(super) authenticator: Option<Arc<Mutex<Authenticator>>>,
     /// Serializes issuer fetches so concurrent requests share one refresh.
     auth_fetch: futures::lock::Mutex<()>,
-    rate_limiter: Option<Mutex<RateLimiter>>,
+    budget: Option<Budget>,
 }
 
 impl Shared {
@@ -57,14 +61,12 @@ impl Shared {
             }
             AuthConfig::None => None,
         };
-        let rate_limiter = config
-            .rate_limit_per_minute
-            .map(|limit| Mutex::new(RateLimiter::new(limit)));
+        let budget = Budget::new(&config.limits, gateway.scrubber().clone());
         Shared {
             gateway,
             authenticator,
             auth_fetch: futures::lock::Mutex::new(()),
-            rate_limiter,
+            budget,
         }
     }
 }
@@ -95,7 +97,7 @@ pub(super) async fn handle<P: Platform, B: RequestBody>(
             platform.log(&log.to_line());
             Response::from_parts(parts, ResponseBody::Full(Some(body)))
         }
-        Ok(Invoked::Stream(start, origin_body)) => {
+        Ok(Invoked::Stream(start, origin_body, charge)) => {
             let StreamStart { head, transformer } = *start;
             let stream = StreamBody::new(
                 platform,
@@ -105,6 +107,7 @@ pub(super) async fn handle<P: Platform, B: RequestBody>(
                 gateway.config().origin_idle_timeout_seconds * 1000,
                 RequestLog::new(&ctx, head.status),
                 gateway.scrubber().clone(),
+                charge,
             );
             Response::from_parts(head, ResponseBody::Stream(Box::new(stream)))
         }
@@ -134,7 +137,7 @@ pub(super) fn answer_error<P: Platform>(
 /// How [`invoke`] ended when it did not fail.
 enum Invoked<B> {
     Answered(Response<Bytes>),
-    Stream(Box<StreamStart>, B),
+    Stream(Box<StreamStart>, B, Option<ChargePlan>),
 }
 
 async fn invoke<P: Platform, B: RequestBody>(
@@ -147,18 +150,44 @@ async fn invoke<P: Platform, B: RequestBody>(
     let gateway = &shared.gateway;
 
     // Phase 1: request filter.
-    if let Route::Answered(response) = gateway.request_filter(head, ctx)? {
+    let route = gateway.request_filter(head, ctx)?;
+    if let Route::Answered(response) = route {
         return Ok(Invoked::Answered(response));
     }
+    if let Some(budget) = &shared.budget {
+        ctx.limit_fields = Some(LimitFields {
+            policy: budget.policy_field(),
+            remaining: None,
+        });
+    }
 
-    // Phase 2: authentication, then the per-subject rate limit.
+    // Phase 2: authentication, then the per-subject limits.
     let authorization = head
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let verified = authenticate::authenticate(shared, platform, authorization).await?;
     ctx.subject = verified.as_ref().and_then(|v| v.subject.clone());
-    rate_limit(shared, platform, ctx).await?;
+    if let Route::Usage = route {
+        return match &shared.budget {
+            Some(budget) => budget.usage(platform, ctx).await.map(Invoked::Answered),
+            // No limit: only the subject to report.
+            None => Ok(Invoked::Answered(budget::json_response(
+                &serde_json::json!({
+                    "subject": ctx.subject.as_deref().unwrap_or(ANONYMOUS)
+                }),
+            ))),
+        };
+    }
+    let platform_counted_requests = rate_limit(platform, ctx).await?;
+    let charge = match &shared.budget {
+        Some(budget) => {
+            budget
+                .admit(platform, ctx, platform_counted_requests)
+                .await?
+        }
+        None => None,
+    };
 
     // Phase 3: the body.
     let limit = gateway.config().max_body_bytes;
@@ -190,27 +219,19 @@ async fn invoke<P: Platform, B: RequestBody>(
     // Phase 5: response filter.
     let (origin_head, origin_body) = origin.into_parts();
     let start = gateway.response_filter(&origin_head, &invocation, ctx, platform.now_ms())?;
-    Ok(Invoked::Stream(Box::new(start), origin_body))
+    Ok(Invoked::Stream(Box::new(start), origin_body, charge))
 }
 
-async fn rate_limit<P: Platform>(
-    shared: &Shared,
-    platform: &P,
-    ctx: &RequestContext,
-) -> Result<(), GatewayError> {
-    let key = ctx.subject.as_deref().unwrap_or("anonymous");
-    let decision = match platform.rate_limit(key).await {
-        Some(decision) => decision,
-        None => match &shared.rate_limiter {
-            Some(limiter) => lock(limiter).check(key, platform.now_ms()),
-            None => RateDecision::Allowed,
-        },
-    };
-    match decision {
-        RateDecision::Allowed => Ok(()),
-        RateDecision::Limited {
+/// The platform's own rate limiter (the Workers binding), if it has one;
+/// whether it counted the request.
+async fn rate_limit<P: Platform>(platform: &P, ctx: &RequestContext) -> Result<bool, GatewayError> {
+    let key = ctx.subject.as_deref().unwrap_or(ANONYMOUS);
+    match platform.rate_limit(key).await {
+        None => Ok(false),
+        Some(RateDecision::Allowed) => Ok(true),
+        Some(RateDecision::Limited {
             retry_after_seconds,
-        } => Err(GatewayError::new(Code::RateLimited).with_header(
+        }) => Err(GatewayError::new(Code::RateLimited).with_header(
             header::RETRY_AFTER,
             HeaderValue::from(retry_after_seconds.max(1)),
         )),
@@ -277,7 +298,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn unix_seconds(now: SystemTime) -> u64 {
+pub(super) fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)

@@ -9,7 +9,8 @@ use futures::Stream;
 
 use super::KeyRefresh;
 use crate::auth::SignatureCheck;
-use crate::gateway::rate_limit::RateDecision;
+use crate::config::LimitsStore;
+use crate::gateway::limits::{Counts, StoreCall, StoreError};
 
 /// Why the origin could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,16 @@ pub struct IssuerAnswer<B> {
     pub body: B,
 }
 
+/// A platform rate limiter's verdict (the Workers `RATE_LIMITER` binding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    /// Limited; retry after this many seconds (at least 1).
+    Limited {
+        retry_after_seconds: u64,
+    },
+}
+
 /// What a runtime provides. Clocks: `now_ms` is monotonic, `now` is the wall
 /// clock (JWT times, SigV4 dates). Nothing in the core reads either itself.
 pub trait Platform: Clone + Unpin {
@@ -49,6 +60,9 @@ pub trait Platform: Clone + Unpin {
     type OriginBody: Stream<Item = Result<Bytes, String>> + Unpin;
     /// A timer completing at a monotonic deadline.
     type Sleep: Future<Output = ()> + Unpin;
+    /// A call to the shared limits store (Redis, a Durable Object), owning
+    /// what it needs: a stream's charge may outlive its request.
+    type StoreCall: Future<Output = Result<Counts, StoreError>> + Unpin + 'static;
     /// Whether one request may wait for I/O started by another (a shared
     /// key set refresh). Workers forbid it: such a request is cancelled as
     /// hung, so there each request fetches for itself.
@@ -91,9 +105,23 @@ pub trait Platform: Clone + Unpin {
     fn spawn_key_refresh(&self, refresh: KeyRefresh) -> Option<KeyRefresh> {
         Some(refresh)
     }
-    /// A platform rate limiter (the Workers binding), or `None` to use the
-    /// configured in-process one.
-    fn rate_limit(&self, key: &str) -> impl Future<Output = Option<RateDecision>>;
+    /// A platform rate limiter (the Workers binding), or `None` when there is
+    /// none: `RATE_LIMIT_PER_MINUTE` then counts in `LIMITS_STORE`.
+    fn rate_limit(&self, _key: &str) -> impl Future<Output = Option<RateDecision>> {
+        std::future::ready(None)
+    }
+    /// Whether this platform reaches `store` (memory: every platform).
+    fn reaches_store(&self, store: &LimitsStore) -> bool {
+        *store == LimitsStore::Memory
+    }
+    /// Sends `call` to the shared limits store this platform was set up
+    /// with; asked only when [`Platform::reaches_store`] said yes to a store
+    /// other than memory. The driver gives it `LIMITS_STORE_TIMEOUT_MS`.
+    fn limits_store(&self, call: StoreCall) -> Self::StoreCall;
+    /// Runs `charge` after its request is gone (the client left): natively a
+    /// task, on Workers `waitUntil`. Gives up at the monotonic
+    /// `deadline_ms`; writes `failure_line` if it fails or gives up.
+    fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure_line: String);
     /// Writes one structured log line.
     fn log(&self, line: &str);
 }

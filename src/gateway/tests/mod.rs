@@ -48,7 +48,7 @@ fn ctx(head: &http::request::Parts) -> RequestContext {
 /// for `Answered`.
 fn filter(g: &Gateway, h: &http::request::Parts) -> Result<Option<u16>, GatewayError> {
     g.request_filter(h, &mut ctx(h)).map(|route| match route {
-        Route::Invoke => None,
+        Route::Invoke | Route::Usage => None,
         Route::Answered(answer) => Some(answer.status().as_u16()),
     })
 }
@@ -56,7 +56,7 @@ fn filter(g: &Gateway, h: &http::request::Parts) -> Result<Option<u16>, GatewayE
 fn answer(route: Route) -> Response<Bytes> {
     match route {
         Route::Answered(answer) => answer,
-        Route::Invoke => panic!("not answered"),
+        Route::Invoke | Route::Usage => panic!("not answered"),
     }
 }
 

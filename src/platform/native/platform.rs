@@ -12,7 +12,7 @@ use futures::{Stream, TryStreamExt};
 
 use crate::auth::ISSUER_FETCH_TIMEOUT_MS;
 use crate::gateway::driver::{self, FetchError, IssuerAnswer, KeyRefresh, Platform};
-use crate::gateway::rate_limit::RateDecision;
+use crate::gateway::limits::{Counts, StoreCall, StoreError};
 
 /// Where log lines go: stderr by default, a collector in tests.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -66,10 +66,12 @@ pub(super) fn now_ms() -> u64 {
 }
 
 pub type OriginBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+pub type StoreAnswer = Pin<Box<dyn Future<Output = Result<Counts, StoreError>> + Send>>;
 
 impl Platform for NativePlatform {
     type OriginBody = OriginBody;
     type Sleep = Pin<Box<tokio::time::Sleep>>;
+    type StoreCall = StoreAnswer;
 
     fn now_ms(&self) -> u64 {
         now_ms()
@@ -144,8 +146,20 @@ impl Platform for NativePlatform {
         None
     }
 
-    async fn rate_limit(&self, _key: &str) -> Option<RateDecision> {
-        None
+    fn limits_store(&self, _call: StoreCall) -> Self::StoreCall {
+        Box::pin(std::future::ready(Err(StoreError::Failed(
+            "no shared limits store".into(),
+        ))))
+    }
+
+    fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure_line: String) {
+        let platform = self.clone();
+        tokio::spawn(async move {
+            let wait = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+            if !matches!(tokio::time::timeout(wait, charge).await, Ok(Ok(_))) {
+                platform.log(&failure_line);
+            }
+        });
     }
 
     fn log(&self, line: &str) {

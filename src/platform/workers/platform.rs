@@ -15,8 +15,8 @@ use super::crypto;
 use super::headers::{to_header_map, to_headers};
 use super::timer::Timer;
 use crate::auth::SignatureCheck;
-use crate::gateway::driver::{FetchError, IssuerAnswer, Platform};
-use crate::gateway::rate_limit::RateDecision;
+use crate::gateway::driver::{FetchError, IssuerAnswer, Platform, RateDecision};
+use crate::gateway::limits::{Counts, StoreCall, StoreError};
 
 const RATE_LIMITER_BINDING: &str = "RATE_LIMITER";
 
@@ -27,6 +27,7 @@ pub(super) struct WorkersPlatform {
 }
 
 type WorkersBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>>>>;
+type StoreAnswer = Pin<Box<dyn std::future::Future<Output = Result<Counts, StoreError>>>>;
 
 pub(super) fn now_millis() -> u64 {
     Date::now().as_millis()
@@ -35,6 +36,7 @@ pub(super) fn now_millis() -> u64 {
 impl Platform for WorkersPlatform {
     type OriginBody = WorkersBody;
     type Sleep = Timer;
+    type StoreCall = StoreAnswer;
     const SHARES_IO_ACROSS_REQUESTS: bool = false;
     const VERIFIES_RSA: bool = true;
 
@@ -110,6 +112,16 @@ impl Platform for WorkersPlatform {
             // Fail open: an outage of the limiter must not take the gateway down.
             Err(_) => Some(RateDecision::Allowed),
         }
+    }
+
+    fn limits_store(&self, _call: StoreCall) -> StoreAnswer {
+        Box::pin(std::future::ready(Err(StoreError::Failed(
+            "no shared limits store".into(),
+        ))))
+    }
+
+    fn detach(&self, _charge: StoreAnswer, _deadline_ms: u64, failure_line: String) {
+        self.log(&failure_line);
     }
 
     fn log(&self, line: &str) {
