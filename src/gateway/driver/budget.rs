@@ -54,19 +54,12 @@ impl Budget {
 
     /// `RateLimit-Policy`, for every answer of a limited route.
     pub(super) fn policy_field(&self) -> HeaderValue {
-        self.policy(0, false)
-            .expect("a budget has a limit")
-            .policy_field()
+        self.policy(0).policy_field()
     }
 
-    /// The limits at `now` (Unix seconds); without the request limit when
-    /// the platform's own limiter counted it in place of the memory store.
-    fn policy(&self, now: u64, platform_counted_requests: bool) -> Option<Policy> {
-        let mut policy = Policy::at(&self.config, now)?;
-        if platform_counted_requests && self.memory.is_some() {
-            policy.requests = None;
-        }
-        (policy.tokens.is_some() || policy.requests.is_some()).then_some(policy)
+    /// The limits at `now` (Unix seconds).
+    fn policy(&self, now: u64) -> Policy {
+        Policy::at(&self.config, now).expect("a budget has a limit")
     }
 
     /// Phase 2, after authentication: counts the request, or refuses it with
@@ -77,12 +70,9 @@ impl Budget {
         &self,
         platform: &P,
         ctx: &mut RequestContext,
-        platform_counted_requests: bool,
     ) -> Result<Option<ChargePlan>, GatewayError> {
         let now = unix_seconds(platform.now());
-        let Some(policy) = self.policy(now, platform_counted_requests) else {
-            return Ok(None);
-        };
+        let policy = self.policy(now);
         let subject = ctx.subject.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
         ctx.limit_fields = Some(LimitFields {
             policy: policy.policy_field(),
@@ -115,7 +105,7 @@ impl Budget {
         ctx: &mut RequestContext,
     ) -> Result<Response<Bytes>, GatewayError> {
         let now = unix_seconds(platform.now());
-        let policy = self.policy(now, false).expect("a budget has a limit");
+        let policy = self.policy(now);
         let subject = ctx.subject.clone().unwrap_or_else(|| ANONYMOUS.to_owned());
         let counts = match self.call(platform, policy.read_call(&subject), now).await {
             Ok(counts) => counts,

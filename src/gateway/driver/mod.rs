@@ -179,13 +179,9 @@ async fn invoke<P: Platform, B: RequestBody>(
             ))),
         };
     }
-    let platform_counted_requests = rate_limit(platform, ctx).await?;
+    rate_limit(platform, ctx).await?;
     let charge = match &shared.budget {
-        Some(budget) => {
-            budget
-                .admit(platform, ctx, platform_counted_requests)
-                .await?
-        }
+        Some(budget) => budget.admit(platform, ctx).await?,
         None => None,
     };
 
@@ -222,13 +218,12 @@ async fn invoke<P: Platform, B: RequestBody>(
     Ok(Invoked::Stream(Box::new(start), origin_body, charge))
 }
 
-/// The platform's own rate limiter (the Workers binding), if it has one;
-/// whether it counted the request.
-async fn rate_limit<P: Platform>(platform: &P, ctx: &RequestContext) -> Result<bool, GatewayError> {
+/// The platform's own rate limiter (the Workers binding), if it has one: a
+/// per-location abuse limit, apart from `RATE_LIMIT_PER_MINUTE`.
+async fn rate_limit<P: Platform>(platform: &P, ctx: &RequestContext) -> Result<(), GatewayError> {
     let key = ctx.subject.as_deref().unwrap_or(ANONYMOUS);
     match platform.rate_limit(key).await {
-        None => Ok(false),
-        Some(RateDecision::Allowed) => Ok(true),
+        None | Some(RateDecision::Allowed) => Ok(()),
         Some(RateDecision::Limited {
             retry_after_seconds,
         }) => Err(GatewayError::new(Code::RateLimited).with_header(

@@ -106,7 +106,7 @@ pub trait Platform: Clone + Unpin {
         Some(refresh)
     }
     /// A platform rate limiter (the Workers binding), or `None` when there is
-    /// none: `RATE_LIMIT_PER_MINUTE` then counts in `LIMITS_STORE`.
+    /// none; apart from `RATE_LIMIT_PER_MINUTE`, which counts in `LIMITS_STORE`.
     fn rate_limit(&self, _key: &str) -> impl Future<Output = Option<RateDecision>> {
         std::future::ready(None)
     }
