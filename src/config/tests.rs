@@ -249,3 +249,49 @@ fn dev_token_url_is_only_the_trusted_issuer_on_this_machine() {
     vars.push(("DEV_TOKEN_URL", "http://127.0.0.1:4321/token"));
     assert_eq!(config(&vars).unwrap_err().variable, "DEV_TOKEN_URL");
 }
+
+#[test]
+fn limits_default_to_memory_and_name_the_variable_when_wrong() {
+    let c = config(&base()).unwrap();
+    assert_eq!(c.limits, LimitsConfig::default());
+    assert!(!c.limits.any());
+
+    let mut vars = base();
+    vars.extend([("TOKEN_BUDGET", "5000"), ("LIMITS_STORE_FAILURE", "deny")]);
+    let c = config(&vars).unwrap();
+    assert_eq!(c.limits.token_budget, Some(5000));
+    assert_eq!(c.limits.token_window_seconds, 86_400);
+    assert!(c.limits.deny_when_unavailable && c.limits.any());
+
+    let error = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = base();
+        vars.extend_from_slice(extra);
+        config(&vars).unwrap_err().to_string()
+    };
+    assert!(error(&[("LIMITS_STORE", "redis")]).contains("REDIS_URL"));
+    assert!(error(&[("LIMITS_STORE", "redis"), ("REDIS_URL", "http://h:1")]).contains("REDIS_URL"));
+    assert!(error(&[("LIMITS_STORE", "etcd")]).contains("LIMITS_STORE"));
+    assert!(error(&[("TOKEN_BUDGET", "0")]).contains("TOKEN_BUDGET"));
+    assert!(error(&[("LIMITS_STORE_TIMEOUT_MS", "0")]).contains("LIMITS_STORE_TIMEOUT_MS"));
+}
+
+#[test]
+fn the_redis_password_is_a_secret_of_its_own() {
+    let mut vars = base();
+    vars.extend([
+        ("LIMITS_STORE", "redis"),
+        (
+            "REDIS_URL",
+            "rediss://edge:s3cret-pw@cache.example.com:6380/2",
+        ),
+    ]);
+    let c = config(&vars).unwrap();
+    let secrets: Vec<&str> = c.sensitive_values.iter().map(Secret::expose).collect();
+    assert!(secrets.contains(&"s3cret-pw"), "{secrets:?}");
+    assert!(!format!("{c:?}").contains("s3cret-pw"));
+    assert_eq!(
+        redis_password("redis://:only-pw@h:1"),
+        Some("only-pw".into())
+    );
+    assert_eq!(redis_password("redis://h:1"), None);
+}

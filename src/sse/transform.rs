@@ -501,6 +501,77 @@ mod tests {
     use super::*;
     use crate::sse::test_support::*;
 
+    /// Original mode's meter counts what transformed mode counts, in every
+    /// dialect, whatever the chunking, without changing a byte it relays.
+    #[test]
+    fn original_mode_is_metered_as_transformed() {
+        let corpora = [
+            (include_str!("../../tests/data/sse/strands-seed.sse"), None),
+            (
+                include_str!("../../tests/data/sse/anthropic-messages.sse"),
+                None,
+            ),
+            (include_str!("../../tests/data/sse/openai-chunks.sse"), None),
+            (SEED_002_STREAM, Some(38)),
+        ];
+        for (stream, expected) in corpora {
+            let metered = |mode, chunk: usize| {
+                let mut t = Transformer::new(
+                    TransformerOptions {
+                        mode,
+                        body_kind: OriginBodyKind::EventStream,
+                        max_event_bytes: 1 << 20,
+                        keepalive_ms: None,
+                        session_id: SESSION.into(),
+                        meter: true,
+                    },
+                    0,
+                );
+                let mut out = Vec::new();
+                for piece in stream.as_bytes().chunks(chunk) {
+                    out.extend_from_slice(&t.push(Bytes::copy_from_slice(piece), 0));
+                }
+                out.extend_from_slice(&t.finish(None));
+                (t.tokens(), t.text_bytes(), out)
+            };
+            let (tokens, text_bytes, _) = metered(ResponseMode::Transformed, stream.len());
+            assert!(tokens.is_some_and(|n| n > 0), "usage in {stream:.80}");
+            if expected.is_some() {
+                assert_eq!(tokens, expected);
+            }
+            for chunk in [1, 7, 4096] {
+                let (original, original_text, relayed) = metered(ResponseMode::Original, chunk);
+                assert_eq!(original, tokens, "chunks of {chunk}: {stream:.80}");
+                assert_eq!(original_text, text_bytes, "chunks of {chunk}");
+                assert_eq!(relayed, stream.as_bytes(), "relayed unchanged");
+            }
+        }
+    }
+
+    #[test]
+    fn usage_totals_in_every_dialect() {
+        use super::super::dialect::total_tokens;
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"inputTokens": 3, "outputTokens": 4, "totalTokens": 9}),
+                Some(9),
+            ),
+            (json!({"inputTokens": 3, "outputTokens": 4}), Some(7)),
+            (json!({"input_tokens": 5, "output_tokens": 6}), Some(11)),
+            (json!({"output_tokens": 6}), Some(6)),
+            (
+                json!({"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}),
+                Some(3),
+            ),
+            (json!({"prompt_tokens": 2, "completion_tokens": 1}), Some(3)),
+            (json!({"cacheReadInputTokens": 2}), None),
+        ];
+        for (usage, expected) in cases {
+            assert_eq!(total_tokens(&usage), expected, "{usage}");
+        }
+    }
+
     #[test]
     fn text_is_flushed_as_it_arrives() {
         let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);

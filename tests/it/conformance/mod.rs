@@ -66,6 +66,7 @@ pub mod worker;
 mod worker_cache;
 mod worker_config;
 
+mod budget;
 mod contract;
 mod cors;
 mod early_errors;
