@@ -1,8 +1,9 @@
 //! Transformer throughput over a recorded-style 10 MB Strands stream, fed in
 //! chunks of 1 to 16 KiB, in MB/s: original mode, transformed mode, and a
 //! baseline of `eventsource-stream` + `serde_json::Value` extracting the
-//! same text. Targets (issue 2): transformed at least 3x the baseline and
-//! 400 MB/s; original at least 2 GB/s.
+//! same text, and original mode with the meter of `TOKEN_BUDGET` on.
+//! Targets: transformed at least 3x the baseline and 400 MB/s (issue 2);
+//! original at least 2 GB/s, metered too (issue 16).
 //!
 //! The stream starts with `tests/data/sse/strands-seed.sse` and continues
 //! with generated model calls of the same shape (`messageStart`, text
@@ -202,6 +203,11 @@ fn recorded_stream() -> (Bytes, Vec<Bytes>) {
 }
 
 fn run_transformer(mode: ResponseMode, chunks: &[Bytes]) -> usize {
+    run_metered(mode, false, chunks).0
+}
+
+/// The bytes sent, and the tokens the meter read (`TOKEN_BUDGET` on).
+fn run_metered(mode: ResponseMode, meter: bool, chunks: &[Bytes]) -> (usize, Option<u64>) {
     let mut transformer = Transformer::new(
         TransformerOptions {
             mode,
@@ -209,7 +215,7 @@ fn run_transformer(mode: ResponseMode, chunks: &[Bytes]) -> usize {
             max_event_bytes: agent_edge::config::DEFAULT_MAX_EVENT_BYTES,
             keepalive_ms: Some(15_000),
             session_id: "0b7c64d5-94a3-4a52-8e44-6a33b3d1f0a1-session".to_owned(),
-            meter: false,
+            meter,
         },
         0,
     );
@@ -217,7 +223,8 @@ fn run_transformer(mode: ResponseMode, chunks: &[Bytes]) -> usize {
     for chunk in chunks {
         sent += black_box(transformer.push(chunk.clone(), 1)).len();
     }
-    sent + transformer.finish(None).len()
+    sent += transformer.finish(None).len();
+    (sent, transformer.tokens())
 }
 
 /// What a straightforward implementation does: a `Stream` SSE parser, a
@@ -256,6 +263,14 @@ fn transform(c: &mut Criterion) {
         run_transformer(ResponseMode::Original, &chunks),
         stream.len()
     );
+    // The meter reads what transformed mode reads, and relays every byte.
+    let (relayed, metered) = run_metered(ResponseMode::Original, true, &chunks);
+    assert_eq!(relayed, stream.len());
+    assert!(metered.is_some());
+    assert_eq!(
+        metered,
+        run_metered(ResponseMode::Transformed, true, &chunks).1
+    );
 
     if std::env::var_os("TRANSFORM_BENCH_CPU").is_some() {
         cpu_time_report(&stream, &chunks);
@@ -267,6 +282,9 @@ fn transform(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("original", |b| {
         b.iter(|| run_transformer(ResponseMode::Original, &chunks))
+    });
+    group.bench_function("original_metered", |b| {
+        b.iter(|| run_metered(ResponseMode::Original, true, &chunks))
     });
     group.bench_function("transformed", |b| {
         b.iter(|| run_transformer(ResponseMode::Transformed, &chunks))
@@ -290,9 +308,12 @@ fn cpu_time_report(stream: &Bytes, chunks: &[Bytes]) {
             .collect();
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
-    let variants: [(&str, usize, &dyn Fn() -> usize); 3] = [
+    let variants: [(&str, usize, &dyn Fn() -> usize); 4] = [
         ("original", 1000, &|| {
             run_transformer(ResponseMode::Original, chunks)
+        }),
+        ("original_metered", 200, &|| {
+            run_metered(ResponseMode::Original, true, chunks).0
         }),
         ("transformed", 200, &|| {
             run_transformer(ResponseMode::Transformed, chunks)

@@ -239,6 +239,20 @@ impl Parser {
         }
     }
 
+    /// True between two events: no byte of the next one read, the BOM
+    /// window closed, no CR waiting for its LF. A caller that recognises a
+    /// whole event at this point may skip its bytes (see
+    /// `dialect::Extractor::read`): the parser's state would be the same.
+    pub fn between_events(&self) -> bool {
+        let nothing_held = self.dispatched
+            || (self.data.is_empty() && self.event_type.is_empty() && self.event_bytes == 0);
+        !self.failed
+            && self.prelude.bom_done
+            && !self.prelude.after_cr
+            && self.partial == PartialLine::None
+            && nothing_held
+    }
+
     /// The reconnection time the stream asked for with `retry`, if any.
     pub fn retry(&self) -> Option<u64> {
         self.retry

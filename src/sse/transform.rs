@@ -23,7 +23,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
-use super::dialect::{total_tokens, Extractor};
+use super::dialect::{Extractor, Read};
 use super::parser::{match_bom, BomMatch, BoundaryTracker, EventTooLarge, ParseError, Parser, BOM};
 use crate::config::ResponseMode;
 use crate::error::{error_json, Code, StreamError};
@@ -145,10 +145,12 @@ impl Meter {
         }
     }
 
-    fn push(&mut self, mut input: &[u8]) {
-        // An event over the limit: the tracker cuts the stream there too.
-        while let Ok(Some(event)) = self.parser.next_event(&mut input) {
-            self.extract.on_event(event.event, event.data);
+    fn push(&mut self, input: &[u8]) {
+        // After OpenAI's `[DONE]` transformed mode reads nothing more: nor
+        // does the meter. An event over the limit: the tracker cuts the
+        // stream there too.
+        if !self.extract.done {
+            self.extract.read(&mut self.parser, input);
         }
     }
 }
@@ -330,10 +332,11 @@ impl Transformer {
         self.extractor()?.metadata.as_ref()?.get("usage")
     }
 
-    /// The tokens the origin's usage counts so far ([`total_tokens`]);
+    /// The tokens the origin's usage counts so far (`totalTokens`, else
+    /// input plus output, in any dialect);
     /// `None` until it sent some.
     pub fn tokens(&self) -> Option<u64> {
-        self.usage().and_then(total_tokens)
+        self.extractor()?.tokens()
     }
 
     /// Bytes of answer text so far (a JSON body's bytes in original mode);
@@ -430,20 +433,12 @@ impl OriginalSse {
 
 impl Text {
     fn push_events(&mut self, parser: &mut Parser, chunk: &[u8], limit: usize) -> Pushed {
-        let mut input = chunk;
-        loop {
-            match parser.next_event(&mut input) {
-                Ok(Some(event)) => {
-                    self.extract.on_event(event.event, event.data);
-                    if self.extract.done {
-                        return Pushed::Ended(self.trailer());
-                    }
-                }
-                Ok(None) => return Pushed::Out(self.extract.out.split().freeze()),
-                Err(_) => {
-                    self.extract.record_error(Some(event_too_large(limit)));
-                    return Pushed::Cut(self.trailer());
-                }
+        match self.extract.read(parser, chunk) {
+            Read::Consumed => Pushed::Out(self.extract.out.split().freeze()),
+            Read::Done => Pushed::Ended(self.trailer()),
+            Read::TooLarge => {
+                self.extract.record_error(Some(event_too_large(limit)));
+                Pushed::Cut(self.trailer())
             }
         }
     }
@@ -546,6 +541,28 @@ mod tests {
                 assert_eq!(relayed, stream.as_bytes(), "relayed unchanged");
             }
         }
+    }
+
+    #[test]
+    fn the_meter_stops_where_transformed_mode_stops() {
+        let stream = sse(&[
+            r#"{"choices":[{"delta":{"content":"hi"}}]}"#,
+            "[DONE]",
+            r#"{"usage":{"total_tokens":7}}"#,
+        ]);
+        let mut t = Transformer::new(
+            TransformerOptions {
+                mode: ResponseMode::Original,
+                body_kind: OriginBodyKind::EventStream,
+                max_event_bytes: 1 << 20,
+                keepalive_ms: None,
+                session_id: SESSION.into(),
+                meter: true,
+            },
+            0,
+        );
+        t.push(Bytes::from(stream), 0);
+        assert_eq!((t.tokens(), t.text_bytes()), (None, 2));
     }
 
     #[test]

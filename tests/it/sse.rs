@@ -149,6 +149,16 @@ fn token() -> impl Strategy<Value = &'static str> {
         r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#,
         r#"{"choices":[{"delta":{"content":"o"}}]}"#,
         "[DONE]",
+        // Whole events as AgentCore frames them: the meter's fast path.
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" plain\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \" caf\u{e9} \\\"q\\\" \\n\\u00e9\\ud83d\\ude00\\/\"}, \"contentBlockIndex\": 12}}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"text\": \"lone \\ud800\"}, \"contentBlockIndex\": 0}}}\n\n",
+        "data: {\"event\": {\"messageStart\": {\"role\": \"assistant\"}}}\n\n",
+        "data: {\"event\": {\"messageStop\": {\"stopReason\": \"end_turn\"}}, \"usage\": {\"totalTokens\": 5}}\n\n",
+        "data: {\"event\": {\"contentBlockDelta\": {\"delta\": {\"toolUse\": {\"input\": \"{}\"}}, \"contentBlockIndex\": 1}}}\n\n",
+        "data: {\"event\": {\"metadata\": {\"usage\": {\"inputTokens\": 3, \"outputTokens\": 4}}}}\n\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+        "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n",
     ])
 }
 
@@ -254,6 +264,29 @@ proptest! {
         let chunks = cut(&body, cuts);
         prop_assert_eq!(parse_chunks(chunks.iter().copied()), parse_chunks([&body[..]]));
         prop_assert_eq!(transform_chunks(chunks), transform_chunks([&body[..]]));
+    }
+
+    /// Original mode's meter (`TOKEN_BUDGET`) counts the tokens and text
+    /// bytes transformed mode counts, whatever the chunking.
+    #[test]
+    fn the_meter_counts_what_transformed_mode_counts(
+        body in stream(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let metered = |mode| {
+            let mut t = Transformer::new(TransformerOptions { meter: true, ..options(mode, 1 << 20) }, 0);
+            let mut out = Vec::new();
+            for chunk in cut(&body, cuts.clone()) {
+                out.extend_from_slice(&t.push(Bytes::copy_from_slice(chunk), 1));
+            }
+            out.extend_from_slice(&t.finish(None));
+            (t.tokens(), t.text_bytes(), out)
+        };
+        let (tokens, text_bytes, relayed) = metered(ResponseMode::Original);
+        prop_assert_eq!(relayed, body.clone());
+        let (expected_tokens, expected_text, _) = metered(ResponseMode::Transformed);
+        prop_assert_eq!(tokens, expected_tokens);
+        prop_assert_eq!(text_bytes, expected_text);
     }
 
     #[test]
