@@ -1,8 +1,9 @@
 // Drives the chat page in Chromium (Debian's /usr/bin/chromium, through
 // playwright-core) against one running gateway, as a user would: sign-in,
 // prompts sent with Enter, answers read while they stream, Stop, a new
-// conversation, raw events, an error mid-stream, the rate limit, and a page
-// on another origin calling the gateway through CORS. Run by
+// conversation, raw events, an error mid-stream, the rate limit, no budget
+// line without a token budget, and a page on another origin calling the
+// gateway through CORS. Run by
 // tests/it/browser.rs, which starts the servers and checks the demo agent's
 // side.
 //
@@ -15,7 +16,17 @@
 // Output: one JSON object per line on stdout ({"event": ...}); any failed
 // check throws, and the process exits 1 with the reason on stderr.
 
-import { check, emit, env, runInChromium } from "./harness.mjs";
+import {
+  agentTurns,
+  ask,
+  check,
+  describeTurn,
+  emit,
+  env,
+  runInChromium,
+  TURN_TIMEOUT,
+  watchNewestAnswer,
+} from "./harness.mjs";
 
 const gateway = env("GATEWAY_URL");
 const crossOrigin = env("CROSS_ORIGIN_URL");
@@ -25,69 +36,6 @@ const signIn = env("SIGN_IN");
 const target = env("TARGET");
 const screenshot = env("SCREENSHOT");
 const userDataDir = env("USER_DATA_DIR");
-
-const TURN_TIMEOUT = 20000;
-
-// Every change to the newest answer, with its time: how the text grew.
-function watchNewestAnswer() {
-  window.__samples = [];
-  const start = performance.now();
-  const record = () => {
-    const turns = document.querySelectorAll("#conversation li.agent");
-    const turn = turns[turns.length - 1];
-    if (turn) {
-      window.__samples.push({
-        t: performance.now() - start,
-        state: turn.dataset.state,
-        text: turn.querySelector(".text").textContent,
-      });
-    }
-  };
-  window.__observer?.disconnect();
-  window.__observer = new MutationObserver(record);
-  window.__observer.observe(document.getElementById("conversation"), {
-    subtree: true,
-    childList: true,
-    characterData: true,
-    attributes: true,
-  });
-}
-
-async function agentTurns(page) {
-  return page.locator("#conversation li.agent").count();
-}
-
-// Types `text` into the message box and presses Enter; waits for the new
-// answer to leave the "streaming" state; returns what it shows.
-async function ask(page, text, { raw = false } = {}) {
-  const before = await agentTurns(page);
-  await page.evaluate(watchNewestAnswer);
-  if ((await page.isChecked("#raw")) !== raw) {
-    await page.click("#raw");
-  }
-  await page.fill("#prompt", text);
-  await page.press("#prompt", "Enter");
-  const turn = page.locator("#conversation li.agent").nth(before);
-  await turn.waitFor();
-  await page.waitForFunction(
-    (index) => document.querySelectorAll("#conversation li.agent")[index]?.dataset.state !== "streaming",
-    before,
-    { timeout: TURN_TIMEOUT },
-  );
-  return describeTurn(page, before);
-}
-
-async function describeTurn(page, index) {
-  const turn = page.locator("#conversation li.agent").nth(index);
-  return {
-    state: await turn.getAttribute("data-state"),
-    session: await turn.getAttribute("data-session"),
-    text: await turn.locator(".text").textContent(),
-    status: await turn.locator(".status").textContent(),
-    errors: await turn.locator(".error").allTextContents(),
-    samples: await page.evaluate(() => window.__samples),
-  };
-}
 
 // The text values an answer showed while it streamed, in order.
 function growth(samples) {
@@ -112,7 +60,11 @@ async function run(browser) {
     }
   });
   const invocations = [];
+  const usages = [];
   page.on("response", async (response) => {
+    if (new URL(response.url()).pathname === "/usage") {
+      usages.push({ status: response.status(), body: await response.text().catch(() => "") });
+    }
     if (new URL(response.url()).pathname === "/invocations") {
       const request = await response.request().allHeaders();
       invocations.push({
@@ -247,6 +199,14 @@ async function run(browser) {
     }
   }
   emit("encodings", { accept_encoding: invocations[0].acceptEncoding });
+
+  // No token budget here (a request limit only): the page asked /usage
+  // after its answers and shows no budget line.
+  const counted = usages.filter((u) => u.status === 200);
+  check(counted.length >= 5, `/usage answers: ${JSON.stringify(usages)}`);
+  check(counted.every((u) => !("tokens" in JSON.parse(u.body))), `/usage: ${JSON.stringify(counted)}`);
+  check(await page.isHidden("#budget"), `a budget line: ${await page.textContent("#budget")}`);
+  emit("no_budget_line", { usage: JSON.parse(counted[0].body) });
 
   // Phone width: nothing wider than the screen.
   await page.setViewportSize({ width: 360, height: 700 });

@@ -19,6 +19,11 @@
 //! `AUTH=none` gateway every request it can send without a CORS preflight,
 //! each refused with 415 before the agent is called, and pages reached
 //! through DNS rebinding get 421 from the gateway and the development issuer.
+//!
+//! `chat_page_shows_the_token_budget_in_chromium` (issue 16) runs
+//! `tests/browser/budget.mjs` against a native gateway with a small
+//! `TOKEN_BUDGET`: the page's budget line after each answer, then the
+//! exhausted message with the reset time.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -589,4 +594,118 @@ async fn serve_attacker(listener: TcpListener, report: Report) {
         }
     });
     serve_pages(listener, answer).await
+}
+
+/// `TOKEN_BUDGET` of the budget test: spent by the third answer of
+/// `tests/browser/budget.mjs` (405, 805 and 1205 tokens).
+const BUDGET: u64 = 2000;
+
+/// Issue 16: the chat page's token budget line, in Chromium
+/// (`tests/browser/budget.mjs`), on a native gateway with a small
+/// `TOKEN_BUDGET` (a daily window, the memory store). The script checks what
+/// the page shows: the whole budget after sign-in, the budget less each
+/// answer's tokens (the demo agent's usage, as the page's status shows it,
+/// and as `/usage` counts them), then "spent" and, for one more prompt, the
+/// exhausted message with the reset time (00:00 UTC), and a `Retry-After`
+/// to that time. This side checks the gateway charged what the page showed
+/// and that the refused prompt never reached the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_page_shows_the_token_budget_in_chromium() {
+    // A daily window: a run across midnight UTC would start a new one.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let to_midnight = Duration::from_secs(86_400 - now % 86_400);
+    if to_midnight < SCRIPT_TIMEOUT {
+        tokio::time::sleep(to_midnight + Duration::from_secs(1)).await;
+    }
+    let servers = Servers::start(Vec::new()).await;
+    let mut vars = servers.vars();
+    vars.push(("TOKEN_BUDGET".to_owned(), BUDGET.to_string()));
+    let config =
+        Config::from_lookup(|name| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .expect("a valid configuration");
+    let logs = LogBuffer::default();
+    let sink = logs.clone();
+    let gateway = native::spawn(
+        config,
+        bind().await,
+        Arc::new(move |line: &str| sink.push(line.to_owned())),
+    )
+    .await
+    .expect("native gateway");
+    let out = repository().join("target").join("browser");
+    std::fs::create_dir_all(&out).expect("target/browser");
+    let screenshot = out.join("chat-budget.png");
+    let events = tokio::task::block_in_place(|| {
+        run_node(
+            "budget.mjs",
+            "budget",
+            vec![
+                ("GATEWAY_URL", gateway.url()),
+                ("TOKEN", servers.token("browser-budget")),
+                ("BUDGET", BUDGET.to_string()),
+                ("SCREENSHOT", screenshot.display().to_string()),
+            ],
+        )
+    });
+    assert!(screenshot.exists(), "[budget] no screenshot");
+
+    // The page's answers, in order, with the tokens their usage showed.
+    let shown: Vec<u64> = events
+        .iter()
+        .filter(|e| e.value["event"] == "answer")
+        .map(|e| e.value["total"].as_u64().expect("a token count"))
+        .collect();
+    let exhausted = &event(&events, "exhausted").value;
+    assert!(
+        shown.len() >= 2 && shown.iter().sum::<u64>() >= BUDGET,
+        "answers: {shown:?}"
+    );
+    assert_eq!(exhausted["spent"], shown.iter().sum::<u64>());
+
+    // The gateway charged each answer what the page showed, from the
+    // origin's usage; then refused one prompt with 429.
+    let lines: Vec<Value> = logs
+        .lines()
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .filter(|line: &Value| line["method"] == "POST" && line["path"] == "/invocations")
+        .collect();
+    let charged: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["status"] == 200)
+        .map(|l| {
+            assert!(l.get("usage_estimated").is_none(), "an estimate: {l}");
+            l["tokens_charged"].as_u64().expect("tokens_charged")
+        })
+        .collect();
+    assert_eq!(charged, shown, "log lines: {lines:#?}");
+    let refused: Vec<&Value> = lines.iter().filter(|l| l["status"] != 200).collect();
+    assert!(
+        matches!(refused[..], [line] if line["status"] == 429 && line["error"] == "token_budget_exhausted"),
+        "refused: {refused:#?}"
+    );
+    // The refused prompt never reached the agent.
+    let prompts: Vec<Value> = servers
+        .demo
+        .requests()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).expect("a JSON payload")["prompt"].clone()
+        })
+        .collect();
+    assert_eq!(prompts.len(), shown.len(), "the demo agent got {prompts:?}");
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p.as_str().is_some_and(|p| p.starts_with("/events "))),
+        "the demo agent got {prompts:?}"
+    );
+    eprintln!(
+        "[budget] {} answers of {shown:?} tokens spent {BUDGET}; then: {}",
+        shown.len(),
+        exhausted["error"]
+    );
 }

@@ -2,6 +2,8 @@
 // the answer as it streams. Transformed mode by default (plain text, then a
 // trailer after the last "\n----------\n" with usage and the session id);
 // the "raw events" toggle asks for original mode and shows the SSE as is.
+// With a token budget (TOKEN_BUDGET), a line above the message box tells the
+// tokens left, from GET /usage after each answer.
 "use strict";
 
 const SEPARATOR = "\n----------\n";
@@ -20,6 +22,7 @@ const prompt = $("prompt");
 const sendButton = $("send");
 const stopButton = $("stop");
 const raw = $("raw");
+const budget = $("budget");
 
 let sessionId = null;
 let controller = null;
@@ -30,6 +33,10 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
+function authorization() {
+  return auth === "jwt" && token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
 function setToken(value) {
   if (value) {
     sessionStorage.setItem(TOKEN_KEY, value);
@@ -37,6 +44,7 @@ function setToken(value) {
     sessionStorage.removeItem(TOKEN_KEY);
   }
   showSignInState();
+  refreshBudget();
 }
 
 function showSignInState(message) {
@@ -80,6 +88,56 @@ function setUpSignIn() {
       }
     });
   }
+}
+
+// --- token budget ------------------------------------------------------------
+
+// "00:00 UTC": UTC, so that it reads the same as the gateway's windows; the
+// date only when the reset is more than a day away, the seconds only when
+// the window does not end on a whole minute.
+function resetTime(date) {
+  const iso = date.toISOString();
+  const time = iso.slice(11, iso.slice(17, 19) === "00" ? 16 : 19);
+  return date - Date.now() > 86400000 ? `${iso.slice(0, 10)} ${time} UTC` : `${time} UTC`;
+}
+
+// The `tokens` member of GET /usage, or null: no token limit configured, not
+// signed in, or no usable answer.
+async function usageTokens() {
+  if (auth === "jwt" && !token()) {
+    return null;
+  }
+  try {
+    const response = await fetch("/usage", { headers: authorization(), cache: "no-store" });
+    const tokens = response.ok ? (await response.json()).tokens : null;
+    const usable =
+      tokens &&
+      Number.isFinite(tokens.remaining) &&
+      Number.isFinite(tokens.limit) &&
+      !Number.isNaN(Date.parse(tokens.resetsAt));
+    return usable ? tokens : null;
+  } catch (_) {
+    return null; // Unreachable, or not JSON.
+  }
+}
+
+// Shows the tokens left, or no line at all rather than a stale count.
+// Returns the `tokens` member, or null.
+let budgetCheck = 0;
+async function refreshBudget() {
+  const check = ++budgetCheck;
+  const tokens = await usageTokens();
+  // An older check that answered late must not overwrite a newer one.
+  if (check === budgetCheck) {
+    const until = tokens && resetTime(new Date(tokens.resetsAt));
+    budget.textContent = !tokens
+      ? ""
+      : tokens.remaining > 0
+        ? `${tokens.remaining.toLocaleString()} of ${tokens.limit.toLocaleString()} tokens left until ${until}`
+        : `Token budget spent until ${until}.`;
+    budget.hidden = !tokens;
+  }
+  return tokens;
 }
 
 // --- conversation ----------------------------------------------------------
@@ -245,14 +303,17 @@ function finishRaw(turn, body) {
 
 async function explainFailure(response) {
   let message = `The gateway answered ${response.status}.`;
+  let code = "";
   try {
     const body = await response.json();
     if (body && body.error && body.error.message) {
       message = body.error.message;
+      code = body.error.code;
     }
   } catch (_) {
     // Not our JSON error: keep the status.
   }
+  const wait = Number.parseInt(response.headers.get("Retry-After") || "", 10);
   if (response.status === 401) {
     if (auth === "jwt") {
       setToken("");
@@ -260,8 +321,19 @@ async function explainFailure(response) {
     }
     return "Not signed in, or the sign-in expired: sign in again.";
   }
+  if (response.status === 429 && code === "token_budget_exhausted") {
+    // /usage has the window's exact end; Retry-After, whole seconds, is the
+    // fallback.
+    const tokens = await refreshBudget();
+    const reset =
+      tokens && tokens.remaining === 0
+        ? new Date(tokens.resetsAt)
+        : Number.isFinite(wait) && new Date((Math.floor(Date.now() / 1000) + wait) * 1000);
+    return reset
+      ? `The token budget is spent: it resets at ${resetTime(reset)}.`
+      : "The token budget is spent: retry later.";
+  }
   if (response.status === 429) {
-    const wait = Number.parseInt(response.headers.get("Retry-After") || "", 10);
     return Number.isFinite(wait)
       ? `Too many requests: retry in ${wait} s.`
       : "Too many requests: retry in a moment.";
@@ -279,15 +351,14 @@ async function send(text) {
   const headers = {
     "Content-Type": "application/json",
     Accept: rawMode ? "text/event-stream" : "text/plain",
+    ...authorization(),
   };
-  if (auth === "jwt" && token()) {
-    headers.Authorization = `Bearer ${token()}`;
-  }
   const request = { prompt: text, response: rawMode ? "original" : "transformed" };
   if (sessionId) {
     request.runtimeSessionId = sessionId;
   }
   let body = "";
+  let answered = false;
   try {
     const response = await fetch("/invocations", {
       method: "POST",
@@ -304,6 +375,7 @@ async function send(text) {
       showNotice(why);
       return;
     }
+    answered = true;
     if (rawMode) {
       sessionId = response.headers.get(SESSION_HEADER) || sessionId;
     }
@@ -341,6 +413,11 @@ async function send(text) {
   } finally {
     controller = null;
     setBusy(false);
+    // The gateway charges an answer before its body ends, so /usage now
+    // counts it (a stopped one, as soon as the gateway saw the client leave).
+    if (answered) {
+      refreshBudget();
+    }
   }
 }
 
@@ -378,4 +455,5 @@ $("new-conversation").addEventListener("click", () => {
 });
 
 setUpSignIn();
+refreshBudget();
 prompt.focus();
