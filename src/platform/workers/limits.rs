@@ -8,10 +8,11 @@
 //! table `counters(key, count, expires_at)` and answers [`Counts`] as JSON
 //! (400 for a body that is not a call, 500 when its storage fails).
 //!
-//! Atomic without a transaction: `sql.exec` is synchronous, and an object
-//! runs one event at a time between awaits, so a call's reads and writes
-//! (after its body is read, before its answer) are never interleaved with
-//! another's. Expiry uses the object's clock (`Date.now()`): a row past its
+//! Atomic without a transaction: `sql.exec` is synchronous and a call runs
+//! [`limits::apply`] without awaiting (after its body is read, before its
+//! answer), so no other call to the object, from any isolate, runs between
+//! its reads and writes, and the runtime commits those writes together.
+//! Expiry uses the object's clock (`Date.now()`): a row past its
 //! `expires_at` (its window's end plus [`limits::KEPT_PAST_END_SECONDS`])
 //! counts as 0 and is deleted by the next writing call, through an index, so
 //! an active subject's object holds only its live windows (a few dozen rows
@@ -46,7 +47,7 @@ const SCHEMA: [&str; 2] = [
 ];
 
 /// Sends `call` to its subject's object and reads the counts it answers.
-pub(super) async fn ask(env: &worker::Env, call: &StoreCall) -> Result<Counts, StoreError> {
+pub(super) async fn ask(env: &Env, call: &StoreCall) -> Result<Counts, StoreError> {
     let namespace = env
         .durable_object(BINDING)
         .map_err(|e| failed("no LIMITS binding", e))?;

@@ -18,13 +18,17 @@
 //! Left out with `AGENT_EDGE_SKIP_WORKER=1`. The demo origin and the issuer
 //! are this test's own, so it needs none of the shared stack.
 //!
+//! A second test sends the object what the gateway never would, through
+//! Miniflare (`tests/workers/limits_object.mjs`): it answers 400, never
+//! panics, and caps counts where JavaScript numbers stop being exact.
+//!
 //! Limits: `docs/interface.md`, "Token budgets and request limits".
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings};
-use agent_edge::gateway::limits::{rfc3339, Window};
+use agent_edge::gateway::limits::{rfc3339, Bounded, Counts, StoreCall, Window};
 use serde_json::{json, Value};
 
 use super::child::{self, Own};
@@ -314,4 +318,120 @@ async fn concurrent_charges_add_up(t: &Target, token: &str, window: Window) -> u
     let used = admitted * 4;
     assert_tokens_used(t, token, used, window).await;
     used
+}
+
+/// Bodies that are not calls answer 400; calls answer the counts of
+/// `limits::apply`, a count capped at 2^53 - 1. On the bundle that
+/// `wrangler dev` runs, built first if needed.
+#[tokio::test]
+async fn the_limits_object_answers_400_to_what_is_not_a_call() {
+    if TargetKind::Worker.left_out("worker_limits_object") {
+        return;
+    }
+    let malformed = [
+        "",
+        "not json",
+        "[]",
+        r#"{"op":"charge"}"#,
+        r#"{"op":"drop","subject":"s"}"#,
+        r#"{"op":"charge","subject":"s","window":{"start":-1,"seconds":60},"tokens":1}"#,
+        r#"{"op":"charge","subject":"s","window":{"start":0,"seconds":60},"tokens":1e999}"#,
+    ];
+    let window = Window::containing(unix_now(), 60);
+    let subject = "s".to_owned();
+    let bounded = Some(Bounded { window, limit: 10 });
+    let calls = [
+        StoreCall::Admit {
+            subject: subject.clone(),
+            tokens: bounded,
+            requests: bounded,
+        },
+        StoreCall::Charge {
+            subject: subject.clone(),
+            window,
+            tokens: 7,
+        },
+        StoreCall::Charge {
+            subject: subject.clone(),
+            window,
+            tokens: u64::MAX,
+        },
+        StoreCall::Read {
+            subject,
+            tokens: Some(window),
+            requests: Some(window),
+        },
+    ];
+    let max = (1u64 << 53) - 1;
+    let expected = [
+        (0, 1, true),
+        (7, 0, false),
+        (max, 0, false),
+        (max, 1, false),
+    ];
+    let mut bodies: Vec<String> = malformed.iter().map(|b| (*b).to_owned()).collect();
+    bodies.extend(calls.iter().map(|c| serde_json::to_string(c).unwrap()));
+
+    let answers = tokio::task::spawn_blocking(move || object_answers(&bodies))
+        .await
+        .expect("the script's thread");
+    let (refused, counted) = answers.split_at(malformed.len());
+    for (body, answer) in malformed.iter().zip(refused) {
+        assert_eq!(answer["status"], 400, "{body:?}: {answer}");
+    }
+    for ((call, answer), (tokens, requests, admitted)) in calls.iter().zip(counted).zip(expected) {
+        assert_eq!(answer["status"], 200, "{call:?}: {answer}");
+        let counts: Counts = serde_json::from_str(answer["body"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{call:?}: {e}: {answer}"));
+        assert_eq!(
+            counts,
+            Counts {
+                tokens,
+                requests,
+                admitted
+            },
+            "{call:?}"
+        );
+    }
+}
+
+/// Builds the bundle (`scripts/build-worker.sh` skips an up-to-date one)
+/// and runs `tests/workers/limits_object.mjs` on `bodies`: its answers.
+/// Blocking.
+fn object_answers(bodies: &[String]) -> Vec<Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new(root.join("scripts/build-worker.sh"))
+        .current_dir(root)
+        .output()
+        .expect("scripts/build-worker.sh");
+    assert!(
+        built.status.success(),
+        "scripts/build-worker.sh failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut node = Command::new("node")
+        .arg(root.join("tests/workers/limits_object.mjs"))
+        .arg(root.join("build"))
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node tests/workers/limits_object.mjs");
+    let input = serde_json::to_vec(bodies).unwrap();
+    node.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = node.wait_with_output().expect("the script's output");
+    assert!(
+        output.status.success(),
+        "tests/workers/limits_object.mjs failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not the script's JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
