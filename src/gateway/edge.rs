@@ -84,7 +84,7 @@ impl Edge {
     pub fn new<P: Platform>(mut config: Config, platform: &P) -> Edge {
         if !platform.reaches_store(&config.limits.store) {
             let message = LIMITS_STORE
-                .error("names a store this platform cannot reach: redis natively and on Lambda, durable_object on Workers, memory everywhere")
+                .error("names a store this platform cannot reach: redis natively and on Lambda, durable_object on Workers with the LIMITS binding, memory everywhere")
                 .to_string();
             return Edge::misconfigured(platform, message, config.cors);
         }

@@ -3,7 +3,9 @@
 //! back as it is produced ([`pump`]). The I/O is the Workers runtime's
 //! ([`platform`]: `Fetch`, `setTimeout` ([`timer`]), WebCrypto
 //! ([`crypto`]), the `RATE_LIMITER` binding), and the issuer's key set is
-//! shared across isolates through the Cache API ([`key_cache`]).
+//! shared across isolates through the Cache API ([`key_cache`]). With
+//! `LIMITS_STORE=durable_object`, budgets and request limits are counted in
+//! a Durable Object per subject ([`limits`]).
 //!
 //! Configuration comes from `[vars]` and secrets, read on the isolate's
 //! first request: a bad value answers 500 naming the variable.
@@ -12,6 +14,7 @@ mod convert;
 mod crypto;
 mod headers;
 mod key_cache;
+mod limits;
 mod platform;
 mod pump;
 mod timer;
@@ -39,7 +42,10 @@ thread_local! {
 #[event(fetch)]
 async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     log_panics();
-    let platform = WorkersPlatform { env };
+    let platform = WorkersPlatform {
+        env,
+        ctx: Rc::new(ctx),
+    };
     let edge = edge(&platform);
     key_cache::load(&edge).await;
     let before = key_cache::stamp(&edge);
@@ -63,9 +69,11 @@ async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<R
     if key_cache::stamp(&edge) != before {
         // After the response, off this request's path.
         let edge = edge.clone();
-        ctx.wait_until(async move { key_cache::store(&edge).await });
+        platform
+            .ctx
+            .wait_until(async move { key_cache::store(&edge).await });
     }
-    convert::to_worker_response(response, &ctx)
+    convert::to_worker_response(response, &platform.ctx)
 }
 
 /// The isolate's gateway, configured on its first request.

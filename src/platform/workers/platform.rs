@@ -1,29 +1,39 @@
 //! The Workers [`Platform`]: `Fetch` for the origin and the issuer,
 //! `setTimeout` timers, `Date.now()` as the clock (it does not advance
 //! during computation, which only makes our timings conservative),
-//! WebCrypto for RSA signatures, and the optional `RATE_LIMITER` binding.
+//! WebCrypto for RSA signatures, the optional `RATE_LIMITER` binding, and
+//! the `LIMITS` Durable Objects ([`limits`]) for `LIMITS_STORE=durable_object`.
 
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use http::StatusCode;
-use worker::{console_log, Date, Env, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    console_log, Context, Date, Env, Fetch, Headers, Method, Request, RequestInit, Response,
+};
 
 use super::crypto;
 use super::headers::{to_header_map, to_headers};
+use super::limits;
 use super::timer::Timer;
 use crate::auth::SignatureCheck;
+use crate::config::LimitsStore;
 use crate::gateway::driver::{FetchError, IssuerAnswer, Platform, RateDecision};
 use crate::gateway::limits::{Counts, StoreCall, StoreError};
 
 const RATE_LIMITER_BINDING: &str = "RATE_LIMITER";
 
-/// The Workers [`Platform`].
+/// The Workers [`Platform`], one per `fetch` event.
 #[derive(Clone)]
 pub(super) struct WorkersPlatform {
     pub(super) env: Env,
+    /// The event's context: work that outlives the answer (a charge whose
+    /// client left) goes to its `waitUntil`.
+    pub(super) ctx: Rc<Context>,
 }
 
 type WorkersBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>>>>;
@@ -114,14 +124,29 @@ impl Platform for WorkersPlatform {
         }
     }
 
-    fn limits_store(&self, _call: StoreCall) -> StoreAnswer {
-        Box::pin(std::future::ready(Err(StoreError::Failed(
-            "no shared limits store".into(),
-        ))))
+    /// Memory, and the Durable Objects when the `LIMITS` binding exists
+    /// (without it, configuration names `LIMITS_STORE` as invalid).
+    fn reaches_store(&self, store: &LimitsStore) -> bool {
+        match store {
+            LimitsStore::Memory => true,
+            LimitsStore::DurableObject => self.env.durable_object(limits::BINDING).is_ok(),
+            LimitsStore::Redis { .. } => false,
+        }
     }
 
-    fn detach(&self, _charge: StoreAnswer, _deadline_ms: u64, failure_line: String) {
-        self.log(&failure_line);
+    fn limits_store(&self, call: StoreCall) -> StoreAnswer {
+        let env = self.env.clone();
+        Box::pin(async move { limits::ask(&env, &call).await })
+    }
+
+    /// The event lives on until `charge` settles or `deadline_ms` passes.
+    fn detach(&self, charge: StoreAnswer, deadline_ms: u64, failure_line: String) {
+        let deadline = self.sleep_until(deadline_ms);
+        self.ctx.wait_until(async move {
+            if !matches!(select(charge, deadline).await, Either::Left((Ok(_), _))) {
+                console_log!("{}", failure_line);
+            }
+        });
     }
 
     fn log(&self, line: &str) {

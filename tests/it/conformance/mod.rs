@@ -35,8 +35,9 @@
 //! turns it into a test that runs it on each target at once and names the
 //! target in failures. Checks that need a configuration of their own (wrong
 //! AWS secret, unreachable origin, `AUTH=none`) start a native gateway and
-//! are named `native_*`; [`worker_config`] and [`lambda_config`] start
-//! Workers and functions of their own ([`child::own`]). The Worker target
+//! are named `native_*`; [`worker_config`], [`worker_limits`] (the
+//! Durable Object limits store) and [`lambda_config`] start Workers and
+//! functions of their own ([`child::own`]). The Worker target
 //! is left out only with `AGENT_EDGE_SKIP_WORKER=1`, the Lambda target only
 //! with `AGENT_EDGE_SKIP_LAMBDA=1` (a test of its own says so through
 //! [`stack::TargetKind::left_out`]); if one cannot start, every check fails
@@ -65,6 +66,7 @@ pub mod tokens;
 pub mod worker;
 mod worker_cache;
 mod worker_config;
+mod worker_limits;
 
 mod budget;
 mod contract;

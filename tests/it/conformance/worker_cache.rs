@@ -133,7 +133,7 @@ async fn start_and_ask(
 
 /// Stops wrangler and waits until its port is closed, so that the next
 /// instance on the same state is alone with it.
-async fn stop(worker: Own) {
+pub(super) async fn stop(worker: Own) {
     let Own { instance, target } = worker;
     tokio::task::spawn_blocking(move || drop(instance))
         .await
