@@ -65,12 +65,16 @@ impl Extractor {
     pub(super) fn read(&mut self, parser: &mut Parser, mut input: &[u8]) -> Read {
         loop {
             if parser.between_events() {
+                // An event over the limit is the parser's to refuse.
+                let limit = parser.max_event_bytes();
                 if self.count_only {
-                    let (len, text_bytes) = count_plain_events(input);
+                    let (len, text_bytes) = count_plain_events(input, limit);
                     self.text_bytes += text_bytes;
                     input = &input[len..];
                 } else {
-                    while let Some((text, len)) = strands_delta_event(input) {
+                    while let Some((text, len)) =
+                        strands_delta_event(input).filter(|&(_, len)| len <= limit)
+                    {
                         self.text(&input[text]);
                         input = &input[len..];
                     }
@@ -383,8 +387,9 @@ fn strands_delta_event(input: &[u8]) -> Option<(std::ops::Range<usize>, usize)> 
 /// line and that carry no usage, and the bytes of their text once decoded.
 /// These are Strands text deltas (escapes decoded as serde_json would) and
 /// the Strands events without text (see [`strands_without_text_or_usage`]);
-/// it stops at anything else, which the parser then reads.
-fn count_plain_events(input: &[u8]) -> (usize, u64) {
+/// it stops at anything else, or an event over `limit` bytes, which the
+/// parser then reads.
+fn count_plain_events(input: &[u8], limit: usize) -> (usize, u64) {
     const HEAD: &[u8] = br#"data: {"event": {""#;
     const DELTA: &[u8] = br#"data: {"event": {"contentBlockDelta": {"delta": {"text": ""#;
     const INDEX_TAIL: &[u8] = br#"}, "contentBlockIndex": "#;
@@ -414,8 +419,12 @@ fn count_plain_events(input: &[u8]) -> (usize, u64) {
                     after
                 }
             };
+            let len = event.len() - after.len();
+            if len > limit {
+                break;
+            }
             text_bytes += decoded;
-            event.len() - after.len()
+            len
         } else if event.starts_with(HEAD) {
             let line_start = pos + "data: ".len();
             let Some(line_len) = memchr::memchr(b'\n', &input[line_start..]) else {
@@ -424,6 +433,7 @@ fn count_plain_events(input: &[u8]) -> (usize, u64) {
             let line = &input[line_start..line_start + line_len];
             let blank_follows = input.get(line_start + line_len + 1) == Some(&b'\n');
             if !blank_follows
+                || line_len + "data: ".len() + 2 > limit
                 || memchr::memchr(b'\r', line).is_some()
                 || !strands_without_text_or_usage(line)
             {

@@ -253,6 +253,11 @@ impl Parser {
             && nothing_held
     }
 
+    /// The most field-line bytes an event may hold.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
     /// The reconnection time the stream asked for with `retry`, if any.
     pub fn retry(&self) -> Option<u64> {
         self.retry

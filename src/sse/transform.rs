@@ -406,7 +406,12 @@ impl OriginalSse {
                 let mut out = BytesMut::new();
                 match event_start {
                     // The cut leaves the client at an event boundary.
-                    Some(start) => out.extend_from_slice(&chunk[..start]),
+                    Some(start) => {
+                        if let Some(meter) = &mut self.meter {
+                            meter.push(&chunk[..start]);
+                        }
+                        out.extend_from_slice(&chunk[..start]);
+                    }
                     None => out.extend_from_slice(before.closing_bytes()),
                 }
                 write_error_event(&mut out, &event_too_large(limit));
@@ -603,6 +608,43 @@ mod tests {
         assert!(!t.is_finished());
         assert!(t.finish(None).starts_with(b"\n----------\n{\"usage\""));
         assert!(t.is_finished());
+    }
+
+    /// The fast path for AgentCore's deltas leaves an event over the limit
+    /// to the parser, in both modes, metered or not.
+    #[test]
+    fn a_strands_delta_over_the_limit_is_refused_on_the_fast_path_too() {
+        let delta = |text: &str| {
+            format!(
+                "data: {{\"event\": {{\"contentBlockDelta\": {{\"delta\": {{\"text\": \"{text}\"}}, \"contentBlockIndex\": 0}}}}}}\n\n"
+            )
+        };
+        let stream = delta("fits") + &delta(&"x".repeat(100));
+        for (mode, meter) in [
+            (ResponseMode::Transformed, false),
+            (ResponseMode::Original, true),
+        ] {
+            let mut t = Transformer::new(
+                TransformerOptions {
+                    mode,
+                    body_kind: OriginBodyKind::EventStream,
+                    max_event_bytes: 120,
+                    keepalive_ms: None,
+                    session_id: SESSION.into(),
+                    meter,
+                },
+                0,
+            );
+            let out = t.push(Bytes::from(stream.clone()), 0);
+            assert!(t.is_finished(), "{mode:?}");
+            assert_eq!(t.ended_with_error(), Some(Code::EventTooLarge));
+            assert_eq!(
+                t.text_bytes(),
+                4,
+                "{mode:?}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 
     #[test]
