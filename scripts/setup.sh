@@ -11,7 +11,8 @@
 #     package-lock.json changed;
 #   - Debian's `chromium`, the browser of the browser tests;
 #   - Debian's `redis-server`, which the Redis limits store tests start (each
-#     their own, on a free loopback port);
+#     their own, on a free loopback port), and `openssl` for their TLS
+#     certificates;
 #   - a Python venv in target/pyenv with botocore, PyJWT and cryptography, the
 #     reference implementations the interoperability tests compare against,
 #     and cfn-lint, which checks the Lambda deployment template;
@@ -107,11 +108,14 @@ if [[ ! -x /usr/bin/chromium ]]; then
   apt_install chromium
 fi
 
-# redis-server for the Redis limits store tests (they start their own).
-if ! command -v redis-server >/dev/null; then
-  step "apt-get install redis-server"
-  apt_install redis-server
-fi
+# redis-server for the Redis limits store tests (they start their own), and
+# openssl, with which the `rediss://` test makes its certificates.
+for program in redis-server openssl; do
+  if ! command -v "$program" >/dev/null; then
+    step "apt-get install $program"
+    apt_install "$program"
+  fi
+done
 
 # --- Python reference implementations for the interoperability tests ---------
 py_stamp="$PYENV/.agent-edge-requirements"

@@ -24,9 +24,9 @@ use redis::{AsyncConnectionConfig, RedisError, Script, ScriptInvocation};
 
 use crate::gateway::limits::{Counter, Counts, StoreCall, StoreError, Window};
 
-/// [`crate::gateway::limits::apply`] in Lua. Counts are compared as the
-/// decimal strings Redis keeps (exact for any limit; Lua's numbers are
-/// doubles). `ARGV[1]` is the operation:
+/// [`crate::gateway::limits::apply`] in Lua. Counts are compared and
+/// answered as the decimal strings Redis keeps: exact for any count, where
+/// Lua's numbers (doubles) are not past 2^53. `ARGV[1]` is the operation:
 /// - `admit`: `ARGV[2]` the token budget, `ARGV[3]` the request limit (each
 ///   `''` when not set), `ARGV[4]` the requests key's expiry; `KEYS` the
 ///   tokens key if there is a budget, then the requests key if there is a
@@ -45,7 +45,9 @@ local function below(used, limit)
   return #used < #limit or (#used == #limit and used < limit)
 end
 local function add(key, n, expires_at)
-  local total = redis.call('INCRBY', key, n)
+  redis.call('INCRBY', key, n)
+  local total = count(key)
+  -- A time already past deletes the key: the count is still the answer.
   redis.call('EXPIREAT', key, expires_at)
   return total
 end
@@ -81,8 +83,9 @@ return redis.error_reply('agent-edge: unknown limits operation')
 /// than one call still serves the calls after it; bounded, so that an
 /// attempt at a Redis that never answers is given up and made again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The least time a command waits for its answer before its connection is
-/// taken for dead; the driver gave up on the call long before.
+/// The least time a call waits for a connection, and a command for its
+/// answer before its connection is taken for dead; the driver gave up on
+/// the call long before. Bounds the life of a call's task.
 const MIN_DEAD_AFTER: Duration = Duration::from_secs(1);
 
 /// A Redis limits store; clones share the connection.
@@ -92,8 +95,8 @@ pub struct RedisStore(Arc<Inner>);
 struct Inner {
     client: redis::Client,
     script: Script,
-    /// How long a command may go unanswered before its connection is
-    /// replaced.
+    /// How long a call waits for a connection, and a command for its
+    /// answer before its connection is replaced.
     dead_after: Duration,
     /// The URL and its password, as written and decoded: never in a detail.
     secrets: Vec<String>,
@@ -155,7 +158,12 @@ impl RedisStore {
 
 impl Inner {
     async fn run(self: Arc<Self>, call: StoreCall) -> Result<Counts, StoreError> {
-        let connection = self.connection().await.map_err(StoreError::Failed)?;
+        // The attempt goes on without this call (it is a task of its own):
+        // a call waits for it no longer than for an answer.
+        let connection = tokio::time::timeout(self.dead_after, self.connection())
+            .await
+            .map_err(|_| StoreError::TimedOut)?
+            .map_err(StoreError::Failed)?;
         let mut redis = connection.redis.clone();
         let answer: Result<(u64, u64, u8), RedisError> = invocation(&self.script, &call)
             .invoke_async(&mut redis)

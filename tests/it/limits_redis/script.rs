@@ -1,0 +1,127 @@
+//! The Lua script against the admission rule itself: the same calls to the
+//! Redis store and to the in-process store (which runs `limits::apply`)
+//! get the same answers, and what the script writes expires when the
+//! window says.
+
+use agent_edge::gateway::limits::{Bounded, Counter, MemoryStore, StoreCall, Window};
+use agent_edge::platform::native::RedisStore;
+
+use super::{now, Logs, RedisServer};
+
+/// A small deterministic generator (xorshift64), so that a failure repeats.
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[tokio::test]
+async fn the_script_answers_as_limits_apply_does() {
+    let redis = RedisServer::start("script").await;
+    let store = RedisStore::new(&redis.url(), 5_000).expect("a valid URL");
+    let mut memory = MemoryStore::new();
+    let at = now() as u64;
+    let requests_window = Window::containing(at, 60);
+    let tokens_window = Window::containing(at, 3600);
+    let logs = Logs::default();
+    let details = logs.buffer("details");
+
+    let mut calls = Vec::new();
+    let mut draw = Draw(0x2545_f491_4f6c_dd1d);
+    for _ in 0..400 {
+        let subject = ["alice", "bob", "b:o:b"][draw.next(3) as usize].to_owned();
+        // Small limits and charges: answers at, under and over the limits.
+        let tokens = (draw.next(4) > 0).then(|| Bounded {
+            window: tokens_window,
+            limit: draw.next(12),
+        });
+        let requests = (draw.next(4) > 0).then(|| Bounded {
+            window: requests_window,
+            limit: draw.next(6),
+        });
+        calls.push(match draw.next(3) {
+            0 => StoreCall::Admit {
+                subject,
+                tokens,
+                requests,
+            },
+            1 => StoreCall::Charge {
+                subject,
+                window: tokens_window,
+                tokens: draw.next(5),
+            },
+            _ => StoreCall::Read {
+                subject,
+                tokens: tokens.map(|b| b.window),
+                requests: requests.map(|b| b.window),
+            },
+        });
+    }
+    // Counts past 2^53, where a double would round: compared exactly.
+    let big = 100_000_000_000_000_003;
+    let carol = |limit| StoreCall::Admit {
+        subject: "carol".into(),
+        tokens: Some(Bounded {
+            window: tokens_window,
+            limit,
+        }),
+        requests: None,
+    };
+    calls.extend([
+        StoreCall::Charge {
+            subject: "carol".into(),
+            window: tokens_window,
+            tokens: big,
+        },
+        carol(big),
+        carol(big + 1),
+        carol(big - 1),
+    ]);
+
+    for (step, call) in calls.iter().enumerate() {
+        let expected = memory.call(call, at);
+        let answer = store.call(call.clone()).await;
+        if let Err(error) = &answer {
+            details.push(error.to_string());
+        }
+        assert_eq!(answer, Ok(expected), "call {step}: {call:?}");
+    }
+    let admitted = |subject: &str| {
+        calls
+            .iter()
+            .filter(|c| matches!(c, StoreCall::Admit { subject: s, .. } if s == subject))
+            .count()
+    };
+    assert!(
+        admitted("alice") > 20 && admitted("bob") > 20,
+        "too few admissions drawn"
+    );
+
+    // What the script wrote expires an hour after its window ends.
+    let mut connection = redis.connection().await.expect("a connection");
+    for (key, window) in [
+        (Counter::Tokens.key(tokens_window, "carol"), tokens_window),
+        (
+            Counter::Requests.key(requests_window, "alice"),
+            requests_window,
+        ),
+    ] {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .expect("TTL");
+        let expected = window.expires_at() as i64 - now() as i64;
+        assert!(
+            (expected - 2..=expected + 1).contains(&ttl),
+            "{key}: TTL {ttl}, expected about {expected}"
+        );
+    }
+    details.push("checked".into());
+    logs.assert_clean(&redis.secrets());
+}
