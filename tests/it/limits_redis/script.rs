@@ -125,3 +125,62 @@ async fn the_script_answers_as_limits_apply_does() {
     details.push("checked".into());
     logs.assert_clean(&redis.secrets());
 }
+
+/// The ACL the README gives a gateway's Redis user is enough, also for a
+/// Redis that lost its scripts (a restart, a failover): `SCRIPT LOAD`.
+#[tokio::test]
+async fn the_readme_acl_is_all_the_store_needs() {
+    let readme = include_str!("../../../README.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(readme.contains(README_ACL), "the README gives another ACL");
+    let redis = RedisServer::start("acl").await;
+    let mut connection = redis.connection().await.expect("a connection");
+    let password = "acl-pw-0123";
+    let rules = README_ACL.split_whitespace();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("agent-edge")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg(rules.collect::<Vec<_>>())
+        .query_async(&mut connection)
+        .await
+        .expect("ACL SETUSER");
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut connection)
+        .await
+        .expect("SCRIPT FLUSH");
+    let url = format!("redis://agent-edge:{password}@127.0.0.1:{}/0", redis.port);
+    let store = RedisStore::new(&url, 5_000).expect("a valid URL");
+    let window = Window::containing(now() as u64, 60);
+    let limit = Some(Bounded { window, limit: 5 });
+    let calls = [
+        StoreCall::Admit {
+            subject: "acl".into(),
+            tokens: limit,
+            requests: limit,
+        },
+        StoreCall::Charge {
+            subject: "acl".into(),
+            window,
+            tokens: 3,
+        },
+        StoreCall::Read {
+            subject: "acl".into(),
+            tokens: Some(window),
+            requests: Some(window),
+        },
+    ];
+    let mut memory = MemoryStore::new();
+    for call in calls {
+        let expected = memory.call(&call, now() as u64);
+        assert_eq!(store.call(call.clone()).await, Ok(expected), "{call:?}");
+    }
+}
+
+/// The ACL rules of the README's Redis section.
+const README_ACL: &str =
+    "resetkeys ~agent-edge:* resetchannels -@all +evalsha +script|load +get +incrby +expireat";
