@@ -376,3 +376,74 @@ async fn rediss_is_verified_against_the_trust_store() {
     assert_eq!(line["error"], "limits_unavailable", "{line}");
     logs.assert_clean(&redis.secrets());
 }
+
+/// A `REDIS_URL` that does not parse (a port that is not a number): `serve`
+/// does not start and the Lambda function answers 500, both naming the
+/// variable and quoting neither the URL nor its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_redis_url_is_a_configuration_error_on_serve_and_lambda() {
+    let test = "an_unusable_redis_url_is_a_configuration_error_on_serve_and_lambda";
+    let password = format!("Bad-p@ss-{}", unique("pw"));
+    let url = format!(
+        "redis://default:{}@127.0.0.1:port/0",
+        password.replace('@', "%40")
+    );
+    let secrets = [password.clone(), password.replace('@', "%40"), url.clone()];
+    let upstream = Upstream::start().await;
+    let vars = upstream.vars(&url, &[("TOKEN_BUDGET", "1000")]);
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-edge"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .envs(vars.iter().map(|(n, v)| (n, v)))
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("serve exits")
+        .expect("serve runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "serve started: {stderr}");
+    assert!(stderr.contains("REDIS_URL"), "{stderr}");
+    assert!(stderr.contains("invalid_configuration"), "{stderr}");
+
+    let logs = Logs::default();
+    let answers = logs.buffer("answers");
+    let serve_output = logs.buffer("serve");
+    for line in stderr.lines() {
+        serve_output.push(line.to_owned());
+    }
+    if !crate::conformance::stack::TargetKind::Lambda.left_out(test) {
+        let function_logs = logs.buffer("lambda");
+        let sink = function_logs.clone();
+        let function = tokio::task::spawn_blocking(move || {
+            crate::conformance::lambda::start_with_concurrency("redis-url", &vars, sink, 1)
+        })
+        .await
+        .expect("the starting thread")
+        .unwrap_or_else(|why| panic!("{why}"));
+        let token = upstream.token("bad-url");
+        let payload = body("hello", None);
+        let reply = invoke(
+            &client(),
+            &function.base_url,
+            &token,
+            "bad-url",
+            &payload,
+            &answers,
+        )
+        .await;
+        assert_eq!(reply.status, 500, "{reply:?}");
+        assert_eq!(reply.error_code().as_deref(), Some("invalid_configuration"));
+        assert!(
+            json_lines(&function_logs)
+                .iter()
+                .any(|l| l["event"] == "invalid_configuration"
+                    && l["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("REDIS_URL"))),
+            "no invalid_configuration line naming REDIS_URL:\n{}",
+            function_logs.lines().join("\n")
+        );
+    }
+    logs.assert_clean(&secrets);
+}
