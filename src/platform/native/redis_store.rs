@@ -78,11 +78,11 @@ end
 return redis.error_reply('agent-edge: unknown limits operation')
 "#;
 
-/// The longest a connection attempt (TCP, TLS, `AUTH`) may take. Longer
-/// than a call's `LIMITS_STORE_TIMEOUT_MS`: a connection that takes longer
-/// than one call still serves the calls after it; bounded, so that an
-/// attempt at a Redis that never answers is given up and made again.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least time a connection attempt (TCP, TLS, `AUTH`) may take, or
+/// `LIMITS_STORE_TIMEOUT_MS` if longer: a connection slower to open than
+/// one call still serves the calls after it; bounded, so that an attempt
+/// at a Redis that never answers is given up and made again.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The least time a call waits for a connection, and a command for its
 /// answer before its connection is taken for dead; the driver gave up on
 /// the call long before. Bounds the life of a call's task.
@@ -98,6 +98,7 @@ struct Inner {
     /// How long a call waits for a connection, and a command for its
     /// answer before its connection is replaced.
     dead_after: Duration,
+    connect_timeout: Duration,
     /// The URL and its password, as written and decoded: never in a detail.
     secrets: Vec<String>,
     slot: Mutex<Slot>,
@@ -134,6 +135,7 @@ impl RedisStore {
             client,
             script: Script::new(SCRIPT),
             dead_after: Duration::from_millis(timeout_ms).max(MIN_DEAD_AFTER),
+            connect_timeout: Duration::from_millis(timeout_ms).max(MIN_CONNECT_TIMEOUT),
             secrets,
             slot: Mutex::new(Slot::Idle),
             next_id: AtomicU64::new(0),
@@ -151,7 +153,14 @@ impl RedisStore {
         async move {
             tokio::spawn(inner.run(call))
                 .await
-                .unwrap_or_else(|_| Err(StoreError::Failed("the Redis call panicked".into())))
+                .unwrap_or_else(|stopped| {
+                    let why = if stopped.is_panic() {
+                        "the Redis call panicked"
+                    } else {
+                        "the Redis call was cancelled (the runtime is shutting down)"
+                    };
+                    Err(StoreError::Failed(why.into()))
+                })
         }
     }
 }
@@ -212,7 +221,7 @@ impl Inner {
     /// slot: the next call tries again).
     async fn connect(self: Arc<Self>) -> Result<Connection, String> {
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.dead_after));
         let opened = self
             .client
