@@ -223,10 +223,17 @@ impl Inner {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.dead_after));
-        let opened = self
+        let mut opened = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await;
+        if let Ok(redis) = &mut opened {
+            // A Redis new or restarted has no scripts: loaded here, the
+            // first call is one round trip too, not EVALSHA, NOSCRIPT,
+            // SCRIPT LOAD, EVALSHA. Not loaded (an ACL without it), calls
+            // still fall back to that.
+            let _ = self.script.load_async(redis).await;
+        }
         let mut slot = lock(&self.slot);
         match opened {
             Ok(redis) => {
