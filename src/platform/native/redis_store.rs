@@ -5,8 +5,8 @@
 //! dead or hung Redis costs the calls made while it is so, and counting
 //! resumes once it is back.
 //!
-//! Every call is one Lua script ([`SCRIPT`], sent by `EVALSHA`): one round
-//! trip, and atomic, since Redis runs a script alone: concurrent streams of
+//! Every call is one Lua script ([`SCRIPT`], loaded when a connection
+//! opens, then sent by `EVALSHA`): one round trip, and atomic, since Redis runs a script alone: concurrent streams of
 //! every instance lose no update, and the check and the count of an
 //! admission cannot interleave with another's. The script is
 //! [`crate::gateway::limits::apply`] on Redis keys, with the keys of
