@@ -10,6 +10,9 @@
 #     drives Chromium, and downloads no browser): `npm ci`, rerun only when
 #     package-lock.json changed;
 #   - Debian's `chromium`, the browser of the browser tests;
+#   - Debian's `redis-server`, which the Redis limits store tests start (each
+#     their own, on a free loopback port), and `openssl` for their TLS
+#     certificates;
 #   - a Python venv in target/pyenv with botocore, PyJWT and cryptography, the
 #     reference implementations the interoperability tests compare against,
 #     and cfn-lint, which checks the Lambda deployment template;
@@ -87,14 +90,32 @@ if [[ ! -d node_modules || "$(cat "$npm_stamp" 2>/dev/null)" != "$lock_hash" ]];
   echo "$lock_hash" >"$npm_stamp"
 fi
 
-# --- Chromium for the browser tests (Debian's package; apt as root, else sudo) -
+# --- Debian packages: apt as root, else sudo --------------------------------
+as_root=()
+[[ $(id -u) -eq 0 ]] || as_root=(sudo)
+apt_updated=""
+apt_install() {
+  if [[ -z "$apt_updated" ]]; then
+    "${as_root[@]}" apt-get update -q
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y --no-install-recommends "$@"
+}
+
+# Chromium for the browser tests.
 if [[ ! -x /usr/bin/chromium ]]; then
   step "apt-get install chromium"
-  as_root=()
-  [[ $(id -u) -eq 0 ]] || as_root=(sudo)
-  "${as_root[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y --no-install-recommends chromium
+  apt_install chromium
 fi
+
+# redis-server for the Redis limits store tests (they start their own), and
+# openssl, with which the `rediss://` test makes its certificates.
+for program in redis-server openssl; do
+  if ! command -v "$program" >/dev/null; then
+    step "apt-get install $program"
+    apt_install "$program"
+  fi
+done
 
 # --- Python reference implementations for the interoperability tests ---------
 py_stamp="$PYENV/.agent-edge-requirements"
@@ -117,4 +138,4 @@ fi
 current_step=""
 echo "setup: ready (worker-build $WORKER_BUILD_VERSION, wasm-bindgen $wasm_bindgen_version," \
   "wrangler $(node -p 'require("wrangler/package.json").version'), cargo-lambda $CARGO_LAMBDA_VERSION," \
-  "$(/usr/bin/chromium --version 2>/dev/null))"
+  "$(/usr/bin/chromium --version 2>/dev/null), $(redis-server --version 2>/dev/null | awk '{ print $1, $2, $3 }'))"

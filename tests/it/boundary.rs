@@ -19,6 +19,7 @@ const PLATFORM_CRATES: &[&str] = &[
     "lambda_runtime",
     "lambda_http",
     "aws_lambda_events",
+    "redis",
 ];
 
 /// The core: directories and single files under `src/`.

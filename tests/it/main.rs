@@ -13,6 +13,7 @@ mod docs;
 #[path = "../support/issuer.rs"]
 mod issuer_support;
 mod lambda_deploy;
+mod limits_redis;
 mod native_stack;
 mod pyenv;
 mod pyjwt;

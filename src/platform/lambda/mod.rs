@@ -25,6 +25,7 @@ use lambda_runtime::{service_fn, LambdaEvent, MetadataPrelude, StreamResponse};
 use serde_json::Value;
 
 use super::native::{self, NativePlatform};
+use crate::config::Config;
 use crate::gateway::driver;
 use crate::gateway::driver::Platform;
 use crate::gateway::{Edge, Event, EventName, Level};
@@ -34,8 +35,15 @@ use event::FunctionUrlRequest;
 /// serves invocations until the execution environment is shut down.
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     native::log_panics(native::stderr_log());
-    let platform = NativePlatform::new(native::stderr_log());
-    let edge = Arc::new(Edge::configure(|name| std::env::var(name).ok(), &platform));
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut platform = NativePlatform::new(native::stderr_log());
+    // An invalid configuration is the Edge's to report (every invocation
+    // answers it); a REDIS_URL that does not parse is logged by the
+    // platform, and the Edge refuses the store.
+    if let Ok(config) = Config::from_lookup(lookup) {
+        platform = platform.with_limits(&config.limits);
+    }
+    let edge = Arc::new(Edge::configure(lookup, &platform));
     // `lambda_runtime::run` returns at the first Runtime API error, such as
     // an answer whose stream the Runtime API closed (its client left): the
     // invocation is lost, but the function can take the next one. Only

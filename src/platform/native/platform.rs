@@ -1,6 +1,7 @@
 //! The tokio [`Platform`], shared by the native server and the Lambda
 //! function: reqwest for the origin and the issuer, tokio timers, the
-//! process clocks, log lines to a sink (stderr by default).
+//! process clocks, log lines to a sink (stderr by default), and Redis as
+//! the shared limits store ([`RedisStore`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,9 +11,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 
+use super::redis_store::RedisStore;
 use crate::auth::ISSUER_FETCH_TIMEOUT_MS;
+use crate::config::{LimitsConfig, LimitsStore};
 use crate::gateway::driver::{self, FetchError, IssuerAnswer, KeyRefresh, Platform};
 use crate::gateway::limits::{Counts, StoreCall, StoreError};
+use crate::gateway::{Event, EventName, Level};
 
 /// Where log lines go: stderr by default, a collector in tests.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -23,6 +27,8 @@ pub struct NativePlatform {
     client: reqwest::Client,
     log: LogSink,
     loopback: bool,
+    /// `LIMITS_STORE=redis`: the store, or why `REDIS_URL` cannot be used.
+    redis: Option<Result<RedisStore, String>>,
 }
 
 impl NativePlatform {
@@ -38,7 +44,40 @@ impl NativePlatform {
             client,
             log,
             loopback: false,
+            redis: None,
         }
+    }
+
+    /// The platform of a gateway whose limits are `limits`: with
+    /// `LIMITS_STORE=redis`, it reaches Redis (connecting on the first
+    /// call). A `REDIS_URL` that does not parse is logged
+    /// (`invalid_configuration`) and makes the store unreachable, so that
+    /// the gateway refuses the configuration rather than count nothing.
+    pub fn with_limits(mut self, limits: &LimitsConfig) -> Self {
+        self.redis = match &limits.store {
+            LimitsStore::Redis { url } => {
+                let store = RedisStore::new(url.expose(), limits.store_timeout_ms)
+                    .map_err(|why| format!("REDIS_URL: {why}"));
+                if let Err(why) = &store {
+                    let line = Event::new(
+                        driver::unix_ms(wall_clock()),
+                        Level::Error,
+                        EventName::InvalidConfiguration,
+                    )
+                    .with_detail(why.clone());
+                    self.log(&line.to_line());
+                }
+                Some(store)
+            }
+            _ => None,
+        };
+        self
+    }
+
+    /// Why the configured limits store cannot be used (a `REDIS_URL` that
+    /// does not parse), if it cannot.
+    pub fn limits_store_error(&self) -> Option<&str> {
+        self.redis.as_ref()?.as_ref().err().map(String::as_str)
     }
 
     /// The platform of a server listening on `addr`.
@@ -146,10 +185,21 @@ impl Platform for NativePlatform {
         None
     }
 
-    fn limits_store(&self, _call: StoreCall) -> Self::StoreCall {
-        Box::pin(std::future::ready(Err(StoreError::Failed(
-            "no shared limits store".into(),
-        ))))
+    fn reaches_store(&self, store: &LimitsStore) -> bool {
+        match store {
+            LimitsStore::Memory => true,
+            LimitsStore::Redis { .. } => matches!(self.redis, Some(Ok(_))),
+            LimitsStore::DurableObject => false,
+        }
+    }
+
+    fn limits_store(&self, call: StoreCall) -> Self::StoreCall {
+        match &self.redis {
+            Some(Ok(redis)) => Box::pin(redis.call(call)),
+            _ => Box::pin(std::future::ready(Err(StoreError::Failed(
+                "no shared limits store".into(),
+            )))),
+        }
     }
 
     fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure_line: String) {

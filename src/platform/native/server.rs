@@ -144,7 +144,12 @@ pub async fn spawn(
     listener: TcpListener,
     log: LogSink,
 ) -> io::Result<GatewayServer> {
-    let platform = NativePlatform::new(log).listening_on(listener.local_addr()?);
+    let platform = NativePlatform::new(log)
+        .listening_on(listener.local_addr()?)
+        .with_limits(&config.limits);
+    if let Some(why) = platform.limits_store_error() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()));
+    }
     let edge = Edge::new(config, &platform);
     spawn_edge(edge, listener, platform)
 }
@@ -607,8 +612,15 @@ pub async fn serve(
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let platform = NativePlatform::new(super::stderr_log())
+    let mut platform = NativePlatform::new(super::stderr_log())
         .listening_on(listener.local_addr().map_err(|e| e.to_string())?);
+    // An invalid configuration is the Edge's to report, below.
+    if let Ok(config) = Config::from_lookup(&lookup) {
+        platform = platform.with_limits(&config.limits);
+    }
+    if let Some(why) = platform.limits_store_error() {
+        return Err(why.to_owned());
+    }
     let edge = Edge::configure(lookup, &platform);
     if let Some(error) = edge.configuration_error() {
         return Err(error.message.to_string());

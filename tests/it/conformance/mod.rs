@@ -56,9 +56,9 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
-mod child;
+pub mod child;
 mod client;
-mod lambda;
+pub mod lambda;
 mod lambda_config;
 pub mod stack;
 mod tap;
