@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use super::budget::ChargePlan;
+use super::budget::{ChargeFailure, ChargePlan};
 use super::{unix_ms, Platform};
 use crate::error::Code;
 use crate::gateway::limits::StoreError;
@@ -124,7 +124,7 @@ struct Charging<P: Platform> {
     call: P::StoreCall,
     deadline_ms: u64,
     sleep: P::Sleep,
-    failure_line: String,
+    failure: ChargeFailure,
 }
 
 impl<P: Platform> StreamBody<P> {
@@ -222,12 +222,12 @@ impl<P: Platform> StreamBody<P> {
         );
         log.tokens_charged = Some(charged.tokens);
         log.usage_estimated = charged.estimated;
-        if let Some((call, deadline_ms, failure_line)) = charged.pending {
+        if let Some((call, deadline_ms, failure)) = charged.pending {
             self.charging = Some(Charging {
                 call: self.platform.limits_store(call),
                 deadline_ms,
                 sleep: self.platform.sleep_until(deadline_ms),
-                failure_line,
+                failure,
             });
         }
     }
@@ -237,17 +237,17 @@ impl<P: Platform> StreamBody<P> {
         let Some(charging) = &mut self.charging else {
             return Poll::Ready(None);
         };
-        let failed = match Pin::new(&mut charging.call).poll(cx) {
-            Poll::Ready(Ok(_)) => false,
-            Poll::Ready(Err(StoreError::TimedOut | StoreError::Failed(_))) => true,
+        let error = match Pin::new(&mut charging.call).poll(cx) {
+            Poll::Ready(Ok(_)) => None,
+            Poll::Ready(Err(error)) => Some(error),
             Poll::Pending => match Pin::new(&mut charging.sleep).poll(cx) {
-                Poll::Ready(()) => true,
+                Poll::Ready(()) => Some(StoreError::TimedOut),
                 Poll::Pending => return Poll::Pending,
             },
         };
         let charging = self.charging.take().expect("polled above");
-        if failed {
-            self.platform.log(&charging.failure_line);
+        if let Some(error) = error {
+            self.platform.log(&charging.failure.line(&error));
         }
         Poll::Ready(None)
     }
@@ -351,7 +351,7 @@ impl<P: Platform> Drop for StreamBody<P> {
         // A charge still on its way goes on without us.
         if let Some(charging) = self.charging.take() {
             self.platform
-                .detach(charging.call, charging.deadline_ms, charging.failure_line);
+                .detach(charging.call, charging.deadline_ms, charging.failure);
         }
     }
 }

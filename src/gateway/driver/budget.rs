@@ -39,6 +39,30 @@ pub struct ChargePlan {
     memory: Option<Arc<Mutex<MemoryStore>>>,
     timeout_ms: u64,
     request_id: String,
+    scrubber: Scrubber,
+}
+
+/// The `limits_unavailable` line of a charge that did not land.
+pub struct ChargeFailure {
+    unix_ms: u64,
+    request_id: String,
+    tokens: u64,
+    scrubber: Scrubber,
+}
+
+impl ChargeFailure {
+    /// The line, once the store's `error` is known.
+    pub fn line(&self, error: &StoreError) -> String {
+        unavailable_line(
+            self.unix_ms,
+            &self.request_id,
+            &format!(
+                "{}; {} tokens were not charged",
+                self.scrubber.scrub(&error.to_string()),
+                self.tokens
+            ),
+        )
+    }
 }
 
 impl Budget {
@@ -95,6 +119,7 @@ impl Budget {
             memory: self.memory.clone(),
             timeout_ms: self.config.store_timeout_ms,
             request_id: ctx.request_id.clone(),
+            scrubber: self.scrubber.clone(),
         }))
     }
 
@@ -160,9 +185,9 @@ impl Budget {
 pub(super) struct Charged {
     pub tokens: u64,
     pub estimated: bool,
-    /// The call to the platform's store, its deadline and the line to write
-    /// if it fails; `None` once the memory store took it.
-    pub pending: Option<(StoreCall, u64, String)>,
+    /// The call to the platform's store, its deadline and what to log if it
+    /// fails; `None` once the memory store took it.
+    pub pending: Option<(StoreCall, u64, ChargeFailure)>,
 }
 
 impl ChargePlan {
@@ -189,14 +214,12 @@ impl ChargePlan {
                 None
             }
             None => {
-                let failure = unavailable_line(
+                let failure = ChargeFailure {
                     unix_ms,
-                    &self.request_id,
-                    &format!(
-                        "the limits store did not take a charge in {} ms: {tokens} tokens were not charged",
-                        self.timeout_ms
-                    ),
-                );
+                    request_id: self.request_id,
+                    tokens,
+                    scrubber: self.scrubber,
+                };
                 Some((call, now_ms + self.timeout_ms, failure))
             }
         };

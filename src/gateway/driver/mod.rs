@@ -27,7 +27,7 @@ use http::{header, HeaderValue, Response};
 
 pub use authenticate::KeyRefresh;
 pub use body::{ResponseBody, StreamBody};
-pub use budget::ChargePlan;
+pub use budget::{ChargeFailure, ChargePlan};
 pub use platform::{BodyError, FetchError, IssuerAnswer, Platform, RateDecision, RequestBody};
 
 use super::log::RequestLog;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::Stream;
 
-use super::KeyRefresh;
+use super::{ChargeFailure, KeyRefresh};
 use crate::auth::SignatureCheck;
 use crate::config::LimitsStore;
 use crate::gateway::limits::{Counts, StoreCall, StoreError};
@@ -120,8 +120,8 @@ pub trait Platform: Clone + Unpin {
     fn limits_store(&self, call: StoreCall) -> Self::StoreCall;
     /// Runs `charge` after its request is gone (the client left): natively a
     /// task, on Workers `waitUntil`. Gives up at the monotonic
-    /// `deadline_ms`; writes `failure_line` if it fails or gives up.
-    fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure_line: String);
+    /// `deadline_ms`; logs [`ChargeFailure::line`] if it fails or gives up.
+    fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure: ChargeFailure);
     /// Writes one structured log line.
     fn log(&self, line: &str);
 }

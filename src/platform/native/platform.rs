@@ -14,7 +14,7 @@ use futures::{Stream, TryStreamExt};
 use super::redis_store::RedisStore;
 use crate::auth::ISSUER_FETCH_TIMEOUT_MS;
 use crate::config::{LimitsConfig, LimitsStore};
-use crate::gateway::driver::{self, FetchError, IssuerAnswer, KeyRefresh, Platform};
+use crate::gateway::driver::{self, ChargeFailure, FetchError, IssuerAnswer, KeyRefresh, Platform};
 use crate::gateway::limits::{Counts, StoreCall, StoreError};
 use crate::gateway::{Event, EventName, Level};
 
@@ -49,8 +49,10 @@ impl NativePlatform {
     }
 
     /// The platform of a gateway whose limits are `limits`: with
-    /// `LIMITS_STORE=redis`, it reaches Redis (connecting on the first
-    /// call). A `REDIS_URL` that does not parse is logged
+    /// `LIMITS_STORE=redis`, it reaches Redis (connecting now, in the
+    /// background, when a runtime is running: so that the first request does
+    /// not pay for the connection, TLS and `AUTH` within
+    /// `LIMITS_STORE_TIMEOUT_MS`). A `REDIS_URL` that does not parse is logged
     /// (`invalid_configuration`) and makes the store unreachable, so that
     /// the gateway refuses the configuration rather than count nothing.
     pub fn with_limits(mut self, limits: &LimitsConfig) -> Self {
@@ -58,6 +60,9 @@ impl NativePlatform {
             LimitsStore::Redis { url } => {
                 let store = RedisStore::new(url.expose(), limits.store_timeout_ms)
                     .map_err(|why| format!("REDIS_URL: {why}"));
+                if let (Ok(store), Ok(runtime)) = (&store, tokio::runtime::Handle::try_current()) {
+                    runtime.spawn(store.connect_early());
+                }
                 if let Err(why) = &store {
                     let line = Event::new(
                         driver::unix_ms(wall_clock()),
@@ -202,13 +207,16 @@ impl Platform for NativePlatform {
         }
     }
 
-    fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure_line: String) {
+    fn detach(&self, charge: Self::StoreCall, deadline_ms: u64, failure: ChargeFailure) {
         let platform = self.clone();
         tokio::spawn(async move {
             let wait = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
-            if !matches!(tokio::time::timeout(wait, charge).await, Ok(Ok(_))) {
-                platform.log(&failure_line);
-            }
+            let error = match tokio::time::timeout(wait, charge).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(error)) => error,
+                Err(_) => StoreError::TimedOut,
+            };
+            platform.log(&failure.line(&error));
         });
     }
 

@@ -1,16 +1,17 @@
 //! The Redis limits store (`LIMITS_STORE=redis`) of the native server and
 //! the Lambda function. It owns one connection per process (multiplexed:
-//! concurrent calls share it), opened on first use, never at startup, and
-//! replaced after any failure that is not Redis's own answer, so that a
-//! dead or hung Redis costs the calls made while it is so, and counting
-//! resumes once it is back.
+//! concurrent calls share it), opened in the background at startup or on
+//! first use, never waited for by startup, and replaced after any failure
+//! that is not Redis's own answer, so that a dead or hung Redis costs the
+//! calls made while it is so, and counting resumes once it is back.
 //!
 //! Every call is one Lua script ([`SCRIPT`], loaded when a connection
-//! opens, then sent by `EVALSHA`): one round trip, and atomic, since Redis runs a script alone: concurrent streams of
-//! every instance lose no update, and the check and the count of an
-//! admission cannot interleave with another's. The script is
-//! [`crate::gateway::limits::apply`] on Redis keys, with the keys of
-//! [`Counter::key`] and `EXPIREAT` [`Window::expires_at`] on what it writes.
+//! opens, then sent by `EVALSHA`): one round trip, and atomic, since Redis
+//! runs a script alone: concurrent streams of every instance lose no
+//! update, and the check and the count of an admission cannot interleave
+//! with another's. The script is [`crate::gateway::limits::apply`] on Redis
+//! keys, with the keys of [`Counter::key`] and `EXPIREAT`
+//! [`Window::expires_at`] on what it writes.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +141,15 @@ impl RedisStore {
             slot: Mutex::new(Slot::Idle),
             next_id: AtomicU64::new(0),
         })))
+    }
+
+    /// Opens the connection before the first call needs it (a failure is
+    /// left to that call to meet and report).
+    pub fn connect_early(&self) -> impl Future<Output = ()> + Send + 'static {
+        let inner = self.0.clone();
+        async move {
+            let _ = inner.connection().await;
+        }
     }
 
     /// Runs `call`. The work is a task of its own, so that it ends (and a

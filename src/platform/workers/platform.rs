@@ -22,7 +22,7 @@ use super::limits;
 use super::timer::Timer;
 use crate::auth::SignatureCheck;
 use crate::config::LimitsStore;
-use crate::gateway::driver::{FetchError, IssuerAnswer, Platform, RateDecision};
+use crate::gateway::driver::{ChargeFailure, FetchError, IssuerAnswer, Platform, RateDecision};
 use crate::gateway::limits::{Counts, StoreCall, StoreError};
 
 const RATE_LIMITER_BINDING: &str = "RATE_LIMITER";
@@ -140,12 +140,15 @@ impl Platform for WorkersPlatform {
     }
 
     /// The event lives on until `charge` settles or `deadline_ms` passes.
-    fn detach(&self, charge: StoreAnswer, deadline_ms: u64, failure_line: String) {
+    fn detach(&self, charge: StoreAnswer, deadline_ms: u64, failure: ChargeFailure) {
         let deadline = self.sleep_until(deadline_ms);
         self.ctx.wait_until(async move {
-            if !matches!(select(charge, deadline).await, Either::Left((Ok(_), _))) {
-                console_log!("{}", failure_line);
-            }
+            let error = match select(charge, deadline).await {
+                Either::Left((Ok(_), _)) => return,
+                Either::Left((Err(error), _)) => error,
+                Either::Right(_) => StoreError::TimedOut,
+            };
+            console_log!("{}", failure.line(&error));
         });
     }
 

@@ -76,6 +76,15 @@ async fn redis_stopped_mid_run_allow_goes_on_deny_answers_503_and_counting_resum
             .is_some_and(|d| d.contains("LIMITS_STORE_FAILURE=allow"))),
         "no limits_unavailable line for the admission: {unavailable:?}"
     );
+    // The stream's charge failed too, and its line says why and how much.
+    assert!(
+        unavailable
+            .iter()
+            .any(|l| l["detail"].as_str().is_some_and(|d| {
+                d.contains(&format!("{cost} tokens were not charged")) && d.contains("failed")
+            })),
+        "no limits_unavailable line for the lost charge: {unavailable:?}"
+    );
 
     let origin_before = upstream.origin_requests();
     let id = format!("{subject}-down-deny");
