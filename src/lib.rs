@@ -25,6 +25,7 @@
 //! `tests/it/boundary.rs` fail the build when that is broken.
 
 pub mod auth;
+pub mod civil;
 pub mod config;
 pub mod error;
 pub mod gateway;
