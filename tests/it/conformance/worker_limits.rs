@@ -27,8 +27,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agent_edge::civil::rfc3339;
 use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings};
-use agent_edge::gateway::limits::{rfc3339, Bounded, Counts, StoreCall, Window};
+use agent_edge::gateway::limits::{Bounded, Counts, StoreCall, Window};
 use serde_json::{json, Value};
 
 use super::child::{self, Own};
