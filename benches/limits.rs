@@ -926,12 +926,14 @@ impl WorkerBundle {
     }
 }
 
-/// `workerd serve` on a configuration of its own; killed on drop.
+/// `workerd serve` on a configuration of its own; killed on drop, and its
+/// objects' storage deleted.
 struct Workerd {
     name: String,
     child: Child,
     url: String,
     log: PathBuf,
+    storage: PathBuf,
 }
 
 impl Workerd {
@@ -980,6 +982,7 @@ impl Workerd {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
+            storage: storage.clone(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ping(port) {
@@ -1008,6 +1011,7 @@ impl Drop for Workerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.storage);
     }
 }
 
