@@ -93,7 +93,9 @@ pub struct Bounded {
 /// What the gateway asks a limits store: one call before the origin, one
 /// after the stream, one for `GET /usage`. Serialized for the Durable Object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+// Externally tagged (`{"charge":{...}}`): an internally tagged enum makes
+// serde buffer the whole object first, code the Worker's wasm would carry.
+#[serde(rename_all = "snake_case")]
 pub enum StoreCall {
     /// Counts one request if the subject is under both limits (see [`apply`]).
     Admit {
@@ -509,7 +511,7 @@ mod tests {
         let json = serde_json::to_string(&call).unwrap();
         assert_eq!(
             json,
-            r#"{"op":"charge","subject":"s","window":{"start":4,"seconds":2},"tokens":3}"#
+            r#"{"charge":{"subject":"s","window":{"start":4,"seconds":2},"tokens":3}}"#
         );
         assert_eq!(serde_json::from_str::<StoreCall>(&json).unwrap(), call);
     }

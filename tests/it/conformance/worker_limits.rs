@@ -333,10 +333,10 @@ async fn the_limits_object_answers_400_to_what_is_not_a_call() {
         "",
         "not json",
         "[]",
-        r#"{"op":"charge"}"#,
-        r#"{"op":"drop","subject":"s"}"#,
-        r#"{"op":"charge","subject":"s","window":{"start":-1,"seconds":60},"tokens":1}"#,
-        r#"{"op":"charge","subject":"s","window":{"start":0,"seconds":60},"tokens":1e999}"#,
+        r#"{"charge":{}}"#,
+        r#"{"drop":{"subject":"s"}}"#,
+        r#"{"charge":{"subject":"s","window":{"start":-1,"seconds":60},"tokens":1}}"#,
+        r#"{"charge":{"subject":"s","window":{"start":0,"seconds":60},"tokens":1e999}}"#,
     ];
     let window = Window::containing(unix_now(), 60);
     let subject = "s".to_owned();
