@@ -141,6 +141,13 @@ codes! {
         "the agent rejected the request";
     OriginError = "origin_error", answered(StatusCode::BAD_GATEWAY),
         "the agent failed to answer";
+    /// AgentCore's 424 `RuntimeClientError`: the agent's own code failed.
+    AgentFailed = "agent_failed", answered(StatusCode::BAD_GATEWAY),
+        "the agent failed while handling the request";
+    /// AgentCore's 402 `ServiceQuotaExceededException`: an account quota
+    /// of the origin, not the caller's limit (with `Retry-After`).
+    OriginQuotaExceeded = "origin_quota_exceeded", answered(StatusCode::SERVICE_UNAVAILABLE),
+        "the agent's service quota is exhausted; retry later";
     OriginUnreachable = "origin_unreachable", answered(StatusCode::BAD_GATEWAY),
         "the agent could not be reached";
     /// The origin's body is compressed (`Content-Encoding` other than
@@ -172,10 +179,13 @@ codes! {
 
 impl Code {
     /// Who caused it: the status decides, except that unavailable issuer
-    /// keys are the issuer's fault although answered with 503.
+    /// keys and an origin's exhausted quota are upstream's fault although
+    /// answered with 503.
     pub fn blame(self) -> Blame {
         match self.status() {
-            _ if self == Code::AuthUnavailable => Blame::Upstream,
+            _ if matches!(self, Code::AuthUnavailable | Code::OriginQuotaExceeded) => {
+                Blame::Upstream
+            }
             Some(status) if status.is_client_error() => Blame::Downstream,
             Some(StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) | None => Blame::Upstream,
             Some(_) => Blame::Internal,
@@ -346,6 +356,11 @@ mod tests {
             GatewayError::new(Code::AuthUnavailable).blame,
             Blame::Upstream
         );
+        assert_eq!(
+            GatewayError::new(Code::OriginQuotaExceeded).blame,
+            Blame::Upstream
+        );
+        assert_eq!(GatewayError::new(Code::AgentFailed).blame, Blame::Upstream);
         assert_eq!(Code::OriginStreamFailed.status(), None);
         assert_eq!(
             serde_json::to_string(&Code::EventTooLarge).unwrap(),

@@ -266,8 +266,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Largest SSE event held in memory (transformed mode) or passed (original).
     pub max_event_bytes: usize,
-    /// Time allowed for the origin to answer with headers.
+    /// Time allowed for the origin to answer with headers, every attempt
+    /// included.
     pub origin_timeout_seconds: u64,
+    /// Retries of a transient origin failure before the first byte
+    /// (`ORIGIN_RETRIES`).
+    pub origin_retries: u32,
     /// Whether the chat page is served at `GET /` (`UI`).
     pub ui: bool,
     /// The development issuer's token endpoint, offered by the chat page
@@ -493,6 +497,7 @@ impl Config {
             limits: LimitsConfig::from_lookup(get)?,
             max_event_bytes: MAX_EVENT_BYTES.number(get)?,
             origin_timeout_seconds: ORIGIN_TIMEOUT_SECONDS.number(get)?,
+            origin_retries: ORIGIN_RETRIES.number(get)?,
             ui: UI.choice(get)? == "on",
             dev_token_url,
             origin_idle_timeout_seconds: ORIGIN_IDLE_TIMEOUT_SECONDS.number(get)?,

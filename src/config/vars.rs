@@ -244,6 +244,9 @@ pub const MAX_EVENT_BYTES: Variable =
 pub const KEEPALIVE_SECONDS: Variable = Variable::new_number("KEEPALIVE_SECONDS", 15, 0, 3600);
 pub const ORIGIN_TIMEOUT_SECONDS: Variable =
     Variable::new_number("ORIGIN_TIMEOUT_SECONDS", 60, 1, 3600);
+// Retries of a transient origin failure before the first byte, all within
+// ORIGIN_TIMEOUT_SECONDS; more than a few only adds load to a struggling origin.
+pub const ORIGIN_RETRIES: Variable = Variable::new_number("ORIGIN_RETRIES", 2, 0, 10);
 // Agents think for minutes between two outputs: generous.
 pub const ORIGIN_IDLE_TIMEOUT_SECONDS: Variable =
     Variable::new_number("ORIGIN_IDLE_TIMEOUT_SECONDS", 900, 1, 86_400);
@@ -310,6 +313,7 @@ pub const VARIABLES: &[Variable] = &[
     MAX_EVENT_BYTES,
     KEEPALIVE_SECONDS,
     ORIGIN_TIMEOUT_SECONDS,
+    ORIGIN_RETRIES,
     ORIGIN_IDLE_TIMEOUT_SECONDS,
     CORS_ALLOW_ORIGINS,
     PUBLIC_HOSTS,

@@ -202,6 +202,10 @@ pub struct RequestLog {
     /// How a streamed answer ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    /// Origin requests sent for this answer: 1 without a retry; absent
+    /// when the origin was not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 impl RequestLog {
@@ -231,6 +235,7 @@ impl RequestLog {
             error: None,
             detail: None,
             outcome: None,
+            attempts: (ctx.origin_attempts > 0).then_some(ctx.origin_attempts),
         }
     }
 

@@ -101,6 +101,8 @@ pub struct RequestContext {
     pub bytes_in: usize,
     /// The RateLimit header fields of the answer, with a limit configured.
     pub limit_fields: Option<LimitFields>,
+    /// Origin requests sent for this answer, retries included (0: none).
+    pub origin_attempts: u32,
     /// Random bytes for the generated session id.
     session_seed: [u8; 16],
 }
@@ -133,6 +135,7 @@ impl RequestContext {
             subject: None,
             bytes_in: 0,
             limit_fields: None,
+            origin_attempts: 0,
             session_seed: session_seed.try_into().expect("16 bytes"),
         }
     }
@@ -556,6 +559,10 @@ pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
         408 | 504 => Code::OriginTimeout,
         401 | 403 => Code::OriginAuthFailed,
         404 => Code::OriginNotFound,
+        // AgentCore's own: `ServiceQuotaExceededException` and
+        // `RuntimeClientError` (the agent's code failed).
+        402 => Code::OriginQuotaExceeded,
+        424 => Code::AgentFailed,
         400..=499 => Code::OriginRejected,
         _ => Code::OriginError,
     };
@@ -564,16 +571,28 @@ pub fn map_origin_status(origin: &http::response::Parts) -> GatewayError {
         status.as_u16(),
         error_type.map(|t| format!(" ({t})")).unwrap_or_default()
     ));
-    if code == Code::OriginThrottled {
+    let default_retry_after = match code {
+        Code::OriginThrottled => Some("1"),
+        Code::OriginQuotaExceeded => Some(QUOTA_RETRY_AFTER_SECONDS),
+        _ => None,
+    };
+    if let Some(default) = default_retry_after {
         let retry = header_str(&origin.headers, "retry-after")
             .filter(|v| v.parse::<u32>().is_ok())
-            .unwrap_or_else(|| "1".to_owned());
+            .unwrap_or_else(|| default.to_owned());
         if let Ok(value) = HeaderValue::from_str(&retry) {
             error = error.with_header(header::RETRY_AFTER, value);
         }
     }
     error
 }
+
+/// `Retry-After` of `origin_quota_exceeded` when the origin gives none.
+/// A quota such as AgentCore's active sessions per account frees as other
+/// sessions end or go idle, in minutes rather than a throttle's
+/// milliseconds: a minute keeps clients from hammering a quota that a
+/// second's wait would not have freed.
+pub const QUOTA_RETRY_AFTER_SECONDS: &str = "60";
 
 /// RFC 9112 section 3.2: exactly one `Host`, a valid authority (an HTTP/1.0
 /// request may omit it); and on a loopback listener, a name of this machine

@@ -45,6 +45,19 @@
 //!   token counts, an object `nested` of N keys and N more keys (N at most
 //!   1000 each): wider than a log line keeps.
 //!
+//! AgentCore's failures before the stream, each in its AWS error shape (a
+//! gateway retries some of them before the first byte):
+//! - `/status-then STATUS N [SECONDS]`: STATUS (4xx or 5xx) with its AWS
+//!   error type (409 `RetryableConflictException`, 429
+//!   `ThrottlingException`, 503 `ServiceUnavailableException`...) to the
+//!   first N requests of the session (its session id: a gateway's retries
+//!   share it, other tests' requests do not), with `Retry-After: SECONDS`
+//!   when given; then the usual reply.
+//! - `/conflict-then N`: `/status-then 409 N`.
+//! - `/runtime-client-error`: 424 `RuntimeClientError`, as AgentCore
+//!   answers when the agent's own code failed.
+//! - `/quota`: 402 `ServiceQuotaExceededException`.
+//!
 //! Each streamed answer is noted when it ends ([`DemoOrigin::streams`]):
 //! its session id, and whether it was sent to the end or the caller went
 //! away first (what a gateway must do when its own client leaves).
@@ -77,7 +90,7 @@
 mod script;
 pub mod signature;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,6 +187,17 @@ pub struct RecordedRequest {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When its head arrived.
+    pub received: Instant,
+}
+
+impl RecordedRequest {
+    /// Its session header, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.headers
+            .get(SESSION_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+    }
 }
 
 /// A running demo origin. Dropping it (or [`DemoOrigin::shutdown`]) stops
@@ -189,6 +213,8 @@ struct State {
     recorded: Mutex<VecDeque<RecordedRequest>>,
     streams: Mutex<VecDeque<StreamRecord>>,
     request_counter: AtomicU64,
+    /// `/status-then`'s failures so far, per status and session.
+    failures: Mutex<HashMap<String, u64>>,
 }
 
 /// Serves the demo origin on `listener` until the returned handle is dropped.
@@ -199,6 +225,7 @@ pub async fn spawn(settings: DemoOriginSettings, listener: TcpListener) -> io::R
         recorded: Mutex::new(VecDeque::new()),
         streams: Mutex::new(VecDeque::new()),
         request_counter: AtomicU64::new(0),
+        failures: Mutex::new(HashMap::new()),
     });
     let task = tokio::spawn(accept_loop(listener, state.clone()));
     Ok(DemoOrigin { addr, state, task })
@@ -263,6 +290,30 @@ impl DemoOrigin {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         recorded.iter().cloned().collect()
+    }
+
+    /// The most recent requests (up to 256) that carried `session_id`,
+    /// oldest first.
+    pub fn requests_of_session(&self, session_id: &str) -> Vec<RecordedRequest> {
+        let mut requests = self.requests();
+        requests.retain(|r| r.session_id() == Some(session_id));
+        requests
+    }
+
+    /// Whether `request`'s SigV4 signature verifies now, as it is checked
+    /// on arrival (its date within [`MAX_CLOCK_SKEW`] of the clock).
+    pub fn signature_verifies(&self, request: &RecordedRequest) -> bool {
+        let mut head = Request::new(()).into_parts().0;
+        head.method = request.method.clone();
+        head.uri = request.uri.clone();
+        head.headers = request.headers.clone();
+        signature::verify_signature(
+            &self.state.settings,
+            &head,
+            &request.body,
+            SystemTime::now(),
+        )
+        .is_ok()
     }
 
     /// The most recent streamed answers that have ended (up to 256),
@@ -337,6 +388,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> io::Result<Res
         uri: head.uri.clone(),
         headers: head.headers.clone(),
         body: body.clone(),
+        received,
     });
     let settings = &state.settings;
     let answer = match invoke(settings, &head, &body, now) {
@@ -380,6 +432,23 @@ impl State {
         streams.push_back(stream);
     }
 
+    /// Whether the request keyed `key` is one of the first `times`
+    /// (counting it).
+    fn fails(&self, key: String, times: u64) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a long `agent-edge dev` session forgets old sessions.
+        if failures.len() >= 10_000 && !failures.contains_key(&key) {
+            failures.clear();
+        }
+        let count = failures.entry(key).or_insert(0);
+        if *count < times {
+            *count += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// A UUID-shaped request id, unique per server.
     fn request_id(&self) -> String {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
@@ -393,6 +462,8 @@ struct AwsError {
     status: StatusCode,
     error_type: String,
     message: String,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl AwsError {
@@ -401,6 +472,7 @@ impl AwsError {
             status,
             error_type: error_type.into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -416,6 +488,9 @@ impl AwsError {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(value) = HeaderValue::from_str(&format!("{}{CORAL}", self.error_type)) {
             headers.insert("x-amzn-errortype", value);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

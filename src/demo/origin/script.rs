@@ -45,6 +45,20 @@ pub(super) enum Script {
     EchoErrorType,
     /// A stream whose usage and error event quote the request's secrets.
     EchoRequest,
+    /// AgentCore's error of this status, in its AWS shape.
+    AgentCoreError(StatusCode),
+    /// AgentCore's error of a status to the first requests of a session,
+    /// then the plan.
+    FailThen(FailThen),
+}
+
+/// `/status-then`: which error, how many times per session, then what.
+#[derive(Debug, PartialEq)]
+pub(super) struct FailThen {
+    status: StatusCode,
+    times: u64,
+    retry_after: Option<u64>,
+    then: Plan,
 }
 
 impl Script {
@@ -214,6 +228,32 @@ impl Script {
                     abort: false,
                 });
             }
+            Some("/status-then") => {
+                let status = number(1)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .and_then(|n| StatusCode::from_u16(n).ok())
+                    .filter(|s| s.is_client_error() || s.is_server_error());
+                if let (Some(status), Some(times)) = (status, number(2)) {
+                    return Script::FailThen(FailThen {
+                        status,
+                        times,
+                        retry_after: number(3),
+                        then: reply_plan(&words, word_delay),
+                    });
+                }
+            }
+            Some("/conflict-then") if number(1).is_some() => {
+                return Script::FailThen(FailThen {
+                    status: StatusCode::CONFLICT,
+                    times: number(1).unwrap_or(0),
+                    retry_after: None,
+                    then: reply_plan(&words, word_delay),
+                });
+            }
+            Some("/runtime-client-error") => {
+                return Script::AgentCoreError(StatusCode::FAILED_DEPENDENCY)
+            }
+            Some("/quota") => return Script::AgentCoreError(StatusCode::PAYMENT_REQUIRED),
             Some("/echo-error-type") => return Script::EchoErrorType,
             Some("/echo-request") => return Script::EchoRequest,
             Some("/json") => return Script::Json(reply_text(&words[1..])),
@@ -228,24 +268,28 @@ impl Script {
             }
             _ => {}
         }
-        let reply = reply_text(&words);
-        let deltas = reply
-            .split(' ')
-            .enumerate()
-            .map(|(i, word)| {
-                if i == 0 {
-                    word.to_owned()
-                } else {
-                    format!(" {word}")
-                }
-            })
-            .collect();
-        Script::Stream(Plan {
-            deltas,
-            delay: word_delay,
-            input_tokens,
-            end: End::Complete,
+        Script::Stream(reply_plan(&words, word_delay))
+    }
+}
+
+/// The usual answer: a reply quoting the prompt, a word per delta.
+fn reply_plan(words: &[&str], word_delay: Duration) -> Plan {
+    let deltas = reply_text(words)
+        .split(' ')
+        .enumerate()
+        .map(|(i, word)| {
+            if i == 0 {
+                word.to_owned()
+            } else {
+                format!(" {word}")
+            }
         })
+        .collect();
+    Plan {
+        deltas,
+        delay: word_delay,
+        input_tokens: words.len().max(1),
+        end: End::Complete,
     }
 }
 
@@ -316,6 +360,25 @@ pub(super) async fn answer(
             event_stream(sse_body(plan, received, watch(&session_id)))
         }
         Script::Stream(plan) => event_stream(sse_body(plan, received, watch(&session_id))),
+        Script::AgentCoreError(status) => return Answer::Error(agentcore_error(status)),
+        Script::FailThen(FailThen {
+            status,
+            times,
+            retry_after,
+            then,
+        }) => {
+            let key = format!(
+                "{} {}",
+                status.as_u16(),
+                session_id.as_deref().unwrap_or("")
+            );
+            if state.fails(key, times) {
+                let mut error = agentcore_error(status);
+                error.retry_after = retry_after;
+                return Answer::Error(error);
+            }
+            event_stream(sse_body(then, received, watch(&session_id)))
+        }
         Script::Raw(raw) => raw_response(raw),
     };
     if let Some(value) = session_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
@@ -635,6 +698,35 @@ pub fn python_json(value: &Value) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
+/// AgentCore's error type for a status (`InvokeAgentRuntime`'s errors).
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "ValidationException",
+        402 => "ServiceQuotaExceededException",
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        409 => "RetryableConflictException",
+        424 => "RuntimeClientError",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        _ => "InternalServerException",
+    }
+}
+
+/// AgentCore's error of `status`, with a message in its words and nothing
+/// secret (unlike `/origin-error`'s).
+fn agentcore_error(status: StatusCode) -> AwsError {
+    let message = match status.as_u16() {
+        402 => "The request would exceed a service quota for this account (active sessions).",
+        409 => "The session is busy with another request. Retry the request.",
+        424 => "Received error (500) from runtime. Please check your CloudWatch logs for more information.",
+        429 => "Rate exceeded",
+        503 => "The service is temporarily unavailable. Retry the request.",
+        _ => "The request failed.",
+    };
+    AwsError::new(status, error_type(status), message)
+}
+
 /// An AWS error body echoing everything secret the demo knows, for tests
 /// that the gateway never relays an origin's error body.
 fn echo_secrets_error(
@@ -645,19 +737,9 @@ fn echo_secrets_error(
     let credentials = &settings.credentials;
     let account = settings.runtime_arn.split(':').nth(4).unwrap_or_default();
     let authorization = header_text(head, AUTHORIZATION.as_str());
-    let error_type = match status.as_u16() {
-        400 => "ValidationException",
-        402 => "ServiceQuotaExceededException",
-        403 => "AccessDeniedException",
-        404 => "ResourceNotFoundException",
-        409 => "RetryableConflictException",
-        424 => "RuntimeClientError",
-        429 => "ThrottlingException",
-        _ => "InternalServerException",
-    };
     AwsError::new(
         status,
-        error_type,
+        error_type(status),
         format!(
             "Demo failure for agent '{}' in account {account}: signed by {} with secret {} \
              and session token {}; Authorization: {authorization}",

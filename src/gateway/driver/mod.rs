@@ -8,6 +8,7 @@
 //! - this file: the phases of one request, the request body read under
 //!   `MAX_BODY_BYTES`, and early answers;
 //! - [`authenticate`]: phase 2's loop around the sans-IO authenticator;
+//! - [`retry`]: phase 4's origin request, retried before the first byte;
 //! - [`body`]: phases 6 and 7 of a streamed answer.
 //!
 //! No runtime is named here: futures come from the platform.
@@ -16,12 +17,12 @@ mod authenticate;
 mod body;
 mod budget;
 mod platform;
+pub mod retry;
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use http::{header, HeaderValue, Response};
 
@@ -196,21 +197,11 @@ async fn invoke<P: Platform, B: RequestBody>(
         })?;
     let invocation = gateway.parse_invocation(head, &body, ctx)?;
 
-    // Phase 4: the upstream request.
+    // Phase 4: the signed upstream request, retried while nothing has gone
+    // to the client, all within `origin_timeout_seconds`.
     let bearer = crate::auth::reject::bearer_token(authorization).ok();
     let user_id = verified.as_ref().and_then(|v| v.user_id.as_deref());
-    let request = gateway.upstream_request(&invocation, user_id, bearer, platform.now())?;
-
-    // The origin has `origin_timeout_seconds` to answer with a head.
-    let deadline = platform.now_ms() + gateway.config().origin_timeout_seconds * 1000;
-    let fetch = std::pin::pin!(platform.fetch_origin(request));
-    let origin = match select(fetch, platform.sleep_until(deadline)).await {
-        Either::Left((Ok(response), _)) => response,
-        Either::Left((Err(FetchError::Unreachable(detail)), _)) => {
-            return Err(GatewayError::new(Code::OriginUnreachable).with_detail(detail))
-        }
-        Either::Right(_) => return Err(GatewayError::new(Code::OriginTimeout)),
-    };
+    let origin = retry::fetch(gateway, platform, &invocation, user_id, bearer, ctx).await?;
 
     // Phase 5: response filter.
     let (origin_head, origin_body) = origin.into_parts();

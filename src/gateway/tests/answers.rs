@@ -65,6 +65,9 @@ fn origin_failures_map_to_gateway_errors_without_the_origin_body() {
         (500, 502, "origin_error"),
         (503, 502, "origin_error"),
         (504, 504, "origin_timeout"),
+        (402, 503, "origin_quota_exceeded"),
+        (424, 502, "agent_failed"),
+        (409, 502, "origin_rejected"),
     ];
     for (origin, ours, code) in cases {
         let err = map_origin_status(&parts(
@@ -79,6 +82,15 @@ fn origin_failures_map_to_gateway_errors_without_the_origin_body() {
     }
     let throttled = map_origin_status(&parts(429, &[("retry-after", "7")]));
     assert_eq!(throttled.to_response().headers()["retry-after"], "7");
+    // A quota: the origin's own Retry-After, else a minute.
+    let quota = map_origin_status(&parts(402, &[("retry-after", "30")]));
+    assert_eq!(quota.to_response().headers()["retry-after"], "30");
+    let quota = map_origin_status(&parts(402, &[]));
+    assert_eq!(quota.to_response().headers()["retry-after"], "60");
+    assert!(!map_origin_status(&parts(424, &[]))
+        .to_response()
+        .headers()
+        .contains_key("retry-after"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 use std::time::SystemTime;
 
 use super::super::test_support::*;
-use super::super::{DEMO_ACCESS_KEY_ID, DEMO_RUNTIME_ARN, DEMO_SECRET_ACCESS_KEY};
+use super::super::{DemoOrigin, DEMO_ACCESS_KEY_ID, DEMO_RUNTIME_ARN, DEMO_SECRET_ACCESS_KEY};
 use super::*;
 
 #[tokio::test]
@@ -277,4 +277,101 @@ async fn echo_prompts_quote_the_request_even_unsigned() {
         "{error}"
     );
     assert!(error.contains("Signature="), "{error}");
+}
+
+/// A signed request for `prompt` in session `session`.
+fn in_session(origin: &DemoOrigin, prompt: &str, session: &str) -> http::Request<Bytes> {
+    crate::origin::build_request(
+        &origin.origin_config(),
+        crate::origin::Invocation {
+            payload: Bytes::from(json!({ "prompt": prompt }).to_string()),
+            session_id: session,
+            user_id: None,
+            bearer_token: None,
+        },
+        SystemTime::now(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn status_then_fails_the_first_requests_of_each_session() {
+    let origin = start(fast()).await;
+    let (one, two) = (
+        "session-one-0123456789abcdef0123456789",
+        "session-two-0123456789abcdef0123456789",
+    );
+    for _ in 0..2 {
+        let response = send(in_session(&origin, "/conflict-then 2", one)).await;
+        assert!(response.headers().get("retry-after").is_none());
+        let (status, error_type, message) = rejection(response).await;
+        assert_eq!(
+            (status, error_type.as_str()),
+            (409, "RetryableConflictException")
+        );
+        assert!(!message.contains(DEMO_ACCESS_KEY_ID), "{message}");
+    }
+    // Another session counts on its own, and so does another status.
+    let (status, _, _) = rejection(send(in_session(&origin, "/conflict-then 2", two)).await).await;
+    assert_eq!(status, 409);
+    let response = send(in_session(&origin, "/status-then 503 1 7", one)).await;
+    assert_eq!(response.headers()["retry-after"], "7");
+    let (status, error_type, _) = rejection(response).await;
+    assert_eq!(
+        (status, error_type.as_str()),
+        (503, "ServiceUnavailableException")
+    );
+
+    // Then the usual reply, in the session.
+    let response = send(in_session(&origin, "/conflict-then 2", one)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()[SESSION_ID_HEADER], one);
+    let text: String = data_lines(&response.text().await.unwrap())
+        .iter()
+        .filter_map(|e| {
+            e["event"]["contentBlockDelta"]["delta"]["text"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        text.starts_with("You said: \"/conflict-then 2\"."),
+        "{text}"
+    );
+    assert_eq!(origin.requests_of_session(one).len(), 4);
+    assert!(origin
+        .requests_of_session(one)
+        .iter()
+        .all(|r| origin.signature_verifies(r)));
+}
+
+#[tokio::test]
+async fn agentcore_statuses_have_their_error_types() {
+    let origin = start(fast()).await;
+    for (prompt, status, error_type) in [
+        ("/runtime-client-error", 424, "RuntimeClientError"),
+        ("/quota", 402, "ServiceQuotaExceededException"),
+        ("/status-then 429 1", 429, "ThrottlingException"),
+    ] {
+        let (got, got_type, message) =
+            rejection(ask(&origin, &json!({ "prompt": prompt }).to_string()).await).await;
+        assert_eq!((got, got_type.as_str()), (status, error_type), "{prompt}");
+        assert!(!message.contains(DEMO_RUNTIME_ARN), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_a_bad_signature_is_recorded_but_does_not_verify() {
+    let origin = start(fast()).await;
+    let mut request = signed(
+        &origin.origin_config(),
+        r#"{"prompt":"hi"}"#,
+        SystemTime::now(),
+    );
+    *request.body_mut() = Bytes::from_static(br#"{"prompt":"changed"}"#);
+    let (status, _, _) = rejection(send(request).await).await;
+    assert_eq!(status, 403);
+    let recorded = origin.requests();
+    assert_eq!(recorded.len(), 1);
+    assert!(!origin.signature_verifies(&recorded[0]));
 }
