@@ -21,7 +21,8 @@
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
 //! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
-//!   [`faults`] (the demo agent's fault prompts), [`early_errors`] (early
+//!   [`faults`] (the demo agent's fault prompts), [`retries`] (retries
+//!   before the first byte, AgentCore's 424 and 402), [`early_errors`] (early
 //!   answers to keep-alive clients, the `Host` rule), [`parity`] (the
 //!   same requests to every target, compared), and [`hardening`] (issue 14:
 //!   the key cap, duplicates, a JSON `Content-Type`, `Host` rebinding,
@@ -81,6 +82,7 @@ mod modes;
 mod origin_errors;
 mod parity;
 mod rate_limit;
+mod retries;
 mod routes;
 mod session;
 mod streaming;
