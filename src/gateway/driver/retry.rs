@@ -185,8 +185,8 @@ pub(super) async fn fetch<P: Platform>(
     let outcome = loop {
         let request = gateway.upstream_request(invocation, user_id, bearer, platform.now())?;
         ctx.origin_attempts += 1;
-        let fetch = std::pin::pin!(platform.fetch_origin(request));
-        let outcome = match select(fetch, platform.sleep_until(deadline)).await {
+        let attempt = std::pin::pin!(platform.fetch_origin(request));
+        let outcome = match select(attempt, platform.sleep_until(deadline)).await {
             Either::Left((outcome, _)) => outcome,
             Either::Right(_) => return Err(GatewayError::new(Code::OriginTimeout)),
         };
