@@ -4,10 +4,12 @@
 //! 409 `RetryableConflictException`, a 429, a 503, a connection that failed
 //! before the head) is sent again, signed afresh, after a jittered
 //! exponential backoff, at most `ORIGIN_RETRIES` times and all within
-//! `ORIGIN_TIMEOUT_SECONDS` counted from the first attempt. Those answers
+//! `ORIGIN_TIMEOUT_SECONDS` counted from the first attempt. Those statuses
 //! say the origin did not take the request on, so sending the same body
-//! again cannot run the agent twice. Once a head is passed on (a stream has
-//! begun), nothing is retried: the client may already have bytes of it.
+//! again does not run the agent twice; a failed connection mostly means the
+//! request never arrived (a reset after sending cannot be told apart). Once
+//! a head is passed on (a stream has begun), nothing is retried: the client
+//! may already have bytes of it.
 //!
 //! [`RetryPolicy`] and [`transient`] decide, without I/O or clocks (tested
 //! with fixed random bytes); [`fetch`] runs the attempts over a
