@@ -1,13 +1,13 @@
 //! The origin dialects of transformed mode: what text, metadata and errors
 //! each `data` payload carries (Strands / Bedrock ConverseStream, AgentCore
-//! SDK strings and errors, Anthropic Messages, OpenAI-style chunks, raw
-//! text), read in one pass into small borrowed structs; the table is in
-//! `docs/interface.md`, "Transformed mode".
+//! SDK strings and errors, Anthropic Messages, OpenAI-style chunks, AG-UI
+//! events, raw text), read in one pass into small borrowed structs; the
+//! table is in `docs/interface.md`, "Transformed mode".
 //!
 //! Strands text deltas, nearly all of a Strands stream, are recognised token
 //! by token before serde is involved ([`strands_text_delta`]). An error the
 //! agent reports in-band becomes [`Code::AgentError`], its message scrubbed
-//! ([`crate::scrub`]).
+//! ([`crate::scrub`]). AG-UI events have a module of their own ([`ag_ui`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,10 +18,12 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 use serde_json::{Map, Value};
 
 use super::parser::Parser;
+use ag_ui::is_ag_ui_type;
 use strands::{
     count_plain_events, strands_delta_event, strands_text_delta, strands_without_text_or_usage,
 };
 
+mod ag_ui;
 mod strands;
 use crate::error::{Code, StreamError};
 use crate::scrub::Scrubber;
@@ -41,7 +43,8 @@ pub(super) struct Extractor {
     pub(super) call_usage: Option<Map<String, Value>>,
     /// The first error reported, in-band or by `finish`.
     pub(super) error: Option<StreamError>,
-    /// OpenAI's `data: [DONE]` was seen.
+    /// The origin ended the answer in-band: OpenAI's `data: [DONE]`, or
+    /// AG-UI's `RUN_FINISHED` or `RUN_ERROR`.
     pub(super) done: bool,
     /// For what reaches the client from the agent's own words (error
     /// messages, metadata).
@@ -56,7 +59,7 @@ pub(super) struct Extractor {
 pub(super) enum Read {
     /// The input is used up.
     Consumed,
-    /// OpenAI's `data: [DONE]`: the stream is over.
+    /// The origin ended the answer ([`Extractor::done`]).
     Done,
     /// An event over the parser's limit.
     TooLarge,
@@ -141,6 +144,12 @@ impl Extractor {
     }
 
     fn on_payload(&mut self, payload: Payload<'_>, is_error_event: bool) {
+        // Before the other dialects: an AG-UI `RAW` event can wrap a Strands
+        // event whose text was already streamed as AG-UI text.
+        if payload.kind.as_deref().is_some_and(is_ag_ui_type) {
+            self.on_ag_ui(&payload, is_error_event);
+            return;
+        }
         // Strands / Bedrock ConverseStream.
         if let Some(ObjOrStr::Obj(event)) = payload.event {
             if let Some(text) = event
@@ -349,17 +358,22 @@ struct Payload<'a> {
     /// Strands / Bedrock ConverseStream: `{"event":{..}}`.
     #[serde(borrow)]
     event: Option<ObjOrStr<'a, StrandsEvent<'a>>>,
-    /// Anthropic: the event type.
+    /// Anthropic and AG-UI: the event type.
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
-    /// Anthropic: `content_block_delta`'s delta.
+    /// Anthropic: `content_block_delta`'s delta (an object); AG-UI: a text
+    /// or tool-call delta (a string), a state patch (an array).
     #[serde(borrow)]
     delta: Option<ObjOrStr<'a, Delta<'a>>>,
     /// Anthropic `message_start`'s message (an object), or the AgentCore
-    /// SDK's error message (a string).
+    /// SDK's and AG-UI `RUN_ERROR`'s error message (a string).
     #[serde(borrow)]
     message: Option<ObjOrStr<'a, MessageStart>>,
-    /// Anthropic `message_delta`, OpenAI's final chunk.
+    /// AG-UI `RUN_ERROR`'s error code.
+    #[serde(borrow)]
+    code: Option<ObjOrStr<'a, IgnoredAny>>,
+    /// Anthropic `message_delta`, OpenAI's final chunk (objects); AG-UI
+    /// `RUN_FINISHED` and `RUN_ERROR` (an array).
     usage: Option<Box<Value>>,
     /// OpenAI-style chunks: only the first choice is read.
     #[serde(borrow)]

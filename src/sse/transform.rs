@@ -13,7 +13,8 @@
 //!   start.
 //! - **Transformed**: a [`Parser`] reads the events, `super::dialect` takes
 //!   their text, metadata and errors, and the text goes out as it arrives;
-//!   at the end, the trailer. OpenAI's `data: [DONE]` ends the stream.
+//!   at the end, the trailer. The origin's own end of the answer (OpenAI's
+//!   `data: [DONE]`, AG-UI's `RUN_FINISHED` or `RUN_ERROR`) ends the stream.
 //!
 //! Memory is bounded by `max_event_bytes` in both modes: a larger event (or
 //! JSON body, in transformed mode) ends the stream with `event_too_large`;
@@ -146,8 +147,8 @@ impl Meter {
     }
 
     fn push(&mut self, input: &[u8]) {
-        // After OpenAI's `[DONE]` transformed mode reads nothing more: nor
-        // does the meter. An event over the limit: the tracker cuts the
+        // After the origin's own end (`[DONE]`, AG-UI's `RUN_FINISHED`)
+        // transformed mode reads nothing more: nor does the meter. An event over the limit: the tracker cuts the
         // stream there too.
         if !self.extract.done {
             self.extract.read(&mut self.parser, input);
@@ -314,7 +315,8 @@ impl Transformer {
     }
 
     /// True once the stream is over (`finish` called, or a limit or the
-    /// origin's `[DONE]` ended it inside `push`); the adapter then stops
+    /// origin's own end, `[DONE]` or AG-UI's `RUN_FINISHED`, ended it inside
+    /// `push`); the adapter then stops
     /// reading the origin and sends nothing more.
     pub fn is_finished(&self) -> bool {
         self.finished
@@ -362,7 +364,7 @@ impl Transformer {
 /// What one `push` produced, and whether it ended the stream.
 enum Pushed {
     Out(Bytes),
-    /// The stream ended here (OpenAI's `[DONE]`).
+    /// The origin ended the answer here (`[DONE]`, AG-UI's `RUN_FINISHED`).
     Ended(Bytes),
     /// An event over the limit ended the stream here.
     Cut(Bytes),

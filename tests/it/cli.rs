@@ -590,6 +590,43 @@ fn transform_reads_a_file_or_stdin_and_defaults_to_transformed() {
 }
 
 #[test]
+fn transform_prints_the_text_of_an_ag_ui_run() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sse");
+    let session_line = format!("{{\"runtimeSessionId\":\"{SESSION}\"}}");
+    let run = dir.join("ag-ui-run.sse");
+    let printed = transform(&["--session-id", SESSION, run.to_str().unwrap()], b"");
+    assert_eq!(
+        String::from_utf8(printed).unwrap(),
+        format!(
+            "{}{}\n----------\n{}\n{session_line}",
+            "Let me check the weather in Z\u{fc}rich for you.",
+            "It is 18 \u{b0}C and partly cloudy in Z\u{fc}rich (\u{30c1}\u{30e5}\u{30fc}\u{30ea}\u{30c3}\u{30d2}) \u{1f324}\u{fe0f}.\n\nA \"light\" jacket should do.",
+            r#"{"usage":{"inputTokens":1620,"outputTokens":74,"totalTokens":1694}}"#,
+        )
+    );
+    let error = dir.join("ag-ui-run-error.sse");
+    let printed = String::from_utf8(transform(
+        &["--session-id", SESSION, error.to_str().unwrap()],
+        b"",
+    ))
+    .unwrap();
+    assert!(
+        printed.starts_with(
+            "Looking up your order\u{2026}\n----------\n{\"error\":{\"code\":\"agent_error\",\"message\":\"STRANDS_ERROR: An error occurred (AccessDeniedException)"
+        ),
+        "{printed}"
+    );
+    assert!(!printed.contains("111122223333"), "scrubbed: {printed}");
+    assert!(printed.ends_with(&format!("\n{session_line}")), "{printed}");
+    // Original mode is the recording itself.
+    let bytes = std::fs::read(&run).unwrap();
+    assert_eq!(
+        transform(&["--response", "original", run.to_str().unwrap()], b""),
+        bytes
+    );
+}
+
+#[test]
 fn transform_refuses_bad_arguments_without_panicking() {
     for args in [
         &["--response", "summary"][..],

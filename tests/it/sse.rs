@@ -1,6 +1,7 @@
 //! Data-driven and property tests of the SSE parser and the transformer:
-//! the WPT `format-*` cases at every split point, the Strands seed stream,
-//! and original mode's byte-for-byte guarantee over random chunkings.
+//! the WPT `format-*` cases at every split point, the Strands seed stream
+//! and the AG-UI runs, and original mode's byte-for-byte guarantee over
+//! random chunkings.
 
 use agent_edge::config::ResponseMode;
 use agent_edge::sse::{OriginBodyKind, Parser, StreamError, Transformer, TransformerOptions};
@@ -10,6 +11,8 @@ use serde_json::Value;
 
 const WPT_CASES: &str = include_str!("../data/sse/wpt-cases.json");
 const STRANDS_SEED: &str = include_str!("../data/sse/strands-seed.sse");
+const AG_UI_RUN: &str = include_str!("../data/sse/ag-ui-run.sse");
+const AG_UI_RUN_ERROR: &str = include_str!("../data/sse/ag-ui-run-error.sse");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Parsed {
@@ -120,6 +123,34 @@ fn strands_seed_stream_transformed_at_every_split_point() {
     }
 }
 
+#[test]
+fn ag_ui_runs_transformed_at_every_split_point() {
+    let session = r#"{"runtimeSessionId":"0b7c64d5-94a3-4a52-8e44-6a33b3d1f0a1-session"}"#;
+    let run = [
+        "Let me check the weather in Z\u{fc}rich for you.",
+        "It is 18 \u{b0}C and partly cloudy in Z\u{fc}rich (\u{30c1}\u{30e5}\u{30fc}\u{30ea}\u{30c3}\u{30d2}) \u{1f324}\u{fe0f}.",
+        "\n\nA \"light\" jacket should do.",
+        "\n----------\n",
+        r#"{"usage":{"inputTokens":1620,"outputTokens":74,"totalTokens":1694}}"#,
+        "\n",
+        session,
+    ]
+    .concat();
+    let error = [
+        "Looking up your order\u{2026}",
+        "\n----------\n",
+        r#"{"error":{"code":"agent_error","message":"STRANDS_ERROR: An error occurred (AccessDeniedException) when calling the ConverseStream operation: User: [redacted] is not authorized to perform: bedrock:InvokeModelWithResponseStream on resource: [redacted] because no identity-based policy allows the bedrock:InvokeModelWithResponseStream action"}}"#,
+        "\n",
+        session,
+    ]
+    .concat();
+    for (recording, expected) in [(AG_UI_RUN, run), (AG_UI_RUN_ERROR, error)] {
+        for chunks in chunkings(recording.as_bytes()) {
+            assert_eq!(transform_chunks(chunks), expected);
+        }
+    }
+}
+
 /// Pieces random streams are made of: every kind of line end, fields,
 /// comments, BOMs, multi-byte characters, and JSON of the dialects.
 fn token() -> impl Strategy<Value = &'static str> {
@@ -159,6 +190,16 @@ fn token() -> impl Strategy<Value = &'static str> {
         "data: {\"event\": {\"metadata\": {\"usage\": {\"inputTokens\": 3, \"outputTokens\": 4}}}}\n\n",
         "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
         "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n",
+        // AG-UI: text, not text, usage that is not AG-UI's, and the run's
+        // end, which ends the answer and the meter's reading.
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m","delta":"a\u00e9 \"g\""}"#,
+        r#"{"type":"TEXT_MESSAGE_CHUNK","delta":"c"}"#,
+        r#"{"type":"TOOL_CALL_ARGS","toolCallId":"t","delta":"{}"}"#,
+        r#"{"type":"RAW","event":{"metadata":{"usage":{"totalTokens":9}}},"source":"strands"}"#,
+        r#"{"type":"RUN_FINISHED","threadId":"t","runId":"r","usage":[{"model":"m","inputTokens":2,"outputTokens":3}]}"#,
+        r#"{"type":"RUN_ERROR","message":"boom","code":"E","usage":[{"totalTokens":4}]}"#,
+        "data: {\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m\",\"delta\":\" ag-ui\"}\n\n",
+        "data: {\"type\":\"RUN_FINISHED\",\"threadId\":\"t\",\"runId\":\"r\",\"usage\":[{\"totalTokens\":6}]}\n\n",
     ])
 }
 
@@ -304,7 +345,8 @@ proptest! {
             transformed_out.extend_from_slice(&transformed.push(Bytes::copy_from_slice(chunk), 1));
         }
         let too_large = |out: &[u8]| String::from_utf8_lossy(out).contains("event_too_large");
-        // `[DONE]` ends the transformed stream before any limit is reached.
+        // `[DONE]` and AG-UI's run ends end the transformed stream before
+        // any limit is reached.
         prop_assume!(!transformed.is_finished() || too_large(&transformed_out));
         prop_assert_eq!(original.is_finished(), too_large(&original_out));
         prop_assert_eq!(original.is_finished(), transformed.is_finished() && too_large(&transformed_out));

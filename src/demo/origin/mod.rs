@@ -44,6 +44,12 @@
 //! - `/usage-keys N`: one delta, then metadata whose `usage` has the three
 //!   token counts, an object `nested` of N keys and N more keys (N at most
 //!   1000 each): wider than a log line keeps.
+//! - `/ag-ui`: an AG-UI agent's answer instead of Strands events: the bytes
+//!   of `tests/data/sse/ag-ui-run.sse` (text messages, a tool call, state,
+//!   a messages snapshot, `RUN_FINISHED` with `usage`), one event per chunk,
+//!   `word_delay` apart.
+//! - `/ag-ui-error`: the same for `tests/data/sse/ag-ui-run-error.sse`,
+//!   which ends in `RUN_ERROR` (its message quotes ARNs).
 //!
 //! AgentCore's failures before the stream, each in its AWS error shape (a
 //! gateway retries some of them before the first byte):

@@ -1,6 +1,6 @@
 //! The demo agent's answers: a reply quoting the prompt as Strands events,
 //! and the scripted answers of the test prompts listed in [`super`]'s module
-//! doc, faults included (a reset before headers, slow headers, a stall, a
+//! doc (the recorded AG-UI runs among them), faults included (a reset before headers, slow headers, a stall, a
 //! broken event, bytes that are not UTF-8, garbage, a wrong content type, a
 //! gzip-encoded body, error pages, and echoes of the request's secrets).
 
@@ -106,6 +106,9 @@ pub(super) struct Raw {
 const MAX_BIG_EVENT: u64 = 16 << 20;
 /// The most keys of each kind in a `/usage-keys` usage object.
 const MAX_USAGE_KEYS: u64 = 1000;
+/// The recorded AG-UI runs of `tests/data/sse/` (`/ag-ui`, `/ag-ui-error`).
+const AG_UI_RUN: &[u8] = include_bytes!("../../../tests/data/sse/ag-ui-run.sse");
+const AG_UI_RUN_ERROR: &[u8] = include_bytes!("../../../tests/data/sse/ag-ui-run-error.sse");
 
 impl Script {
     pub(super) fn from_prompt(prompt: &str, word_delay: Duration) -> Script {
@@ -254,6 +257,8 @@ impl Script {
                 return Script::AgentCoreError(StatusCode::FAILED_DEPENDENCY)
             }
             Some("/quota") => return Script::AgentCoreError(StatusCode::PAYMENT_REQUIRED),
+            Some("/ag-ui") => return raw(EVENT_STREAM, events_of(AG_UI_RUN), false),
+            Some("/ag-ui-error") => return raw(EVENT_STREAM, events_of(AG_UI_RUN_ERROR), false),
             Some("/echo-error-type") => return Script::EchoErrorType,
             Some("/echo-request") => return Script::EchoRequest,
             Some("/json") => return Script::Json(reply_text(&words[1..])),
@@ -446,6 +451,19 @@ fn stream_start(texts: &[&str]) -> Vec<Bytes> {
             &json!({"event": {"contentBlockDelta": {
             "delta": {"text": text}, "contentBlockIndex": 0}}}),
         )));
+    }
+    chunks
+}
+
+/// A recorded stream cut after each blank line: one chunk per event, as an
+/// agent sends them.
+fn events_of(recording: &'static [u8]) -> Vec<Bytes> {
+    let mut chunks = Vec::new();
+    let mut rest = recording;
+    while !rest.is_empty() {
+        let len = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |at| at + 2);
+        chunks.push(Bytes::from_static(&rest[..len]));
+        rest = &rest[len..];
     }
     chunks
 }

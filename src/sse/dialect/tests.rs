@@ -317,3 +317,150 @@ fn sum_into_keeps_integers_and_handles_mixed_numbers() {
         r#"{"a":3,"b":2.5,"c":1.8446744073709552e+19,"d":-1,"e":"y","g":{"h":1}}"#
     );
 }
+
+/// AG-UI events as `@ag-ui/core` defines them, compact as its encoders write
+/// them.
+#[test]
+fn ag_ui_text_is_the_text_message_deltas_only() {
+    let stream = sse(&[
+        r#"{"type":"RUN_STARTED","threadId":"t1","runId":"r1","input":{"messages":[{"id":"u1","role":"user","content":"not text"}]}}"#,
+        r#"{"type":"STEP_STARTED","stepName":"plan"}"#,
+        r#"{"type":"TEXT_MESSAGE_START","messageId":"m1","role":"assistant"}"#,
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m1","delta":"caf\u00e9 \"q\"\n"}"#,
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m1","delta":"日本"}"#,
+        r#"{"type":"TEXT_MESSAGE_END","messageId":"m1"}"#,
+        r#"{"type":"TEXT_MESSAGE_CHUNK","messageId":"m2","role":"assistant","delta":" chunk"}"#,
+        r#"{"type":"TEXT_MESSAGE_CHUNK","messageId":"m2"}"#,
+        r#"{"type":"THINKING_TEXT_MESSAGE_CONTENT","delta":"thinking"}"#,
+        r#"{"type":"REASONING_MESSAGE_CONTENT","messageId":"r1","delta":"reasoning"}"#,
+        r#"{"type":"REASONING_MESSAGE_CHUNK","messageId":"r1","delta":"reasoning"}"#,
+        r#"{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"calc","parentMessageId":"m1"}"#,
+        r#"{"type":"TOOL_CALL_ARGS","toolCallId":"c1","delta":"{\"x\":1}"}"#,
+        r#"{"type":"TOOL_CALL_CHUNK","toolCallId":"c1","delta":"{}"}"#,
+        r#"{"type":"TOOL_CALL_END","toolCallId":"c1"}"#,
+        r#"{"type":"TOOL_CALL_RESULT","messageId":"m3","toolCallId":"c1","content":"tool output","role":"tool"}"#,
+        r#"{"type":"STATE_SNAPSHOT","snapshot":{"text":"state"}}"#,
+        r#"{"type":"STATE_DELTA","delta":[{"op":"add","path":"/a","value":"patch"}]}"#,
+        r#"{"type":"MESSAGES_SNAPSHOT","messages":[{"id":"m1","role":"assistant","content":"snapshot"}]}"#,
+        r#"{"type":"ACTIVITY_DELTA","messageId":"a1","activityType":"plan","patch":[]}"#,
+        r#"{"type":"CUSTOM","name":"usage","value":{"usage":{"totalTokens":5}}}"#,
+        // The Strands events ag_ui_strands forwards as RAW were streamed as
+        // AG-UI text already: neither their text nor their usage counts.
+        r#"{"type":"RAW","event":{"contentBlockDelta":{"delta":{"text":"raw text"}}},"source":"strands"}"#,
+        r#"{"type":"RAW","event":{"metadata":{"usage":{"totalTokens":7}}},"source":"strands"}"#,
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m1","delta":{"text":"not a string"}}"#,
+        r#"{"type":"STEP_FINISHED","stepName":"plan","usage":{"totalTokens":3}}"#,
+    ]);
+    let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+    let mut out = t.push(Bytes::from(stream), 0).to_vec();
+    assert!(!t.is_finished());
+    assert_eq!(t.usage(), None);
+    out.extend_from_slice(&t.finish(None));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!(
+            "caf\u{e9} \"q\"\n日本 chunk\n----------\n{}",
+            session_line()
+        )
+    );
+}
+
+#[test]
+fn ag_ui_run_finished_ends_the_answer_with_its_usage() {
+    let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+    let stream = sse(&[
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m1","delta":"Done"}"#,
+        // Per provider and model; the labels are not summed.
+        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1","outcome":{"type":"success"},"result":{"usage":{"totalTokens":1000}},"usage":[{"provider":"openai","model":"gpt-4o","inputTokens":100,"outputTokens":20,"totalTokens":120,"reasoningTokens":4},{"provider":"anthropic","model":"claude","inputTokens":10,"outputTokens":5,"totalTokens":15,"cachedInputTokens":8,"costUsd":"0.1"}]}"#,
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m2","delta":"after the run"}"#,
+    ]);
+    let out = t.push(Bytes::from(stream), 0);
+    let expected = format!(
+        "Done\n----------\n{}\n{}",
+        r#"{"usage":{"inputTokens":110,"outputTokens":25,"totalTokens":135,"reasoningTokens":4,"cachedInputTokens":8}}"#,
+        session_line()
+    );
+    assert_eq!(String::from_utf8_lossy(&out), expected);
+    assert!(t.is_finished());
+    assert_eq!(t.ended_with_error(), None);
+    assert_eq!(t.tokens(), Some(135));
+    assert!(t
+        .push(Bytes::from_static(b"data: \"more\"\n\n"), 0)
+        .is_empty());
+    assert!(t.finish(None).is_empty());
+
+    // Without usage (or with a usage of another shape): no metadata line.
+    for finished in [
+        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1"}"#,
+        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1","usage":{"totalTokens":3}}"#,
+        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1","usage":[{"model":"m"},7,null]}"#,
+    ] {
+        assert_eq!(
+            transform(&sse(&[finished])),
+            format!("\n----------\n{}", session_line()),
+            "{finished}"
+        );
+    }
+}
+
+#[test]
+fn ag_ui_run_error_is_the_error_line_and_ends_the_answer() {
+    let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);
+    let stream = sse(&[
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m1","delta":"partial"}"#,
+        r#"{"type":"RUN_ERROR","message":"User: arn:aws:sts::123456789012:assumed-role/r/s is not authorized (key AKIAABCDEFGHIJKLMNOP)","code":"STRANDS_ERROR","usage":[{"inputTokens":9,"outputTokens":1}]}"#,
+        r#"{"type":"RUN_ERROR","message":"a second error"}"#,
+    ]);
+    let out = t.push(Bytes::from(stream), 0);
+    let expected = format!(
+        "partial\n----------\n{}\n{}\n{}",
+        r#"{"usage":{"inputTokens":9,"outputTokens":1}}"#,
+        r#"{"error":{"code":"agent_error","message":"STRANDS_ERROR: User: [redacted] is not authorized (key [redacted])"}}"#,
+        session_line()
+    );
+    assert_eq!(String::from_utf8_lossy(&out), expected);
+    assert!(t.is_finished());
+    assert_eq!(t.tokens(), Some(10));
+
+    // No code, no message, an `event: error` line: still the agent's error.
+    assert!(
+        transform(&sse(&[r#"{"type":"RUN_ERROR","message":"it broke"}"#]))
+            .contains(r#"{"error":{"code":"agent_error","message":"it broke"}}"#)
+    );
+    assert!(transform(&sse(&[r#"{"type":"RUN_ERROR","code":7}"#]))
+        .contains(r#"{"error":{"code":"agent_error","message":"the agent reported an error"}}"#));
+    assert!(transform(
+        "event: error\ndata: {\"type\":\"RUN_ERROR\",\"message\":\"its own\",\"code\":\"E1\"}\n\n"
+    )
+    .contains(r#"{"error":{"code":"agent_error","message":"E1: its own"}}"#));
+    assert!(
+        transform("event: error\ndata: {\"type\":\"STEP_FINISHED\",\"stepName\":\"s\"}\n\n")
+            .contains(
+                r#"{"error":{"code":"agent_error","message":"the agent reported an error"}}"#
+            )
+    );
+}
+
+#[test]
+fn ag_ui_type_names_are_screaming_snake_case() {
+    for kind in [
+        "RUN_STARTED",
+        "TEXT_MESSAGE_CONTENT",
+        "RAW",
+        "A_FUTURE_EVENT",
+    ] {
+        assert!(ag_ui::is_ag_ui_type(kind), "{kind}");
+    }
+    for kind in [
+        "",
+        "_RUN",
+        "content_block_delta",
+        "error",
+        "Run_Started",
+        "RUN-STARTED",
+        "RUN STARTED",
+        "RUN_STARTED2",
+    ] {
+        assert!(!ag_ui::is_ag_ui_type(kind), "{kind}");
+    }
+}

@@ -6,17 +6,27 @@ use crate::sse::test_support::*;
 /// dialect, whatever the chunking, without changing a byte it relays.
 #[test]
 fn original_mode_is_metered_as_transformed() {
+    // Each stream and the tokens its usage counts.
     let corpora = [
         (
             include_str!("../../../tests/data/sse/strands-seed.sse"),
-            None,
+            Some(1005),
         ),
         (
             include_str!("../../../tests/data/sse/anthropic-messages.sse"),
-            None,
+            Some(37),
         ),
         (
             include_str!("../../../tests/data/sse/openai-chunks.sse"),
+            Some(17),
+        ),
+        (
+            include_str!("../../../tests/data/sse/ag-ui-run.sse"),
+            Some(1694),
+        ),
+        // No usage: the budget estimates from the text.
+        (
+            include_str!("../../../tests/data/sse/ag-ui-run-error.sse"),
             None,
         ),
         (SEED_002_STREAM, Some(38)),
@@ -42,10 +52,8 @@ fn original_mode_is_metered_as_transformed() {
             (t.tokens(), t.text_bytes(), out)
         };
         let (tokens, text_bytes, _) = metered(ResponseMode::Transformed, stream.len());
-        assert!(tokens.is_some_and(|n| n > 0), "usage in {stream:.80}");
-        if expected.is_some() {
-            assert_eq!(tokens, expected);
-        }
+        assert_eq!(tokens, expected, "usage in {stream:.80}");
+        assert!(text_bytes > 0, "text in {stream:.80}");
         for chunk in [1, 7, 4096] {
             let (original, original_text, relayed) = metered(ResponseMode::Original, chunk);
             assert_eq!(original, tokens, "chunks of {chunk}: {stream:.80}");
@@ -75,6 +83,43 @@ fn the_meter_stops_where_transformed_mode_stops() {
     );
     t.push(Bytes::from(stream), 0);
     assert_eq!((t.tokens(), t.text_bytes()), (None, 2));
+}
+
+/// AG-UI's `RUN_FINISHED` ends the answer: what follows is neither text
+/// nor usage, for the meter either, whatever the chunking.
+#[test]
+fn the_meter_stops_at_ag_ui_run_finished() {
+    let stream = sse(&[
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m","delta":"hi"}"#,
+        r#"{"type":"RUN_FINISHED","threadId":"t","runId":"r","usage":[{"inputTokens":3,"outputTokens":4}]}"#,
+        r#"{"type":"RUN_STARTED","threadId":"t","runId":"r2"}"#,
+        r#"{"type":"TEXT_MESSAGE_CONTENT","messageId":"m2","delta":"more"}"#,
+        r#"{"type":"RUN_FINISHED","threadId":"t","runId":"r2","usage":[{"totalTokens":50}]}"#,
+    ]);
+    for chunk in [1, 5, stream.len()] {
+        let mut t = Transformer::new(
+            TransformerOptions {
+                mode: ResponseMode::Original,
+                body_kind: OriginBodyKind::EventStream,
+                max_event_bytes: 1 << 20,
+                keepalive_ms: None,
+                session_id: SESSION.into(),
+                meter: true,
+            },
+            0,
+        );
+        let mut relayed = Vec::new();
+        for piece in stream.as_bytes().chunks(chunk) {
+            relayed.extend_from_slice(&t.push(Bytes::copy_from_slice(piece), 0));
+        }
+        relayed.extend_from_slice(&t.finish(None));
+        assert_eq!(relayed, stream.as_bytes(), "relayed unchanged");
+        assert_eq!(
+            (t.tokens(), t.text_bytes()),
+            (Some(7), 2),
+            "chunks of {chunk}"
+        );
+    }
 }
 
 #[test]

@@ -26,7 +26,8 @@
 //!   answers to keep-alive clients, the `Host` rule), [`parity`] (the
 //!   same requests to every target, compared), and [`hardening`] (issue 14:
 //!   the key cap, duplicates, a JSON `Content-Type`, `Host` rebinding,
-//!   request ids, `Vary`, `Expect`, refused heads, raw Lambda events).
+//!   request ids, `Vary`, `Expect`, refused heads, raw Lambda events),
+//!   and [`ag_ui`] (issue 17: recorded AG-UI runs in both modes).
 //!
 //! Nothing secret anywhere: every answer a check reads through [`client`]
 //! is searched for every secret of the test configuration, and after every
@@ -69,6 +70,7 @@ mod worker_cache;
 mod worker_config;
 mod worker_limits;
 
+mod ag_ui;
 mod budget;
 mod contract;
 mod cors;

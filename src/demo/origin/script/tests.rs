@@ -375,3 +375,24 @@ async fn a_request_with_a_bad_signature_is_recorded_but_does_not_verify() {
     assert_eq!(recorded.len(), 1);
     assert!(!origin.signature_verifies(&recorded[0]));
 }
+
+#[tokio::test]
+async fn ag_ui_prompts_stream_the_recordings_event_by_event() {
+    for (prompt, recording) in [("/ag-ui", AG_UI_RUN), ("/ag-ui-error", AG_UI_RUN_ERROR)] {
+        let mut response = answer_to(prompt).await;
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/event-stream; charset=utf-8"
+        );
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            body.extend_from_slice(&chunk);
+        }
+        assert_eq!(body, recording, "{prompt}");
+    }
+    // Sent a chunk per event, `word_delay` apart.
+    let chunks = events_of(AG_UI_RUN_ERROR);
+    assert_eq!(chunks.len(), 5);
+    assert!(chunks.iter().all(|chunk| chunk.ends_with(b"\n\n")));
+    assert!(chunks[4].starts_with(b"data: {\"type\":\"RUN_ERROR\""));
+}
