@@ -12,6 +12,10 @@ fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_lookup(|name| map.get(name).cloned())
 }
 
+fn default_origin(c: &Config) -> &OriginConfig {
+    &c.agents.default_agent().expect("a default agent").origin
+}
+
 fn base() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AGENT_RUNTIME_ARN", ARN),
@@ -24,15 +28,15 @@ fn base() -> Vec<(&'static str, &'static str)> {
 #[test]
 fn arn_gives_region_endpoint_and_service() {
     let c = config(&base()).unwrap();
-    let rt = c.origin.runtime.as_ref().unwrap();
+    let rt = default_origin(&c).runtime.as_ref().unwrap();
     assert_eq!(rt.region, "us-west-2");
     assert_eq!(rt.account_id, "123456789012");
     assert_eq!(rt.qualifier, "DEFAULT");
     assert_eq!(
-        c.origin.base_url.to_string(),
+        default_origin(&c).base_url.to_string(),
         "https://bedrock-agentcore.us-west-2.amazonaws.com/"
     );
-    match &c.origin.auth {
+    match &default_origin(&c).auth {
         OriginAuth::SigV4 {
             service, region, ..
         } => {
@@ -91,7 +95,7 @@ fn lambda_url_defaults_to_lambda_service_and_its_region() {
         ("AUTH", "none"),
     ])
     .unwrap();
-    match &c.origin.auth {
+    match &default_origin(&c).auth {
         OriginAuth::SigV4 {
             service, region, ..
         } => {
@@ -103,10 +107,11 @@ fn lambda_url_defaults_to_lambda_service_and_its_region() {
 
 #[test]
 fn the_origin_region_wins_over_aws_region() {
-    let signing_region = |vars: &[(&str, &str)]| match config(vars).unwrap().origin.auth {
-        OriginAuth::SigV4 { region, .. } => region,
-        other => panic!("{other:?}"),
-    };
+    let signing_region =
+        |vars: &[(&str, &str)]| match default_origin(&config(vars).unwrap()).auth.clone() {
+            OriginAuth::SigV4 { region, .. } => region,
+            other => panic!("{other:?}"),
+        };
     // A function in eu-west-1 (Lambda sets AWS_REGION) calling a runtime
     // in us-west-2.
     let mut vars = base();

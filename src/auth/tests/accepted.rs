@@ -12,6 +12,7 @@ fn cognito_id_token_is_accepted_with_subject_and_user_id() {
         Verified {
             subject: Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into()),
             user_id: Some("alice".into()),
+            claims: Vec::new(),
             expires_at: NOW + 3600,
         }
     );
