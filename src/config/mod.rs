@@ -602,7 +602,11 @@ fn agents_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Agents, ConfigErr
                 })?;
                 origin_config(get, None, Some(url))
             }
-        }?;
+        }
+        .map_err(|e| ConfigError {
+            message: format!("{} (agent \"{}\" of AGENTS)", e.message, entry.name),
+            ..e
+        })?;
         agents.push(Agent {
             name: entry.name,
             origin,

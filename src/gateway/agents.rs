@@ -181,6 +181,214 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use std::time::Duration;
+
+    const ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/demo-AbC123";
+    const SECOND_ARN: &str = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/two-Xy99";
+    const SESSION: &str = "session-0123456789abcdef0123456789abcdef";
+
+    /// The default agent, `sales` (for the `sales` group) and `search` (a
+    /// URL); sessions scoped to the subject.
+    fn gateway() -> Gateway {
+        let agents = format!(
+            r#"{{"sales": {{"arn": "{SECOND_ARN}", "description": "Quotes",
+                  "requireClaims": {{"cognito:groups": ["sales"], "tier": ["gold", "1"]}}}},
+                "search": {{"url": "http://127.0.0.1:9/search"}}}}"#
+        );
+        let vars = [
+            ("AGENT_RUNTIME_ARN", ARN),
+            ("ORIGIN_URL", "http://127.0.0.1:9"),
+            ("ORIGIN_AUTH", "sigv4"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("SIGV4_SERVICE", "bedrock-agentcore"),
+            ("AWS_REGION", "us-east-1"),
+            ("JWT_ISSUER", "https://issuer.example"),
+            ("JWT_AUDIENCE", "app"),
+            ("AGENTS", &agents),
+        ];
+        let config = Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        Gateway::new(config)
+    }
+
+    fn ctx(subject: &str) -> RequestContext {
+        let head = http::Request::new(()).into_parts().0;
+        let mut ctx = RequestContext::new(&head, [3; 32], 0, 0);
+        ctx.subject = Some(subject.to_owned());
+        ctx
+    }
+
+    fn claims(pairs: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        pairs
+            .iter()
+            .map(|(name, values)| {
+                (
+                    (*name).to_owned(),
+                    values.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn agents_are_found_by_name_and_gated_by_claims() {
+        let g = gateway();
+        let mut c = ctx("alice");
+        assert_eq!(g.agent(None, &[], &mut c).unwrap().name, "default");
+        assert_eq!(c.agent.as_deref(), Some("default"));
+        assert_eq!(g.agent(Some("search"), &[], &mut c).unwrap().name, "search");
+
+        for unknown in ["nobody", "Sales", "sales%20", "../sales"] {
+            let mut c = ctx("alice");
+            let err = g.agent(Some(unknown), &[], &mut c).unwrap_err();
+            assert_eq!((err.status.as_u16(), err.code), (404, Code::UnknownAgent));
+            assert_eq!(c.agent, None, "an unknown name is not logged");
+        }
+
+        // Every claim of requireClaims, each with one of its values; a list
+        // claim matches on any member.
+        let member = claims(&[("cognito:groups", &["staff", "sales"]), ("tier", &["1"])]);
+        assert_eq!(
+            g.agent(Some("sales"), &member, &mut c).unwrap().name,
+            "sales"
+        );
+        for refused in [
+            claims(&[]),
+            claims(&[("cognito:groups", &["sales"])]),
+            claims(&[("cognito:groups", &["staff"]), ("tier", &["gold"])]),
+            claims(&[("groups", &["sales"]), ("tier", &["gold"])]),
+        ] {
+            let mut c = ctx("alice");
+            let err = g.agent(Some("sales"), &refused, &mut c).unwrap_err();
+            assert_eq!((err.status.as_u16(), err.code), (403, Code::AgentForbidden));
+            assert_eq!(c.agent.as_deref(), Some("sales"), "a known agent is logged");
+            assert!(!err.message.contains("arn"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn the_list_is_the_callers() {
+        let g = gateway();
+        let listed = |claims: &CallerClaims| -> serde_json::Value {
+            let answer = g.agents_answer(claims);
+            assert_eq!(answer.headers()[header::CACHE_CONTROL], "no-store");
+            serde_json::from_slice(answer.body()).unwrap()
+        };
+        assert_eq!(
+            listed(&[]),
+            serde_json::json!({"agents": [{"name": "default", "default": true}, {"name": "search"}]})
+        );
+        let member = claims(&[("cognito:groups", &["sales"]), ("tier", &["gold"])]);
+        assert_eq!(
+            listed(&member)["agents"][1],
+            serde_json::json!({"name": "sales", "description": "Quotes"})
+        );
+        assert!(!listed(&member).to_string().contains("arn:"));
+    }
+
+    #[test]
+    fn the_agent_gets_the_scoped_session_and_the_client_keeps_its_own() {
+        let g = gateway();
+        let agent = g.config().agents.get("search").unwrap();
+        let mut c = ctx("alice");
+        let id = g.origin_session_id(agent, SESSION, &mut c);
+        assert_eq!(id, scoped_session_id("alice", "search", SESSION));
+        assert_eq!(c.origin_session_id.as_deref(), Some(id.as_str()));
+        assert_ne!(id, g.origin_session_id(agent, SESSION, &mut ctx("bob")));
+    }
+
+    #[test]
+    fn ending_a_session_stops_the_scoped_one() {
+        let g = gateway();
+        let agent = g.config().agents.default_agent().unwrap();
+        let mut c = ctx("alice");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_000_000);
+        let request = g
+            .stop_session_request(agent, SESSION, None, &mut c, now)
+            .unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(
+            request.uri().to_string(),
+            "http://127.0.0.1:9/runtimes/arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3A123456789012%3Aruntime%2Fdemo-AbC123/stopruntimesession?qualifier=DEFAULT"
+        );
+        let scoped = scoped_session_id("alice", "default", SESSION);
+        assert_eq!(request.headers()[SESSION_HEADER], scoped.as_str());
+        assert_eq!(request.body().as_ref(), b"{}");
+        assert!(request.headers()[header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .contains("/us-east-1/bedrock-agentcore/aws4_request"));
+        assert_eq!(c.session_id.as_deref(), Some(SESSION));
+
+        // The path segment is percent-decoded, then checked.
+        let encoded = "session%2F0123456789abcdef0123456789abcdef";
+        g.stop_session_request(agent, encoded, None, &mut c, now)
+            .unwrap();
+        assert_eq!(
+            c.session_id.as_deref(),
+            Some("session/0123456789abcdef0123456789abcdef")
+        );
+        for bad in [
+            "short",
+            "%FF%FE0123456789abcdef0123456789abcdef",
+            "a%20b0123456789abcdef0123456789abcdef",
+        ] {
+            let err = g
+                .stop_session_request(agent, bad, None, &mut ctx("alice"), now)
+                .unwrap_err();
+            assert_eq!(err.code, Code::InvalidSessionId, "{bad}");
+        }
+        // A URL origin has no sessions to end.
+        let search = g.config().agents.get("search").unwrap();
+        let err = g
+            .stop_session_request(search, SESSION, None, &mut ctx("alice"), now)
+            .unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (404, Code::SessionNotFound)
+        );
+    }
+
+    #[test]
+    fn the_origin_s_answer_to_a_stop() {
+        let g = gateway();
+        let mut c = ctx("alice");
+        c.session_id = Some(SESSION.to_owned());
+        let origin = |status: u16, error_type: Option<&str>| {
+            let mut builder = http::Response::builder().status(status);
+            if let Some(t) = error_type {
+                builder = builder.header("x-amzn-errortype", t);
+            }
+            builder.body(()).unwrap().into_parts().0
+        };
+        let ok = g.stop_session_answer(&origin(200, None), &c).unwrap();
+        assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+        assert_eq!(ok.headers()[SESSION_HEADER], SESSION);
+        assert!(ok.body().is_empty());
+        let gone = g
+            .stop_session_answer(&origin(404, Some("ResourceNotFoundException:x")), &c)
+            .unwrap_err();
+        assert_eq!(
+            (gone.status.as_u16(), gone.code),
+            (404, Code::SessionNotFound)
+        );
+        assert_eq!(
+            gone.detail.as_deref(),
+            Some("origin status 404 (ResourceNotFoundException)")
+        );
+        let denied = g
+            .stop_session_answer(&origin(403, Some("AccessDeniedException")), &c)
+            .unwrap_err();
+        assert_eq!(denied.code, Code::OriginAuthFailed);
+        let busy = g.stop_session_answer(&origin(429, None), &c).unwrap_err();
+        assert_eq!(busy.code, Code::OriginThrottled);
+    }
 
     #[test]
     fn the_scoped_id_is_the_documented_hash() {

@@ -420,6 +420,47 @@ mod tests {
     }
 
     #[test]
+    fn stop_runtime_session_is_signed_like_an_invocation() {
+        let req = build_stop_request(&agentcore(sigv4(None)), SESSION, None, now())
+            .unwrap()
+            .expect("a runtime");
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(
+            req.uri().to_string(),
+            "https://bedrock-agentcore.us-west-2.amazonaws.com/runtimes/\
+             arn%3Aaws%3Abedrock-agentcore%3Aus-west-2%3A123456789012%3Aruntime%2Fdemo_agent-AbC123\
+             /stopruntimesession?qualifier=DEFAULT"
+        );
+        let h = req.headers();
+        assert_eq!(h[SESSION_ID_HEADER], SESSION);
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        assert_eq!(req.body().as_ref(), b"{}");
+        assert!(h[AUTHORIZATION].to_str().unwrap().contains(
+            "SignedHeaders=accept;content-type;host;x-amz-content-sha256;x-amz-date;\
+             x-amzn-bedrock-agentcore-runtime-session-id,"
+        ));
+
+        let passthrough = build_stop_request(
+            &agentcore(OriginAuth::JwtPassthrough),
+            SESSION,
+            Some("t.k.n"),
+            now(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(passthrough.headers()[AUTHORIZATION], "Bearer t.k.n");
+
+        let url_only = OriginConfig {
+            base_url: "https://agent.example.com/run".parse().unwrap(),
+            runtime: None,
+            auth: OriginAuth::None,
+        };
+        assert!(build_stop_request(&url_only, SESSION, None, now())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
     fn debug_hides_the_token() {
         let text = format!("{:?}", invocation("{}"));
         assert!(!text.contains("caller.jwt.token"), "{text}");
