@@ -566,15 +566,15 @@ fn agents_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Agents, ConfigErr
         .map(|json| agents::parse(&json))
         .transpose()?;
 
-    // With DEFAULT_AGENT, ORIGIN_URL is only the endpoint of the ARNs.
+    // With AGENTS, ORIGIN_URL without an ARN is only the endpoint of the
+    // ARNs: a default agent at a bare endpoint would answer nothing useful.
     let implicit = match (&runtime, &origin_url) {
         (Some(_), _) if default_agent.is_some() => {
             return Err(DEFAULT_AGENT.error(
                 "not with AGENT_RUNTIME_ARN, whose agent is the default (named \"default\")",
             ))
         }
-        (None, _) if default_agent.is_some() => None,
-        (None, None) if entries.is_some() => None,
+        (None, _) if entries.is_some() => None,
         (Some(rt), _) => Some(origin_config(get, Some(rt.clone()), origin_url.clone())?),
         (None, Some(url)) => Some(origin_config(get, None, Some(url.clone()))?),
         (None, None) => {

@@ -19,7 +19,8 @@
 //!   lambda watch` start.
 //! - [`tokens`]: the issuer's tokens, good ones and attacks.
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
-//! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
+//! - the checks, by area: [`routes`], [`modes`], [`session`], [`agents`]
+//!   (agents by name, sessions of their subject, ending them), [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
 //!   [`faults`] (the demo agent's fault prompts), [`early_errors`] (early
 //!   answers to keep-alive clients, the `Host` rule), [`parity`] (the
@@ -68,6 +69,7 @@ mod worker_cache;
 mod worker_config;
 mod worker_limits;
 
+mod agents;
 mod budget;
 mod contract;
 mod cors;
