@@ -58,7 +58,7 @@ pub const SALES: &str = "sales";
 pub const SUPPORT: &str = "support";
 pub const SUPPORT_GROUP: &str = "support";
 /// The description of [`SALES`].
-pub const SALES_DESCRIPTION: &str = "The demo's second runtime";
+pub const SALES_DESCRIPTION: &str = "The second runtime of the demo";
 
 /// `AGENTS` of the shared stack: [`SALES`] and [`SUPPORT`].
 pub fn agents_var() -> String {
