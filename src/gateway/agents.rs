@@ -13,6 +13,7 @@ use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 
 use super::{is_valid_session_id, map_origin_status, Gateway, RequestContext, SESSION_HEADER};
+use crate::auth::Reason;
 use crate::config::{is_agent_name, Agent, CallerClaims, SessionScope};
 use crate::error::{Code, GatewayError};
 use crate::origin;
@@ -101,23 +102,26 @@ impl Gateway {
     }
 
     /// The session id sent to `agent` for the client's `client_id`: scoped
-    /// to the subject with `SESSION_SCOPE=subject` (the subject is then
-    /// always known: authentication refuses a token without `sub`), else
-    /// the client's own. Notes it for the log line when it differs.
+    /// to the subject with `SESSION_SCOPE=subject`, else the client's own.
+    /// Notes it for the log line when it differs.
     pub fn origin_session_id(
         &self,
         agent: &Agent,
         client_id: &str,
         ctx: &mut RequestContext,
-    ) -> String {
-        match (self.config.session_scope, ctx.subject.as_deref()) {
-            (SessionScope::Subject, Some(subject)) => {
-                let scoped = scoped_session_id(subject, &agent.name, client_id);
-                ctx.origin_session_id = Some(scoped.clone());
-                scoped
-            }
-            _ => client_id.to_owned(),
+    ) -> Result<String, GatewayError> {
+        if self.config.session_scope == SessionScope::None {
+            return Ok(client_id.to_owned());
         }
+        // Authentication refuses a token without `sub` then; were one to
+        // pass, its sessions must not fall back to unscoped ids.
+        let subject = ctx
+            .subject
+            .as_deref()
+            .ok_or_else(|| Reason::MissingSubject.to_error())?;
+        let scoped = scoped_session_id(subject, &agent.name, client_id);
+        ctx.origin_session_id = Some(scoped.clone());
+        Ok(scoped)
     }
 
     /// `DELETE .../sessions/<id>`: the client's session id (the path
@@ -138,7 +142,7 @@ impl Gateway {
             .filter(|id| is_valid_session_id(id))
             .ok_or_else(|| GatewayError::new(Code::InvalidSessionId))?
             .into_owned();
-        let origin_id = self.origin_session_id(agent, &client_id, ctx);
+        let origin_id = self.origin_session_id(agent, &client_id, ctx)?;
         ctx.session_id = Some(client_id);
         origin::build_stop_request(&agent.origin, &origin_id, bearer_token, now)?.ok_or_else(|| {
             GatewayError::new(Code::SessionNotFound)
@@ -297,10 +301,20 @@ mod tests {
         let g = gateway();
         let agent = g.config().agents.get("search").unwrap();
         let mut c = ctx("alice");
-        let id = g.origin_session_id(agent, SESSION, &mut c);
+        let id = g.origin_session_id(agent, SESSION, &mut c).unwrap();
         assert_eq!(id, scoped_session_id("alice", "search", SESSION));
         assert_eq!(c.origin_session_id.as_deref(), Some(id.as_str()));
-        assert_ne!(id, g.origin_session_id(agent, SESSION, &mut ctx("bob")));
+        let bobs = g
+            .origin_session_id(agent, SESSION, &mut ctx("bob"))
+            .unwrap();
+        assert_ne!(id, bobs);
+        // No subject, no session of anybody's: refused, never unscoped.
+        let mut nobody = ctx("x");
+        nobody.subject = None;
+        let err = g
+            .origin_session_id(agent, SESSION, &mut nobody)
+            .unwrap_err();
+        assert_eq!(err.code, Code::InvalidToken);
     }
 
     #[test]

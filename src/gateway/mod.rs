@@ -380,7 +380,7 @@ impl Gateway {
         };
         ctx.mode = Some(mode);
         ctx.session_id = Some(session_id.clone());
-        let origin_session_id = self.origin_session_id(agent, &session_id, ctx);
+        let origin_session_id = self.origin_session_id(agent, &session_id, ctx)?;
         Ok(InvocationRequest {
             payload,
             mode,

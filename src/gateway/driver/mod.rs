@@ -151,10 +151,9 @@ async fn invoke<P: Platform, B: RequestBody>(
 
     // Phase 1: request filter.
     let route = gateway.request_filter(head, ctx)?;
-    let route = match route {
-        Route::Answered(response) => return Ok(Invoked::Answered(response)),
-        route => route,
-    };
+    if let Route::Answered(response) = route {
+        return Ok(Invoked::Answered(response));
+    }
     if let Some(budget) = &shared.budget {
         ctx.limit_fields = Some(LimitFields {
             policy: budget.policy_field(),
