@@ -62,6 +62,8 @@ fn authenticator(now: u64, cache_capacity: usize) -> Authenticator {
         token_use: TokenUse::Any,
         leeway_seconds: 60,
         user_id_claim: Some("cognito:username".to_owned()),
+        gate_claims: Vec::new(),
+        require_subject: false,
     };
     let mut auth = Authenticator::new(config).with_token_cache_capacity(cache_capacity);
     let jwks = json!({ "keys": [public(RSA_A), public(P256)] }).to_string();

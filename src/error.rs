@@ -110,6 +110,16 @@ codes! {
     /// `LIMITS_STORE_FAILURE=deny` and the limits store did not answer.
     LimitsUnavailable = "limits_unavailable", answered(StatusCode::SERVICE_UNAVAILABLE),
         "limits cannot be checked right now; retry later";
+    // The agent and the session.
+    /// No agent of that name (`AGENTS`), or no default one.
+    UnknownAgent = "unknown_agent", answered(StatusCode::NOT_FOUND),
+        "no such agent: GET /agents lists yours";
+    /// The caller's token lacks the agent's `requireClaims`.
+    AgentForbidden = "agent_forbidden", answered(StatusCode::FORBIDDEN),
+        "this agent is not available to you";
+    /// The agent does not know the caller's session (`StopRuntimeSession`).
+    SessionNotFound = "session_not_found", answered(StatusCode::NOT_FOUND),
+        "no such session: it has ended, or never started";
     // The body.
     BodyReadFailed = "body_read_failed", answered(StatusCode::BAD_REQUEST),
         "the request body could not be read";

@@ -77,6 +77,9 @@ pub struct Verified {
     pub subject: Option<String>,
     /// The claim named by `JWT_USER_ID_CLAIM` (a string, or a number as text).
     pub user_id: Option<String>,
+    /// The claims of [`JwtConfig::gate_claims`] the token has, as an
+    /// agent's `requireClaims` compares them ([`crate::config::Agent::admits`]).
+    pub claims: Vec<(String, Vec<String>)>,
     /// The `exp` claim, unix seconds.
     pub expires_at: u64,
 }

@@ -45,6 +45,8 @@ pub enum Reason {
     WrongAudience,
     WrongClientId,
     WrongTokenUse,
+    /// No `sub`, and sessions belong to their subject (`SESSION_SCOPE=subject`).
+    MissingSubject,
     /// No key set could be obtained from the issuer (503).
     KeysUnavailable,
 }
@@ -80,6 +82,7 @@ impl Reason {
             Reason::WrongAudience => "wrong_audience",
             Reason::WrongClientId => "wrong_client_id",
             Reason::WrongTokenUse => "wrong_token_use",
+            Reason::MissingSubject => "missing_sub",
             Reason::KeysUnavailable => "keys_unavailable",
         }
     }
@@ -126,6 +129,7 @@ impl Reason {
             Reason::WrongAudience => "the token audience (aud) is not accepted",
             Reason::WrongClientId => "the token client_id is not accepted",
             Reason::WrongTokenUse => "the token_use of the token is not accepted",
+            Reason::MissingSubject => "the token has no subject (sub), which sessions belong to",
             Reason::KeysUnavailable => {
                 "the token cannot be checked: the issuer's keys are unavailable"
             }

@@ -182,6 +182,7 @@ mod tests {
         Verified {
             subject: Some(subject.to_owned()),
             user_id: None,
+            claims: Vec::new(),
             expires_at,
         }
     }

@@ -199,12 +199,37 @@ pub(crate) fn check_claims(
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         });
+    let subject = text("sub").map(str::to_owned);
+    if config.require_subject && subject.is_none() {
+        return Err(Reason::MissingSubject);
+    }
+    let claims = config
+        .gate_claims
+        .iter()
+        .filter_map(|name| Some((name.clone(), claim_values(custom.get(name)?))))
+        .collect();
     Ok((
         Verified {
-            subject: text("sub").map(str::to_owned),
+            subject,
             user_id,
+            claims,
             expires_at: validity.expires_at,
         },
         validity,
     ))
+}
+
+/// A claim's values as `requireClaims` compares them: a string, number or
+/// boolean as its text; a list, each such member.
+fn claim_values(value: &Value) -> Vec<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match value {
+        Value::Array(members) => members.iter().filter_map(scalar).collect(),
+        other => scalar(other).into_iter().collect(),
+    }
 }

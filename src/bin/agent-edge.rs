@@ -337,11 +337,17 @@ Original mode (the agent's SSE, byte for byte):
 Transformed mode (plain text, then usage and session id):
   curl -N {url}/invocations -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"prompt":"hello","response":"transformed"}}'
 
+The agents you may use, the second one, and ending a session:
+  curl {url}/agents -H "Authorization: Bearer $TOKEN"
+  curl -N {url}/agents/{second}/invocations -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"prompt":"hello","response":"transformed"}}'
+  curl -X DELETE {url}/sessions/<session id> -H "Authorization: Bearer $TOKEN"
+
 {page}
 Press Ctrl-C to stop. One JSON log line per request follows.
 "#,
         origin = origin.addr,
         issuer = issuer_server.issuer_url(),
+        second = DEV_SECOND_AGENT,
     );
     match gateway {
         DevGateway::Native(server) => {
@@ -384,6 +390,9 @@ async fn bind_loopback() -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on loopback: {e}"))
 }
 
+/// The name of `dev`'s second agent.
+const DEV_SECOND_AGENT: &str = "second";
+
 /// The gateway's configuration for `dev`: the same variables a deployment sets.
 fn dev_vars(
     settings: &DemoOriginSettings,
@@ -393,6 +402,15 @@ fn dev_vars(
     let issuer_url = format!("http://{issuer}");
     HashMap::from([
         ("AGENT_RUNTIME_ARN", settings.runtime_arn.clone()),
+        // A second agent, so that the chat page offers a choice.
+        (
+            "AGENTS",
+            serde_json::json!({ DEV_SECOND_AGENT: {
+                "arn": demo_origin::DEMO_SECOND_RUNTIME_ARN,
+                "description": "the second runtime of the demo agent"
+            }})
+            .to_string(),
+        ),
         ("AGENT_QUALIFIER", settings.qualifier.clone()),
         ("ORIGIN_URL", format!("http://{origin}")),
         ("AWS_REGION", settings.region.clone()),

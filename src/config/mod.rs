@@ -6,11 +6,13 @@
 //! Invalid configuration is a [`ConfigError`] naming the variable; nothing
 //! here panics. `Debug` of anything holding a credential is redacted.
 
+mod agents;
 mod vars;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use agents::{is_agent_name, Agent, Agents, CallerClaims, ClaimRule, IMPLICIT_DEFAULT};
 pub use vars::*;
 
 /// Response mode of the HTTP interface.
@@ -127,9 +129,20 @@ impl fmt::Debug for AgentRuntime {
 }
 
 impl AgentRuntime {
-    /// Parses `arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>`.
+    /// Parses `arn:<partition>:bedrock-agentcore:<region>:<account>:runtime/<id>`
+    /// (`AGENT_RUNTIME_ARN`) and its qualifier (`AGENT_QUALIFIER`).
     pub fn parse(arn: &str, qualifier: String) -> Result<Self, ConfigError> {
-        let err = |m: &str| ConfigError::new("AGENT_RUNTIME_ARN", m);
+        Self::from_parts(arn, qualifier).map_err(|part| match part {
+            RuntimePart::Arn(why) => ConfigError::new("AGENT_RUNTIME_ARN", why),
+            RuntimePart::Qualifier => {
+                ConfigError::new("AGENT_QUALIFIER", "must be a non-empty word")
+            }
+        })
+    }
+
+    /// The same, saying which part is wrong; never quoting the ARN.
+    pub(crate) fn from_parts(arn: &str, qualifier: String) -> Result<Self, RuntimePart> {
+        let err = |m: &'static str| RuntimePart::Arn(m);
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
         if parts.len() != 6 || parts[0] != "arn" {
             return Err(err(
@@ -152,10 +165,7 @@ impl AgentRuntime {
             _ => return Err(err("the resource part must be runtime/<id>")),
         }
         if qualifier.is_empty() || qualifier.contains(char::is_whitespace) {
-            return Err(ConfigError::new(
-                "AGENT_QUALIFIER",
-                "must be a non-empty word",
-            ));
+            return Err(RuntimePart::Qualifier);
         }
         Ok(AgentRuntime {
             arn: arn.to_owned(),
@@ -175,6 +185,13 @@ impl AgentRuntime {
         };
         format!("https://bedrock-agentcore.{}.{suffix}", self.region)
     }
+}
+
+/// Which part of a runtime is wrong, and why (never quoting it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RuntimePart {
+    Arn(&'static str),
+    Qualifier,
 }
 
 fn is_region(s: &str) -> bool {
@@ -223,6 +240,12 @@ pub struct JwtConfig {
     pub token_use: TokenUse,
     pub leeway_seconds: u64,
     pub user_id_claim: Option<String>,
+    /// The claims an agent's `requireClaims` names: kept of each verified
+    /// token ([`crate::auth::Verified::claims`]).
+    pub gate_claims: Vec<String>,
+    /// `SESSION_SCOPE=subject`: a token without `sub` is refused, since the
+    /// sessions it opens would belong to nobody in particular.
+    pub require_subject: bool,
 }
 
 impl JwtConfig {
@@ -243,10 +266,22 @@ pub enum AuthConfig {
     None,
 }
 
+/// Whose the sessions sent to an agent are (`SESSION_SCOPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionScope {
+    /// The id sent to the agent is derived from the subject, the agent and
+    /// the client's id (`crate::gateway::agents::scoped_session_id`).
+    Subject,
+    /// The client's id is sent as it is: whoever knows it shares the session.
+    None,
+}
+
 /// The whole gateway configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub origin: OriginConfig,
+    /// The agents, by name, and the default one.
+    pub agents: Agents,
+    pub session_scope: SessionScope,
     pub auth: AuthConfig,
     pub default_mode: ResponseMode,
     pub max_body_bytes: usize,
@@ -400,75 +435,23 @@ impl Config {
     /// Reads the configuration through `lookup` (empty values count as unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get: &dyn Fn(&str) -> Option<String> = &lookup;
-        let qualifier = AGENT_QUALIFIER
-            .read(get)
-            .unwrap_or_else(|| "DEFAULT".to_owned());
-        let runtime = AGENT_RUNTIME_ARN
-            .read(get)
-            .map(|arn| AgentRuntime::parse(&arn, qualifier))
-            .transpose()?;
-
-        let base_url = match (ORIGIN_URL.read(get), &runtime) {
-            (Some(url), _) => parse_origin_url(&url)?,
-            (None, Some(rt)) => rt
-                .default_endpoint()
-                .parse()
-                .map_err(|_| AGENT_RUNTIME_ARN.error("does not give a valid endpoint"))?,
-            (None, None) => {
-                return Err(AGENT_RUNTIME_ARN
-                    .error("set AGENT_RUNTIME_ARN (AgentCore) or ORIGIN_URL (any other origin)"))
+        let agents = agents_from(get)?;
+        let authenticated = AUTH.choice(get)? == "jwt";
+        let session_scope = match SESSION_SCOPE.choice(get)? {
+            // Without authentication there is no subject to scope by.
+            "subject" if !authenticated && SESSION_SCOPE.read(get).is_some() => {
+                return Err(SESSION_SCOPE
+                    .error("subject needs AUTH=jwt: without authentication there is no subject"))
             }
+            "subject" if authenticated => SessionScope::Subject,
+            _ => SessionScope::None,
         };
-        let lambda_region = lambda_url_region(&base_url);
-
-        let auth = match ORIGIN_AUTH.choice(get)? {
-            "sigv4" => {
-                let service = match SIGV4_SERVICE.read(get) {
-                    Some(s) => s,
-                    None if runtime.is_some() => "bedrock-agentcore".to_owned(),
-                    None if lambda_region.is_some() => "lambda".to_owned(),
-                    None => {
-                        return Err(SIGV4_SERVICE.error(
-                            "required with ORIGIN_AUTH=sigv4 when the origin is neither an AgentCore runtime nor a Lambda function URL",
-                        ))
-                    }
-                };
-                // The region the origin names wins: AgentCore and Lambda
-                // check the signature against their own region, while
-                // AWS_REGION may be another's (Lambda sets it to the
-                // function's region, and it cannot be changed there).
-                let region = runtime
-                    .as_ref()
-                    .map(|rt| rt.region.clone())
-                    .or(lambda_region)
-                    .or_else(|| AWS_REGION.read(get))
-                    .ok_or_else(|| {
-                        AWS_REGION.error("required: the origin does not name a region")
-                    })?;
-                if !is_region(&region) {
-                    return Err(AWS_REGION.error("malformed region"));
-                }
-                let required = |variable: Variable| {
-                    variable
-                        .read(get)
-                        .ok_or_else(|| variable.error("required with ORIGIN_AUTH=sigv4"))
-                };
-                OriginAuth::SigV4 {
-                    service,
-                    region,
-                    credentials: AwsCredentials {
-                        access_key_id: required(AWS_ACCESS_KEY_ID)?,
-                        secret_access_key: Secret::new(required(AWS_SECRET_ACCESS_KEY)?),
-                        session_token: AWS_SESSION_TOKEN.read(get).map(Secret::new),
-                    },
-                }
-            }
-            "jwt-passthrough" => OriginAuth::JwtPassthrough,
-            _ => OriginAuth::None,
-        };
-
         let caller_auth = match AUTH.choice(get)? {
-            "jwt" => AuthConfig::Jwt(jwt_config(get)?),
+            "jwt" => AuthConfig::Jwt(JwtConfig {
+                gate_claims: agents.gate_claims(),
+                require_subject: session_scope == SessionScope::Subject,
+                ..jwt_config(get)?
+            }),
             _ => AuthConfig::None,
         };
         let dev_token_url = dev_token_url(get, &caller_auth)?;
@@ -477,12 +460,18 @@ impl Config {
             _ => ResponseMode::Original,
         };
 
+        let sensitive_values = VARIABLES
+            .iter()
+            .filter(|v| v.secret)
+            .filter_map(|v| v.read(get))
+            .chain(REDIS_URL.read(get).and_then(|url| redis_password(&url)))
+            // Each ARN of AGENTS on its own too: a secret in a bigger value.
+            .chain(agents.runtimes().map(|rt| rt.arn.clone()))
+            .map(Secret::new)
+            .collect();
         Ok(Config {
-            origin: OriginConfig {
-                base_url,
-                runtime,
-                auth,
-            },
+            agents,
+            session_scope,
             auth: caller_auth,
             default_mode,
             max_body_bytes: MAX_BODY_BYTES.number(get)?,
@@ -502,13 +491,7 @@ impl Config {
             dev_token_url,
             origin_idle_timeout_seconds: ORIGIN_IDLE_TIMEOUT_SECONDS.number(get)?,
             client_limits: client_limits(get)?,
-            sensitive_values: VARIABLES
-                .iter()
-                .filter(|v| v.secret)
-                .filter_map(|v| v.read(get))
-                .chain(REDIS_URL.read(get).and_then(|url| redis_password(&url)))
-                .map(Secret::new)
-                .collect(),
+            sensitive_values,
         })
     }
 
@@ -568,6 +551,148 @@ impl Cors {
     }
 }
 
+/// The agents: the implicit one of `AGENT_RUNTIME_ARN`/`ORIGIN_URL`, those
+/// of `AGENTS`, and the default (`DEFAULT_AGENT`, else the implicit one).
+fn agents_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Agents, ConfigError> {
+    let qualifier = AGENT_QUALIFIER
+        .read(get)
+        .unwrap_or_else(|| "DEFAULT".to_owned());
+    let runtime = AGENT_RUNTIME_ARN
+        .read(get)
+        .map(|arn| AgentRuntime::parse(&arn, qualifier))
+        .transpose()?;
+    let origin_url = ORIGIN_URL
+        .read(get)
+        .map(|url| parse_origin_url(&url))
+        .transpose()?;
+    let default_agent = DEFAULT_AGENT.read(get);
+    let entries = AGENTS
+        .read(get)
+        .map(|json| agents::parse(&json))
+        .transpose()?;
+
+    // With AGENTS, ORIGIN_URL without an ARN is only the endpoint of the
+    // ARNs: a default agent at a bare endpoint would answer nothing useful.
+    let implicit = match (&runtime, &origin_url) {
+        (Some(_), _) if default_agent.is_some() => {
+            return Err(DEFAULT_AGENT.error(
+                "not with AGENT_RUNTIME_ARN, whose agent is the default (named \"default\")",
+            ))
+        }
+        (None, _) if entries.is_some() => None,
+        (Some(rt), _) => Some(origin_config(get, Some(rt.clone()), origin_url.clone())?),
+        (None, Some(url)) => Some(origin_config(get, None, Some(url.clone()))?),
+        (None, None) => {
+            return Err(AGENT_RUNTIME_ARN.error(
+                "set AGENT_RUNTIME_ARN (AgentCore), ORIGIN_URL (any other origin) or AGENTS",
+            ))
+        }
+    };
+    let mut agents = match implicit {
+        Some(origin) => Agents::single(origin),
+        None => Agents::empty(),
+    };
+    for entry in entries.unwrap_or_default() {
+        if agents.get(&entry.name).is_some() {
+            return Err(AGENTS.error(format!(
+                "agent \"{}\" is the name of the agent of AGENT_RUNTIME_ARN or ORIGIN_URL",
+                entry.name
+            )));
+        }
+        let origin = match entry.place {
+            agents::Place::Runtime(rt) => origin_config(get, Some(rt), origin_url.clone()),
+            agents::Place::Url(url) => {
+                let url = parse_origin_url(&url).map_err(|e| {
+                    AGENTS.error(format!("agent \"{}\": url {}", entry.name, e.message))
+                })?;
+                origin_config(get, None, Some(url))
+            }
+        }
+        .map_err(|e| ConfigError {
+            message: format!("{} (agent \"{}\" of AGENTS)", e.message, entry.name),
+            ..e
+        })?;
+        agents.push(Agent {
+            name: entry.name,
+            origin,
+            description: entry.description,
+            require_claims: entry.require_claims,
+        });
+    }
+    if let Some(name) = default_agent {
+        if !agents.set_default(&name) {
+            return Err(DEFAULT_AGENT.error("must name an agent of AGENTS"));
+        }
+    }
+    Ok(agents)
+}
+
+/// Where and how an agent is called: `url` (else the runtime's endpoint),
+/// authenticated as `ORIGIN_AUTH` says.
+fn origin_config(
+    get: &dyn Fn(&str) -> Option<String>,
+    runtime: Option<AgentRuntime>,
+    url: Option<http::Uri>,
+) -> Result<OriginConfig, ConfigError> {
+    let base_url = match (url, &runtime) {
+        (Some(url), _) => url,
+        (None, Some(rt)) => rt
+            .default_endpoint()
+            .parse()
+            .map_err(|_| AGENT_RUNTIME_ARN.error("does not give a valid endpoint"))?,
+        (None, None) => return Err(ORIGIN_URL.error("required without a runtime ARN")),
+    };
+    let lambda_region = lambda_url_region(&base_url);
+    let auth = match ORIGIN_AUTH.choice(get)? {
+        "sigv4" => {
+            let service = match SIGV4_SERVICE.read(get) {
+                Some(s) => s,
+                None if runtime.is_some() => "bedrock-agentcore".to_owned(),
+                None if lambda_region.is_some() => "lambda".to_owned(),
+                None => {
+                    return Err(SIGV4_SERVICE.error(
+                        "required with ORIGIN_AUTH=sigv4 when the origin is neither an AgentCore runtime nor a Lambda function URL",
+                    ))
+                }
+            };
+            // The region the origin names wins: AgentCore and Lambda
+            // check the signature against their own region, while
+            // AWS_REGION may be another's (Lambda sets it to the
+            // function's region, and it cannot be changed there).
+            let region = runtime
+                .as_ref()
+                .map(|rt| rt.region.clone())
+                .or(lambda_region)
+                .or_else(|| AWS_REGION.read(get))
+                .ok_or_else(|| AWS_REGION.error("required: the origin does not name a region"))?;
+            if !is_region(&region) {
+                return Err(AWS_REGION.error("malformed region"));
+            }
+            let required = |variable: Variable| {
+                variable
+                    .read(get)
+                    .ok_or_else(|| variable.error("required with ORIGIN_AUTH=sigv4"))
+            };
+            OriginAuth::SigV4 {
+                service,
+                region,
+                credentials: AwsCredentials {
+                    access_key_id: required(AWS_ACCESS_KEY_ID)?,
+                    secret_access_key: Secret::new(required(AWS_SECRET_ACCESS_KEY)?),
+                    session_token: AWS_SESSION_TOKEN.read(get).map(Secret::new),
+                },
+            }
+        }
+        "jwt-passthrough" => OriginAuth::JwtPassthrough,
+        _ => OriginAuth::None,
+    };
+    Ok(OriginConfig {
+        base_url,
+        runtime,
+        auth,
+    })
+}
+
 fn client_limits(get: &dyn Fn(&str) -> Option<String>) -> Result<ClientLimits, ConfigError> {
     let limits = ClientLimits {
         header_timeout_seconds: CLIENT_HEADER_TIMEOUT_SECONDS.number(get)?,
@@ -620,6 +745,8 @@ fn jwt_config(get: &dyn Fn(&str) -> Option<String>) -> Result<JwtConfig, ConfigE
         token_use,
         leeway_seconds: JWT_LEEWAY_SECONDS.number(get)?,
         user_id_claim: JWT_USER_ID_CLAIM.read(get),
+        gate_claims: Vec::new(),
+        require_subject: false,
     })
 }
 

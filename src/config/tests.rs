@@ -12,6 +12,10 @@ fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_lookup(|name| map.get(name).cloned())
 }
 
+fn default_origin(c: &Config) -> &OriginConfig {
+    &c.agents.default_agent().expect("a default agent").origin
+}
+
 fn base() -> Vec<(&'static str, &'static str)> {
     vec![
         ("AGENT_RUNTIME_ARN", ARN),
@@ -24,15 +28,15 @@ fn base() -> Vec<(&'static str, &'static str)> {
 #[test]
 fn arn_gives_region_endpoint_and_service() {
     let c = config(&base()).unwrap();
-    let rt = c.origin.runtime.as_ref().unwrap();
+    let rt = default_origin(&c).runtime.as_ref().unwrap();
     assert_eq!(rt.region, "us-west-2");
     assert_eq!(rt.account_id, "123456789012");
     assert_eq!(rt.qualifier, "DEFAULT");
     assert_eq!(
-        c.origin.base_url.to_string(),
+        default_origin(&c).base_url.to_string(),
         "https://bedrock-agentcore.us-west-2.amazonaws.com/"
     );
-    match &c.origin.auth {
+    match &default_origin(&c).auth {
         OriginAuth::SigV4 {
             service, region, ..
         } => {
@@ -91,7 +95,7 @@ fn lambda_url_defaults_to_lambda_service_and_its_region() {
         ("AUTH", "none"),
     ])
     .unwrap();
-    match &c.origin.auth {
+    match &default_origin(&c).auth {
         OriginAuth::SigV4 {
             service, region, ..
         } => {
@@ -103,10 +107,11 @@ fn lambda_url_defaults_to_lambda_service_and_its_region() {
 
 #[test]
 fn the_origin_region_wins_over_aws_region() {
-    let signing_region = |vars: &[(&str, &str)]| match config(vars).unwrap().origin.auth {
-        OriginAuth::SigV4 { region, .. } => region,
-        other => panic!("{other:?}"),
-    };
+    let signing_region =
+        |vars: &[(&str, &str)]| match default_origin(&config(vars).unwrap()).auth.clone() {
+            OriginAuth::SigV4 { region, .. } => region,
+            other => panic!("{other:?}"),
+        };
     // A function in eu-west-1 (Lambda sets AWS_REGION) calling a runtime
     // in us-west-2.
     let mut vars = base();
@@ -294,4 +299,214 @@ fn the_redis_password_is_a_secret_of_its_own() {
         Some("only-pw".into())
     );
     assert_eq!(redis_password("redis://h:1"), None);
+}
+
+const SECOND_ARN: &str = "arn:aws:bedrock-agentcore:eu-west-1:210987654321:runtime/sales-Zz99";
+
+/// `base()` with `AGENTS` set to `agents`.
+fn with_agents(agents: &str) -> Result<Config, ConfigError> {
+    let mut vars = base();
+    vars.push(("AGENTS", agents));
+    config(&vars)
+}
+
+#[test]
+fn agents_by_name_beside_the_implicit_default() {
+    let agents = format!(
+        r#"{{"sales": {{"arn": "{SECOND_ARN}", "qualifier": "prod",
+              "requireClaims": {{"cognito:groups": ["sales", "admin"]}},
+              "description": "Quotes and orders"}},
+            "search": {{"url": "https://abc123.lambda-url.ap-south-1.on.aws/run"}}}}"#
+    );
+    let c = with_agents(&agents).unwrap();
+    let names: Vec<&str> = c.agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["default", "sales", "search"]);
+    assert_eq!(c.agents.default_agent().unwrap().name, "default");
+
+    let sales = c.agents.get("sales").unwrap();
+    let rt = sales.origin.runtime.as_ref().unwrap();
+    assert_eq!(
+        (rt.region.as_str(), rt.qualifier.as_str()),
+        ("eu-west-1", "prod")
+    );
+    assert_eq!(
+        sales.origin.base_url.to_string(),
+        "https://bedrock-agentcore.eu-west-1.amazonaws.com/"
+    );
+    // Each runtime is signed for its own region.
+    match &sales.origin.auth {
+        OriginAuth::SigV4 {
+            region, service, ..
+        } => {
+            assert_eq!(
+                (region.as_str(), service.as_str()),
+                ("eu-west-1", "bedrock-agentcore")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sales.description.as_deref(), Some("Quotes and orders"));
+    assert_eq!(
+        sales.require_claims,
+        [ClaimRule {
+            claim: "cognito:groups".into(),
+            allowed: vec!["sales".into(), "admin".into()],
+        }]
+    );
+    let search = c.agents.get("search").unwrap();
+    assert!(search.origin.runtime.is_none());
+    assert_eq!(search.origin.base_url.path(), "/run");
+    match &search.origin.auth {
+        OriginAuth::SigV4 {
+            region, service, ..
+        } => {
+            assert_eq!(
+                (region.as_str(), service.as_str()),
+                ("ap-south-1", "lambda")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // An origin that names no signing service needs SIGV4_SERVICE, and
+    // the error says which agent.
+    let err = with_agents(r#"{"web": {"url": "https://agent.example.com"}}"#).unwrap_err();
+    assert_eq!(err.variable, "SIGV4_SERVICE");
+    assert!(err.message.contains(r#"agent "web""#), "{err}");
+
+    // The authenticator keeps the claims agents gate on; sessions are the
+    // subject's by default with AUTH=jwt.
+    assert_eq!(c.agents.gate_claims(), ["cognito:groups"]);
+    assert_eq!(c.session_scope, SessionScope::None, "AUTH=none: no subject");
+
+    // The second runtime's ARN and account are secrets of their own.
+    let secrets: Vec<&str> = c.sensitive_values.iter().map(Secret::expose).collect();
+    assert!(secrets.contains(&SECOND_ARN), "{secrets:?}");
+    assert!(!format!("{c:?}").contains("210987654321"));
+}
+
+#[test]
+fn origin_url_is_the_endpoint_of_every_arn() {
+    let mut vars = base();
+    let agents = format!(r#"{{"sales": {{"arn": "{SECOND_ARN}"}}}}"#);
+    vars.extend([("ORIGIN_URL", "http://127.0.0.1:9000"), ("AGENTS", &agents)]);
+    let c = config(&vars).unwrap();
+    for agent in c.agents.iter() {
+        assert_eq!(agent.origin.base_url.to_string(), "http://127.0.0.1:9000/");
+        assert!(agent.origin.runtime.is_some());
+    }
+}
+
+#[test]
+fn default_agent_names_an_agent_of_agents() {
+    let agents =
+        format!(r#"{{"support": {{"arn": "{ARN}"}}, "sales": {{"arn": "{SECOND_ARN}"}}}}"#);
+    let mut vars: Vec<(&str, &str)> = base()
+        .into_iter()
+        .filter(|(name, _)| *name != "AGENT_RUNTIME_ARN")
+        .collect();
+    vars.push(("AGENTS", &agents));
+    let c = config(&vars).unwrap();
+    assert!(
+        c.agents.default_agent().is_none(),
+        "no default: only named agents"
+    );
+    assert_eq!(c.agents.iter().count(), 2);
+
+    vars.push(("DEFAULT_AGENT", "sales"));
+    let c = config(&vars).unwrap();
+    assert_eq!(c.agents.default_agent().unwrap().name, "sales");
+
+    vars.pop();
+    vars.push(("DEFAULT_AGENT", "nobody"));
+    assert_eq!(config(&vars).unwrap_err().variable, "DEFAULT_AGENT");
+    // The ARN's agent is the default already.
+    let mut both = base();
+    both.extend([("AGENTS", agents.as_str()), ("DEFAULT_AGENT", "sales")]);
+    assert_eq!(config(&both).unwrap_err().variable, "DEFAULT_AGENT");
+}
+
+#[test]
+fn agents_errors_name_the_variable_and_never_quote_an_arn() {
+    let bad_account = "arn:aws:bedrock-agentcore:us-west-2:1234:runtime/secret-Runtime-Id";
+    let cases = [
+        "not json".to_owned(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+        format!(r#"{{"Sales": {{"arn": "{ARN}"}}}}"#),
+        format!(r#"{{"{ARN}": {{"arn": "{ARN}"}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}"}}, "a": {{"arn": "{ARN}"}}}}"#),
+        format!(r#"{{"default": {{"arn": "{ARN}"}}}}"#),
+        format!(r#"{{"a": "{ARN}"}}"#),
+        format!(r#"{{"a": {{"arn": "{bad_account}"}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "url": "https://x.example"}}}}"#),
+        r#"{"a": {}}"#.to_owned(),
+        r#"{"a": {"url": "ftp://x"}}"#.to_owned(),
+        r#"{"a": {"url": "https://x.example", "qualifier": "prod"}}"#.to_owned(),
+        format!(r#"{{"a": {{"arn": "{ARN}", "qualifier": ""}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "arn": "{ARN}"}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "{bad_account}": 1}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "requireClaims": {{"groups": []}}}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "requireClaims": {{"groups": "x"}}}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "requireClaims": ["groups"]}}}}"#),
+        format!(r#"{{"a": {{"arn": "{ARN}", "description": 7}}}}"#),
+        format!(
+            r#"{{"a": {{"arn": "{ARN}", "description": "{}"}}}}"#,
+            "d".repeat(257)
+        ),
+        format!(r#"{{"{}": {{"arn": "{ARN}"}}}}"#, "a".repeat(65)),
+    ];
+    for agents in &cases {
+        let err = with_agents(agents).unwrap_err();
+        assert_eq!(err.variable, "AGENTS", "{agents}: {err}");
+        let text = err.to_string();
+        for secret in ["123456789012", "1234:", "secret-Runtime-Id", "AbC123"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+    assert!(
+        with_agents(&format!(r#"{{"a": {{"arn": "{bad_account}"}}}}"#))
+            .unwrap_err()
+            .to_string()
+            .contains(r#"agent "a": arn: the account part must be 12 digits"#)
+    );
+}
+
+#[test]
+fn session_scope_defaults_to_subject_with_jwt() {
+    let mut vars = base();
+    vars.retain(|(name, _)| *name != "AUTH");
+    vars.extend([
+        ("JWT_ISSUER", "https://issuer.example"),
+        ("JWT_AUDIENCE", "app"),
+    ]);
+    let c = config(&vars).unwrap();
+    assert_eq!(c.session_scope, SessionScope::Subject);
+    let AuthConfig::Jwt(jwt) = &c.auth else {
+        panic!("jwt")
+    };
+    assert!(jwt.require_subject, "a session needs its subject");
+    vars.push(("SESSION_SCOPE", "none"));
+    let c = config(&vars).unwrap();
+    assert_eq!(c.session_scope, SessionScope::None);
+    let AuthConfig::Jwt(jwt) = &c.auth else {
+        panic!("jwt")
+    };
+    assert!(!jwt.require_subject);
+
+    let mut open = base();
+    open.push(("SESSION_SCOPE", "subject"));
+    assert_eq!(config(&open).unwrap_err().variable, "SESSION_SCOPE");
+    open.pop();
+    open.push(("SESSION_SCOPE", "tenant"));
+    assert_eq!(config(&open).unwrap_err().variable, "SESSION_SCOPE");
+}
+
+#[test]
+fn agent_names_are_a_safe_charset() {
+    for good in ["a", "support", "sales-eu_2", &"x".repeat(64)] {
+        assert!(is_agent_name(good), "{good}");
+    }
+    for bad in ["", "Sales", "a b", "a/b", "a.b", "é", &"x".repeat(65)] {
+        assert!(!is_agent_name(bad), "{bad}");
+    }
 }

@@ -207,6 +207,12 @@ const ON_OFF: &[&str] = &["on", "off"];
 pub const AGENT_RUNTIME_ARN: Variable = Variable::new_text("AGENT_RUNTIME_ARN", "—").secret();
 pub const AGENT_QUALIFIER: Variable = Variable::new_text("AGENT_QUALIFIER", "`DEFAULT`");
 pub const ORIGIN_URL: Variable = Variable::new_text("ORIGIN_URL", "derived");
+// A secret: its agents' ARNs (config/agents.rs parses it).
+pub const AGENTS: Variable = Variable::new_text("AGENTS", "none").secret();
+pub const DEFAULT_AGENT: Variable = Variable::new_text(
+    "DEFAULT_AGENT",
+    "the agent of `AGENT_RUNTIME_ARN` or `ORIGIN_URL`",
+);
 pub const ORIGIN_AUTH: Variable = Variable::new_choice(
     "ORIGIN_AUTH",
     &["sigv4", "jwt-passthrough", "none"],
@@ -232,6 +238,9 @@ pub const JWT_TOKEN_USE: Variable =
     Variable::new_choice("JWT_TOKEN_USE", &["id", "access", "any"], "any");
 pub const JWT_LEEWAY_SECONDS: Variable = Variable::new_number("JWT_LEEWAY_SECONDS", 60, 0, 3600);
 pub const JWT_USER_ID_CLAIM: Variable = Variable::new_text("JWT_USER_ID_CLAIM", "unset: not sent");
+// With AUTH=none the default is `none` (config/mod.rs): there is no subject.
+pub const SESSION_SCOPE: Variable =
+    Variable::new_choice("SESSION_SCOPE", &["subject", "none"], "subject");
 pub const DEFAULT_RESPONSE_MODE: Variable = Variable::new_choice(
     "DEFAULT_RESPONSE_MODE",
     &["original", "transformed"],
@@ -294,6 +303,8 @@ pub const VARIABLES: &[Variable] = &[
     AGENT_RUNTIME_ARN,
     AGENT_QUALIFIER,
     ORIGIN_URL,
+    AGENTS,
+    DEFAULT_AGENT,
     ORIGIN_AUTH,
     SIGV4_SERVICE,
     AWS_REGION,
@@ -307,6 +318,7 @@ pub const VARIABLES: &[Variable] = &[
     JWT_TOKEN_USE,
     JWT_LEEWAY_SECONDS,
     JWT_USER_ID_CLAIM,
+    SESSION_SCOPE,
     DEFAULT_RESPONSE_MODE,
     MAX_BODY_BYTES,
     MAX_BODY_KEYS,

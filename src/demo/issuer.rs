@@ -328,6 +328,8 @@ mod tests {
             token_use: TokenUse::Id,
             leeway_seconds: 60,
             user_id_claim: None,
+            gate_claims: Vec::new(),
+            require_subject: false,
         });
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -178,8 +178,15 @@ pub struct RequestLog {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<ResponseMode>,
+    /// The agent's name (never its ARN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The client's session id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The id sent to the agent, when it is not the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
     pub bytes_in: usize,
@@ -223,7 +230,9 @@ impl RequestLog {
             path: ctx.path.clone(),
             status: status.as_u16(),
             mode: ctx.mode,
+            agent: ctx.agent.clone(),
             session_id: ctx.session_id.clone(),
+            origin_session_id: ctx.origin_session_id.clone(),
             sub: ctx.subject.as_deref().map(super::capped),
             bytes_in: ctx.bytes_in,
             bytes_out: 0,

@@ -4,9 +4,10 @@
 //! 1. [`Gateway::request_filter`]: route, method, CORS preflight, health
 //!    check, the chat page ([`page`]), content type and declared length,
 //!    before the body is read.
-//! 2. authentication (`auth`, driven by [`driver`]): the caller's JWT.
+//! 2. authentication (`auth`, driven by [`driver`]): the caller's JWT; then
+//!    the agent and whether the caller may use it ([`agents`]).
 //! 3. [`Gateway::parse_invocation`]: the body: control fields, response
-//!    mode, session id; the agent's payload.
+//!    mode, session id (and the one sent to the agent); the agent's payload.
 //! 4. [`Gateway::upstream_request`]: the signed origin request.
 //! 5. [`Gateway::response_filter`]: the origin's status and headers become
 //!    the client's, or a mapped error that never relays the origin's body.
@@ -18,6 +19,7 @@
 //!
 //! The routes, fields and headers: `docs/interface.md`.
 
+mod agents;
 pub mod driver;
 mod edge;
 pub mod limits;
@@ -33,13 +35,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::config::{Config, Cors, ResponseMode};
+use crate::config::{Agent, Config, Cors, ResponseMode};
 use crate::error::{Code, GatewayError};
 use crate::origin::{self, Invocation};
 use crate::scrub::Scrubber;
 use crate::sse::{OriginBodyKind, Transformer, TransformerOptions};
 use routes::{Handler, Unrouted};
 
+pub use agents::{scoped_session_id, SCOPE_DOMAIN};
 pub use edge::{Edge, KeySetCopy, Unconverted};
 pub use log::{Event, EventName, Level, Outcome, RequestLog};
 
@@ -61,13 +64,23 @@ const EXPOSED_HEADERS: &str =
 const ALLOWED_HEADERS: &str =
     "authorization, content-type, accept, x-amzn-bedrock-agentcore-runtime-session-id, x-request-id";
 
-/// What the request filter decided.
+/// What the request filter decided. An agent's name and a session id are
+/// the path's segments as sent: checked after authentication.
 #[derive(Debug)]
 pub enum Route {
-    /// `POST /invocations` or `POST /`: go on to authentication.
-    Invoke,
+    /// `POST /invocations` or `POST /` (the default agent, `agent: None`),
+    /// or `POST /agents/<name>/invocations`: go on to authentication.
+    Invoke { agent: Option<String> },
     /// `GET /usage`: authentication, then the subject's counts.
     Usage,
+    /// `GET /agents`: authentication, then the agents the caller may use.
+    Agents,
+    /// `DELETE /sessions/<id>` or `DELETE /agents/<name>/sessions/<id>`:
+    /// authentication, then `StopRuntimeSession`.
+    EndSession {
+        agent: Option<String>,
+        session: String,
+    },
     /// Answered without the origin (ping, preflight).
     Answered(Response<Bytes>),
 }
@@ -96,7 +109,13 @@ pub struct RequestContext {
     /// What the CORS headers of the answer say.
     pub cors: CorsAnswer,
     pub mode: Option<ResponseMode>,
+    /// The client's session id.
     pub session_id: Option<String>,
+    /// The id sent to the agent, when it is not the client's
+    /// (`SESSION_SCOPE=subject`).
+    pub origin_session_id: Option<String>,
+    /// The agent's name, once the request reached one.
+    pub agent: Option<String>,
     pub subject: Option<String>,
     pub bytes_in: usize,
     /// The RateLimit header fields of the answer, with a limit configured.
@@ -132,6 +151,8 @@ impl RequestContext {
             cors: CorsAnswer::Off,
             mode: None,
             session_id: None,
+            origin_session_id: None,
+            agent: None,
             subject: None,
             bytes_in: 0,
             limit_fields: None,
@@ -204,7 +225,10 @@ fn capped(text: &str) -> String {
 pub struct InvocationRequest {
     pub payload: Bytes,
     pub mode: ResponseMode,
+    /// The client's: answered in the header and the trailer.
     pub session_id: String,
+    /// Sent to the agent ([`Gateway::origin_session_id`]).
+    pub origin_session_id: String,
 }
 
 /// The client response head and the body transformer for a started stream.
@@ -253,11 +277,12 @@ impl Gateway {
         check_expect(&head.headers)?;
 
         let path = head.uri.path();
-        let handler =
+        let (handler, params) =
             routes::resolve(&head.method, path, self.page.is_some()).map_err(|e| match e {
                 Unrouted::NotFound => GatewayError::new(Code::NotFound),
                 Unrouted::MethodNotAllowed(allow) => method_not_allowed(allow),
             })?;
+        let agent = params.agent.map(str::to_owned);
         match handler {
             Handler::Preflight => Ok(Route::Answered(self.preflight(head, ctx)?)),
             Handler::Ping => {
@@ -275,6 +300,11 @@ impl Gateway {
                 .map(Route::Answered)
                 .ok_or_else(|| GatewayError::new(Code::NotFound)),
             Handler::Usage => Ok(Route::Usage),
+            Handler::Agents => Ok(Route::Agents),
+            Handler::EndSession => Ok(Route::EndSession {
+                agent,
+                session: params.session.unwrap_or_default().to_owned(),
+            }),
             Handler::Invoke => {
                 check_content_type(&head.headers)?;
                 let declared = head
@@ -284,7 +314,7 @@ impl Gateway {
                 if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
                     return Err(self.body_too_large());
                 }
-                Ok(Route::Invoke)
+                Ok(Route::Invoke { agent })
             }
         }
     }
@@ -328,10 +358,12 @@ impl Gateway {
     }
 
     /// Phase 3: the body. Control fields are taken out; everything else is
-    /// the agent's payload, forwarded with its values byte for byte.
+    /// the agent's payload, forwarded with its values byte for byte. The
+    /// session id sent to `agent` derives from the client's.
     pub fn parse_invocation(
         &self,
         head: &http::request::Parts,
+        agent: &Agent,
         body: &Bytes,
         ctx: &mut RequestContext,
     ) -> Result<InvocationRequest, GatewayError> {
@@ -351,10 +383,12 @@ impl Gateway {
         };
         ctx.mode = Some(mode);
         ctx.session_id = Some(session_id.clone());
+        let origin_session_id = self.origin_session_id(agent, &session_id, ctx)?;
         Ok(InvocationRequest {
             payload,
             mode,
             session_id,
+            origin_session_id,
         })
     }
 
@@ -390,19 +424,20 @@ impl Gateway {
         })
     }
 
-    /// Phase 4: the signed origin request.
+    /// Phase 4: the signed request to `agent`'s origin.
     pub fn upstream_request(
         &self,
+        agent: &Agent,
         invocation: &InvocationRequest,
         user_id: Option<&str>,
         bearer_token: Option<&str>,
         now: SystemTime,
     ) -> Result<http::Request<Bytes>, GatewayError> {
         origin::build_request(
-            &self.config.origin,
+            &agent.origin,
             Invocation {
                 payload: invocation.payload.clone(),
-                session_id: &invocation.session_id,
+                session_id: &invocation.origin_session_id,
                 user_id,
                 bearer_token,
             },

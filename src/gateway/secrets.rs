@@ -1,6 +1,6 @@
 //! What the scrubber must know of a configuration: every secret
-//! variable's value ([`crate::config::Variable::secret`]) and the runtime's
-//! account id, each also in the forms the origin request carries it
+//! variable's value ([`crate::config::Variable::secret`]) and every
+//! runtime's ARN and account id, each also in the forms the origin request carries it
 //! (percent-encoded in the path with upper- and lower-case hex, and encoded
 //! twice as in a SigV4 canonical request).
 
@@ -10,16 +10,12 @@ use crate::scrub::Scrubber;
 
 /// The scrubber of `config`.
 pub fn scrubber(config: &Config) -> Scrubber {
-    let account = config
-        .origin
-        .runtime
-        .as_ref()
-        .map(|rt| rt.account_id.as_str());
+    let accounts = config.agents.runtimes().map(|rt| rt.account_id.as_str());
     let values = config
         .sensitive_values
         .iter()
         .map(|s| s.expose())
-        .chain(account);
+        .chain(accounts);
     let mut known = Vec::new();
     for value in values {
         let encoded = encode_path_segment(value);

@@ -7,6 +7,10 @@
 //! - without one, a `POST` to `ORIGIN_URL` itself (Lambda function URL or
 //!   any HTTP origin);
 //!
+//! and [`build_stop_request`] a runtime's `StopRuntimeSession` call,
+//! `POST <base>/runtimes/<ARN>/stopruntimesession?qualifier=<Q>` with the
+//! session header and the body `{}`;
+//!
 //! then authenticates it: SigV4 with the body hash signed ([`sigv4`]), the
 //! caller's bearer token, or nothing. The request carries an explicit `host`
 //! header because it is a signed header; adapters whose HTTP client derives
@@ -14,7 +18,8 @@
 //!
 //! Sans-IO: the signing time is an argument, never read here.
 //!
-//! AgentCore `InvokeAgentRuntime`, <https://docs.aws.amazon.com/bedrock-agentcore/latest/APIReference/API_InvokeAgentRuntime.html>.
+//! AgentCore `InvokeAgentRuntime`, <https://docs.aws.amazon.com/bedrock-agentcore/latest/APIReference/API_InvokeAgentRuntime.html>,
+//! and `StopRuntimeSession`, <https://docs.aws.amazon.com/bedrock-agentcore/latest/APIReference/API_StopRuntimeSession.html>.
 
 pub mod sigv4;
 
@@ -82,26 +87,71 @@ pub fn build_request(
     invocation: Invocation<'_>,
     now: SystemTime,
 ) -> Result<Request<Bytes>, GatewayError> {
-    let uri = origin_uri(config)?;
-    let host = host_header(&uri)?;
-
+    let uri = match &config.runtime {
+        Some(_) => runtime_uri(config, "invocations")?,
+        None => config.base_url.clone(),
+    };
     let mut request = Request::new(invocation.payload);
-    *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
+    request
+        .headers_mut()
+        .insert(ACCEPT, HeaderValue::from_static(ACCEPT_VALUE));
+    if let Some(user_id) = invocation.user_id {
+        let value =
+            HeaderValue::from_str(user_id).map_err(|_| GatewayError::new(Code::InvalidUserId))?;
+        request
+            .headers_mut()
+            .insert(HeaderName::from_static(USER_ID_HEADER), value);
+    }
+    finish(
+        config,
+        request,
+        invocation.session_id,
+        invocation.bearer_token,
+        now,
+    )
+}
+
+/// The runtime's `StopRuntimeSession` call for `session_id`, authenticated
+/// as `config` says; `None` for an origin that is no AgentCore runtime
+/// (it has no such call).
+pub fn build_stop_request(
+    config: &OriginConfig,
+    session_id: &str,
+    bearer_token: Option<&str>,
+    now: SystemTime,
+) -> Result<Option<Request<Bytes>>, GatewayError> {
+    if config.runtime.is_none() {
+        return Ok(None);
+    }
+    // `clientToken`, the body's only member, is optional.
+    let mut request = Request::new(Bytes::from_static(b"{}"));
+    *request.uri_mut() = runtime_uri(config, "stopruntimesession")?;
+    request
+        .headers_mut()
+        .insert(ACCEPT, HeaderValue::from_static("application/json"));
+    finish(config, request, session_id, bearer_token, now).map(Some)
+}
+
+/// What every origin request has: `POST`, `Host`, a JSON body, the session
+/// header; then its authentication.
+fn finish(
+    config: &OriginConfig,
+    mut request: Request<Bytes>,
+    session_id: &str,
+    bearer_token: Option<&str>,
+    now: SystemTime,
+) -> Result<Request<Bytes>, GatewayError> {
+    let host = host_header(request.uri())?;
+    *request.method_mut() = Method::POST;
     let headers = request.headers_mut();
     headers.insert(HOST, host);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_VALUE));
-    let session = HeaderValue::from_str(invocation.session_id).map_err(|_| {
+    let session = HeaderValue::from_str(session_id).map_err(|_| {
         GatewayError::new(Code::InvalidSessionId)
             .with_message("the session id must be visible ASCII text")
     })?;
     headers.insert(HeaderName::from_static(SESSION_ID_HEADER), session);
-    if let Some(user_id) = invocation.user_id {
-        let value =
-            HeaderValue::from_str(user_id).map_err(|_| GatewayError::new(Code::InvalidUserId))?;
-        headers.insert(HeaderName::from_static(USER_ID_HEADER), value);
-    }
 
     match &config.auth {
         OriginAuth::SigV4 {
@@ -116,9 +166,7 @@ pub fn build_request(
         }
         OriginAuth::JwtPassthrough => {
             // The caller's credentials are refused as authentication refuses them.
-            let token = invocation
-                .bearer_token
-                .ok_or_else(|| Reason::MissingToken.to_error())?;
+            let token = bearer_token.ok_or_else(|| Reason::MissingToken.to_error())?;
             let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| Reason::MalformedAuthorization.to_error())?;
             value.set_sensitive(true);
@@ -129,15 +177,13 @@ pub fn build_request(
     Ok(request)
 }
 
-/// The AgentCore invocation URI under `base_url`, or `base_url` itself.
-fn origin_uri(config: &OriginConfig) -> Result<http::Uri, GatewayError> {
+/// `<base>/runtimes/<ARN>/<operation>?qualifier=<Q>`; only with a runtime.
+fn runtime_uri(config: &OriginConfig, operation: &str) -> Result<http::Uri, GatewayError> {
     let base = &config.base_url;
-    let Some(runtime) = &config.runtime else {
-        return Ok(base.clone());
-    };
+    let runtime = config.runtime.as_ref().ok_or_else(bad_origin)?;
     let prefix = base.path().trim_end_matches('/');
     let path_and_query = format!(
-        "{prefix}/runtimes/{}/invocations?qualifier={}",
+        "{prefix}/runtimes/{}/{operation}?qualifier={}",
         encode_path_segment(&runtime.arn),
         encode_path_segment(&runtime.qualifier)
     );
@@ -371,6 +417,47 @@ mod tests {
         let err = build_request(&agentcore(sigv4(None)), inv, now()).unwrap_err();
         assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
         assert!(!err.message.contains("bad"));
+    }
+
+    #[test]
+    fn stop_runtime_session_is_signed_like_an_invocation() {
+        let req = build_stop_request(&agentcore(sigv4(None)), SESSION, None, now())
+            .unwrap()
+            .expect("a runtime");
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(
+            req.uri().to_string(),
+            "https://bedrock-agentcore.us-west-2.amazonaws.com/runtimes/\
+             arn%3Aaws%3Abedrock-agentcore%3Aus-west-2%3A123456789012%3Aruntime%2Fdemo_agent-AbC123\
+             /stopruntimesession?qualifier=DEFAULT"
+        );
+        let h = req.headers();
+        assert_eq!(h[SESSION_ID_HEADER], SESSION);
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        assert_eq!(req.body().as_ref(), b"{}");
+        assert!(h[AUTHORIZATION].to_str().unwrap().contains(
+            "SignedHeaders=accept;content-type;host;x-amz-content-sha256;x-amz-date;\
+             x-amzn-bedrock-agentcore-runtime-session-id,"
+        ));
+
+        let passthrough = build_stop_request(
+            &agentcore(OriginAuth::JwtPassthrough),
+            SESSION,
+            Some("t.k.n"),
+            now(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(passthrough.headers()[AUTHORIZATION], "Bearer t.k.n");
+
+        let url_only = OriginConfig {
+            base_url: "https://agent.example.com/run".parse().unwrap(),
+            runtime: None,
+            auth: OriginAuth::None,
+        };
+        assert!(build_stop_request(&url_only, SESSION, None, now())
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -7,10 +7,16 @@
 //! `CORS_ALLOW_ORIGINS`) and the gateway with `AUTH=jwt` (and the rate limit
 //! of `wrangler.toml`). The script does
 //! what a user does and checks what the page shows; this side then checks
-//! what the demo agent saw: the second turn's session, the stream Stop
-//! ended (within a second of the click), and the new conversation's fresh
-//! session. Screenshots go to `target/browser/`. A third run, on a native
-//! gateway with `AUTH=none`, checks that the page then asks for no sign-in.
+//! what the demo agent saw: the second turn's session (the subject's: the
+//! page shows its own id, the agent gets the scoped one), the stream Stop
+//! ended (within a second of the click), the first session ended by "New
+//! conversation", and the new conversation's fresh session. Screenshots go
+//! to `target/browser/`. A third run, on a native gateway with `AUTH=none`,
+//! checks that the page then asks for no sign-in.
+//!
+//! `chat_page_offers_the_callers_agents_in_chromium` (issue 17) runs
+//! `tests/browser/agents.mjs` against a native gateway with `AGENTS`: the
+//! picker, another agent chosen, and the sessions "New conversation" ends.
 //!
 //! The Worker target is left out with `AGENT_EDGE_SKIP_WORKER=1`.
 //!
@@ -33,7 +39,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use agent_edge::config::Config;
 use agent_edge::demo::issuer::{self, DevIssuer, DevIssuerServer};
-use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings, StreamEnd};
+use agent_edge::demo::origin::{
+    self as demo, DemoOrigin, DemoOriginSettings, StreamEnd, DEMO_RUNTIME_ARN,
+    DEMO_SECOND_RUNTIME_ARN,
+};
+use agent_edge::gateway::scoped_session_id;
 use agent_edge::platform::native;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -280,15 +290,41 @@ fn session_of(demo: &DemoOrigin, prompt: &str) -> String {
         .to_owned()
 }
 
-/// What the demo agent saw, against what the page showed.
-async fn check_the_agent_side(target: &str, servers: &Servers, events: &[Event]) {
+/// Whether the demo agent got a `StopRuntimeSession` for `session`.
+fn stopped(demo: &DemoOrigin, session: &str) -> bool {
+    demo.requests().iter().any(|r| {
+        r.uri.path().ends_with("/stopruntimesession")
+            && r.headers[agent_edge::gateway::SESSION_HEADER] == session
+    })
+}
+
+/// What the demo agent saw, against what the page showed; `subject` is the
+/// signed-in caller's (`None` with `AUTH=none`: sessions are not scoped).
+async fn check_the_agent_side(
+    target: &str,
+    servers: &Servers,
+    events: &[Event],
+    subject: Option<&str>,
+) {
     let demo = &servers.demo;
     let first = session_of(demo, &format!("/events 12 200 1 {target}-first"));
+    let shown = event(events, "first_answer").value["session"]
+        .as_str()
+        .expect("the page shows a session")
+        .to_owned();
+    let sent = subject.map_or(shown.clone(), |sub| {
+        scoped_session_id(sub, "default", &shown)
+    });
     assert_eq!(
-        event(events, "first_answer").value["session"],
-        first.as_str(),
-        "[{target}] the page shows the session the agent got"
+        sent, first,
+        "[{target}] the page shows the session whose scoped id the agent got"
     );
+    // "New conversation" ended it (after Stop), with StopRuntimeSession.
+    assert!(
+        stopped(demo, &first),
+        "[{target}] the first session was not ended"
+    );
+    assert!(!demo.session_open(DEMO_RUNTIME_ARN, &first));
     assert_eq!(
         session_of(demo, &format!("{target} second turn")),
         first,
@@ -358,7 +394,84 @@ async fn chat_page_in_chromium_on_the_native_server() {
             run_script("native", &gateway_url, servers, "dev-button")
         })
     };
-    check_the_agent_side("native", &servers, &events).await;
+    // The development issuer's button gives tokens of `demo-user`.
+    check_the_agent_side("native", &servers, &events, Some("demo-user")).await;
+}
+
+/// Issue 17: the page offers the caller's agents (`GET /agents`), sends
+/// each prompt to the one chosen, and "New conversation" (or another
+/// agent) ends the session with it (`tests/browser/agents.mjs`). This side
+/// checks which runtime got which session, and that the demo agent saw
+/// each ended session stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_page_offers_the_callers_agents_in_chromium() {
+    let servers = Servers::start(Vec::new()).await;
+    let mut vars = servers.vars();
+    let agents = serde_json::json!({
+        "sales": {"arn": DEMO_SECOND_RUNTIME_ARN, "description": "The second runtime"},
+        "support": {"arn": DEMO_RUNTIME_ARN, "requireClaims": {"cognito:groups": ["support"]}},
+    });
+    vars.push(("AGENTS".to_owned(), agents.to_string()));
+    let config =
+        Config::from_lookup(|name| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .expect("a valid configuration");
+    let gateway = native::spawn(config, bind().await, Arc::new(|_: &str| {}))
+        .await
+        .expect("native gateway");
+    let out = repository().join("target").join("browser");
+    std::fs::create_dir_all(&out).expect("target/browser");
+    let screenshot = out.join("agents-native.png");
+    let subject = "browser-agents-user";
+    let env = vec![
+        ("GATEWAY_URL", gateway.url()),
+        ("TOKEN", servers.token(subject)),
+        ("TARGET", "agents".to_owned()),
+        ("SCREENSHOT", screenshot.display().to_string()),
+    ];
+    let events = tokio::task::block_in_place(|| run_node("agents.mjs", "agents", env));
+    assert!(screenshot.exists(), "no screenshot");
+
+    let demo = &servers.demo;
+    let shown = |name: &str| {
+        event(&events, name).value["session"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: a session"))
+            .to_owned()
+    };
+    let first = scoped_session_id(subject, "default", &shown("default_answer"));
+    let sales = scoped_session_id(subject, "sales", &shown("sales_answer"));
+    let after = scoped_session_id(subject, "sales", &shown("new_conversation"));
+    // Each prompt reached its agent's runtime with the scoped id.
+    let reached = |session: &str, runtime: &str| {
+        let path = format!(
+            "/runtimes/{}/invocations",
+            agent_edge::origin::encode_path_segment(runtime)
+        );
+        demo.requests().iter().any(|r| {
+            r.uri.path() == path && r.headers[agent_edge::gateway::SESSION_HEADER] == session
+        })
+    };
+    assert!(
+        reached(&first, DEMO_RUNTIME_ARN),
+        "the default agent's prompt"
+    );
+    assert!(reached(&sales, DEMO_SECOND_RUNTIME_ARN), "sales's prompts");
+    assert!(
+        reached(&after, DEMO_SECOND_RUNTIME_ARN),
+        "the new conversation's"
+    );
+    // Both ended sessions were stopped; the last one is still open.
+    for (session, runtime) in [
+        (&first, DEMO_RUNTIME_ARN),
+        (&sales, DEMO_SECOND_RUNTIME_ARN),
+    ] {
+        assert!(stopped(demo, session), "{session} was not stopped");
+        assert!(
+            !demo.session_open(runtime, session),
+            "{session} is still open"
+        );
+    }
+    assert!(demo.session_open(DEMO_SECOND_RUNTIME_ARN, &after));
 }
 
 /// With `AUTH=none` the page asks for no sign-in and streams all the same.
@@ -376,7 +489,7 @@ async fn chat_page_in_chromium_without_sign_in() {
         .expect("native gateway");
     let events =
         tokio::task::block_in_place(|| run_script("native-open", &gateway.url(), &servers, "none"));
-    check_the_agent_side("native-open", &servers, &events).await;
+    check_the_agent_side("native-open", &servers, &events, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +504,7 @@ async fn chat_page_in_chromium_on_the_worker() {
             .unwrap_or_else(|why| panic!("{why}"));
     let events =
         tokio::task::block_in_place(|| run_script("worker", &instance.base_url, &servers, "paste"));
-    check_the_agent_side("worker", &servers, &events).await;
+    check_the_agent_side("worker", &servers, &events, Some("browser-user")).await;
 }
 
 /// Issue 14, item 2: a page on another site cannot drive an `AUTH=none`

@@ -103,7 +103,10 @@ fn the_template_creates_a_streaming_url_a_function_and_a_narrow_role() {
         .collect();
     assert_eq!(
         actions,
-        [&Value::from("bedrock-agentcore:InvokeAgentRuntime")],
-        "the role may invoke the runtime and nothing else"
+        [&serde_json::json!([
+            "bedrock-agentcore:InvokeAgentRuntime",
+            "bedrock-agentcore:StopRuntimeSession"
+        ])],
+        "the role may invoke the runtime and end its sessions, nothing else"
     );
 }

@@ -12,6 +12,7 @@ fn cognito_id_token_is_accepted_with_subject_and_user_id() {
         Verified {
             subject: Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into()),
             user_id: Some("alice".into()),
+            claims: Vec::new(),
             expires_at: NOW + 3600,
         }
     );
@@ -106,4 +107,45 @@ fn times_are_checked_with_leeway() {
         json!({"exp": NOW - 30, "nbf": NOW + 30, "iat": NOW + 30}),
     ));
     h.check(&token, NOW).expect("within the 60 s leeway");
+}
+
+#[test]
+fn the_claims_agents_gate_on_are_kept_as_text() {
+    let mut config = config();
+    config.gate_claims = vec![
+        "cognito:groups".into(),
+        "tier".into(),
+        "level".into(),
+        "absent".into(),
+    ];
+    let mut h = Harness::new(config, &[RSA_A]);
+    let claims = with(
+        id_claims(),
+        json!({"cognito:groups": ["sales", 7, {"x": 1}], "tier": "gold", "level": 3, "other": "x"}),
+    );
+    let verified = h.check(&rs256_a(&claims), NOW).unwrap();
+    assert_eq!(
+        verified.claims,
+        [
+            (
+                "cognito:groups".to_owned(),
+                vec!["sales".to_owned(), "7".to_owned()]
+            ),
+            ("tier".to_owned(), vec!["gold".to_owned()]),
+            ("level".to_owned(), vec!["3".to_owned()]),
+        ]
+    );
+}
+
+#[test]
+fn sessions_of_their_subject_need_a_sub() {
+    let mut config = config();
+    config.require_subject = true;
+    let mut h = Harness::new(config, &[RSA_A]);
+    h.check(&rs256_a(&id_claims()), NOW).unwrap();
+    let no_sub = with(id_claims(), json!({"sub": null}));
+    assert_eq!(h.reason(&rs256_a(&no_sub), NOW), "missing_sub");
+    // Without session scoping, a token without `sub` is fine.
+    let mut h = Harness::with_keys(&[RSA_A]);
+    assert_eq!(h.check(&rs256_a(&no_sub), NOW).unwrap().subject, None);
 }

@@ -147,6 +147,8 @@ fn config() -> JwtConfig {
         token_use: TokenUse::Any,
         leeway_seconds: 60,
         user_id_claim: Some("cognito:username".to_owned()),
+        gate_claims: Vec::new(),
+        require_subject: false,
     }
 }
 

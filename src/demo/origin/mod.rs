@@ -2,14 +2,27 @@
 //! Runtime, speaking its `InvokeAgentRuntime` protocol, for `agent-edge dev`
 //! and for tests.
 //!
+//! It knows two runtimes, [`DEMO_RUNTIME_ARN`] and
+//! [`DEMO_SECOND_RUNTIME_ARN`] (more with
+//! [`DemoOriginSettings::more_runtime_arns`]), and two operations:
+//! `InvokeAgentRuntime`, `POST /runtimes/{url-encoded ARN}/invocations?qualifier=Q`,
+//! and `StopRuntimeSession`, `POST /runtimes/{url-encoded ARN}/stopruntimesession?qualifier=Q`.
+//!
 //! Per request, in AgentCore's order (authenticate, then find the resource,
 //! then validate):
-//! 1. the route `POST /runtimes/{url-encoded ARN}/invocations?qualifier=Q`
-//!    (else 404 `UnknownOperationException`);
+//! 1. the route, one of the two operations (else 404
+//!    `UnknownOperationException`);
 //! 2. the SigV4 signature ([`signature`]);
 //! 3. the ARN and qualifier (else 404 `ResourceNotFoundException`);
 //! 4. the `X-Amzn-Bedrock-AgentCore-Runtime-Session-Id` header, 33 to 256
 //!    characters (else 400 `ValidationException`).
+//!
+//! Sessions: a session is a runtime's, by id. Every invocation opens its
+//! session if it is not open yet; each has a memory the test prompts
+//! `/remember` and `/recall` use. `StopRuntimeSession` of an open session
+//! forgets it and answers 200 with the session header (no body); of any
+//! other, 404 `ResourceNotFoundException`. At most [`MAX_SESSIONS`] are
+//! kept, the oldest forgotten first.
 //!
 //! Errors use AWS's rest-json shape: a JSON body `{"message":"..."}` and the
 //! error type in `x-amzn-ErrorType` (`<Type>:http://internal.amazon.com/coral/...`),
@@ -44,6 +57,10 @@
 //! - `/usage-keys N`: one delta, then metadata whose `usage` has the three
 //!   token counts, an object `nested` of N keys and N more keys (N at most
 //!   1000 each): wider than a log line keeps.
+//! - `/remember TEXT`: the session keeps TEXT; the answer is
+//!   `I will remember: TEXT.`
+//! - `/recall`: what the session keeps, `I remember: A, B.` (in the order
+//!   given), or `I remember nothing.` for a new session.
 //! - `/ag-ui`: an AG-UI agent's answer instead of Strands events: the bytes
 //!   of `tests/data/sse/ag-ui-run.sse` (text messages, a tool call, state,
 //!   a messages snapshot, `RUN_FINISHED` with `usage`), one event per chunk,
@@ -122,6 +139,11 @@ use script::{Answer, Script};
 /// The demo runtime's ARN (a made-up account).
 pub const DEMO_RUNTIME_ARN: &str =
     "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent_edge_demo-Xy12AbC3dE";
+/// The demo's second runtime: same account, region and qualifier.
+pub const DEMO_SECOND_RUNTIME_ARN: &str =
+    "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/agent_edge_demo_two-Qr34StU5vW";
+/// Most sessions the demo keeps open at once.
+pub const MAX_SESSIONS: usize = 10_000;
 /// The demo credentials: shared by the demo origin and the gateway in front.
 pub const DEMO_ACCESS_KEY_ID: &str = "AKIAAGENTEDGEDEMO001";
 pub const DEMO_SECRET_ACCESS_KEY: &str = "agentEdgeDemoSecretKey/NotARealAwsKey0001";
@@ -141,7 +163,10 @@ const CORAL: &str = ":http://internal.amazon.com/coral/com.amazon.coral.service/
 /// What the demo origin accepts and how it answers.
 #[derive(Debug, Clone)]
 pub struct DemoOriginSettings {
+    /// The runtime of [`DemoOrigin::gateway_vars`] (`AGENT_RUNTIME_ARN`).
     pub runtime_arn: String,
+    /// The other runtimes it answers for, with the same qualifier.
+    pub more_runtime_arns: Vec<String>,
     pub qualifier: String,
     pub region: String,
     pub credentials: AwsCredentials,
@@ -150,11 +175,12 @@ pub struct DemoOriginSettings {
 }
 
 impl DemoOriginSettings {
-    /// [`DEMO_RUNTIME_ARN`], qualifier `DEFAULT`, `us-east-1`, the demo
-    /// credentials, 40 ms between words.
+    /// [`DEMO_RUNTIME_ARN`] and [`DEMO_SECOND_RUNTIME_ARN`], qualifier
+    /// `DEFAULT`, `us-east-1`, the demo credentials, 40 ms between words.
     pub fn demo() -> Self {
         DemoOriginSettings {
             runtime_arn: DEMO_RUNTIME_ARN.to_owned(),
+            more_runtime_arns: vec![DEMO_SECOND_RUNTIME_ARN.to_owned()],
             qualifier: "DEFAULT".to_owned(),
             region: "us-east-1".to_owned(),
             credentials: AwsCredentials {
@@ -164,6 +190,46 @@ impl DemoOriginSettings {
             },
             word_delay: Duration::from_millis(40),
         }
+    }
+
+    /// Whether `arn` is one of its runtimes.
+    fn knows(&self, arn: &str) -> bool {
+        self.runtime_arn == arn || self.more_runtime_arns.iter().any(|a| a == arn)
+    }
+}
+
+/// A session: its runtime and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub runtime_arn: String,
+    pub session_id: String,
+}
+
+/// The open sessions and what each keeps, oldest first.
+#[derive(Default)]
+struct Sessions {
+    memories: std::collections::HashMap<SessionKey, Vec<String>>,
+    order: VecDeque<SessionKey>,
+}
+
+impl Sessions {
+    /// Opens `key` if it is not open yet.
+    fn open(&mut self, key: &SessionKey) -> &mut Vec<String> {
+        if !self.memories.contains_key(key) {
+            if self.order.len() >= MAX_SESSIONS {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.memories.remove(&oldest);
+                }
+            }
+            self.order.push_back(key.clone());
+        }
+        self.memories.entry(key.clone()).or_default()
+    }
+
+    /// Forgets `key`; whether it was open.
+    fn stop(&mut self, key: &SessionKey) -> bool {
+        self.order.retain(|k| k != key);
+        self.memories.remove(key).is_some()
     }
 }
 
@@ -218,6 +284,7 @@ struct State {
     settings: DemoOriginSettings,
     recorded: Mutex<VecDeque<RecordedRequest>>,
     streams: Mutex<VecDeque<StreamRecord>>,
+    sessions: Mutex<Sessions>,
     request_counter: AtomicU64,
     /// `/status-then`'s failures so far, per status and session.
     failures: Mutex<HashMap<String, u64>>,
@@ -230,6 +297,7 @@ pub async fn spawn(settings: DemoOriginSettings, listener: TcpListener) -> io::R
         settings,
         recorded: Mutex::new(VecDeque::new()),
         streams: Mutex::new(VecDeque::new()),
+        sessions: Mutex::new(Sessions::default()),
         request_counter: AtomicU64::new(0),
         failures: Mutex::new(HashMap::new()),
     });
@@ -322,6 +390,15 @@ impl DemoOrigin {
         .is_ok()
     }
 
+    /// Whether the session is open: invoked, and not stopped since.
+    pub fn session_open(&self, runtime_arn: &str, session_id: &str) -> bool {
+        let key = SessionKey {
+            runtime_arn: runtime_arn.to_owned(),
+            session_id: session_id.to_owned(),
+        };
+        self.state.sessions().memories.contains_key(&key)
+    }
+
     /// The most recent streamed answers that have ended (up to 256),
     /// oldest first.
     pub fn streams(&self) -> Vec<StreamRecord> {
@@ -397,10 +474,14 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> io::Result<Res
         received,
     });
     let settings = &state.settings;
-    let answer = match invoke(settings, &head, &body, now) {
-        Ok((script, session_id)) => {
-            script::answer(script, &state, &head, session_id, received).await
+    let answer = match call(settings, &head, &body, now) {
+        Ok(Call::Invoke(script, session)) => {
+            if let Some(key) = &session {
+                state.sessions().open(key);
+            }
+            script::answer(script, &state, &head, session, received).await
         }
+        Ok(Call::Stop(key)) => state.stop(&key),
         Err(error) => Answer::Error(error),
     };
     let (mut parts, body) = match answer {
@@ -422,6 +503,27 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> io::Result<Res
 }
 
 impl State {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `StopRuntimeSession`: 200 with the session header for an open
+    /// session, which is forgotten; else 404, as AgentCore answers.
+    fn stop(&self, key: &SessionKey) -> Answer {
+        if !self.sessions().stop(key) {
+            return Answer::Error(AwsError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                "Session not found",
+            ));
+        }
+        let mut response = Response::new(full(Bytes::new()));
+        if let Ok(id) = HeaderValue::from_str(&key.session_id) {
+            response.headers_mut().insert(SESSION_ID_HEADER, id);
+        }
+        Answer::Response(response)
+    }
+
     fn record(&self, request: RecordedRequest) {
         let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         if recorded.len() == RECORDED_REQUESTS {
@@ -508,21 +610,32 @@ fn full(body: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// Steps 1 to 4 of the module doc: the script to answer with, and the
-/// session id to echo.
-fn invoke(
+/// What a request asks for, once it passed steps 1 to 4 of the module doc.
+enum Call {
+    /// `InvokeAgentRuntime`: the script to answer with, and the session
+    /// (none for the echoes, answered before any check).
+    Invoke(Script, Option<SessionKey>),
+    /// `StopRuntimeSession` of this session.
+    Stop(SessionKey),
+}
+
+/// Steps 1 to 4 of the module doc.
+fn call(
     settings: &DemoOriginSettings,
     head: &http::request::Parts,
     body: &Bytes,
     now: SystemTime,
-) -> Result<(Script, Option<String>), AwsError> {
-    let arn_segment = head
-        .uri
-        .path()
-        .strip_prefix("/runtimes/")
-        .and_then(|rest| rest.strip_suffix("/invocations"))
-        .filter(|segment| !segment.is_empty() && !segment.contains('/'));
-    let Some(arn_segment) = arn_segment.filter(|_| head.method == Method::POST) else {
+) -> Result<Call, AwsError> {
+    let route = head.uri.path().strip_prefix("/runtimes/").and_then(|rest| {
+        let (segment, operation) = rest.split_once('/')?;
+        let stop = match operation {
+            "invocations" => false,
+            "stopruntimesession" => true,
+            _ => return None,
+        };
+        (!segment.is_empty()).then_some((segment, stop))
+    });
+    let Some((arn_segment, stop)) = route.filter(|_| head.method == Method::POST) else {
         return Err(AwsError::new(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
@@ -531,7 +644,7 @@ fn invoke(
     };
 
     let payload: Option<Value> = serde_json::from_slice(body).ok();
-    let script = payload.as_ref().map(|payload| {
+    let script = payload.as_ref().filter(|_| !stop).map(|payload| {
         let prompt = match payload.get("prompt") {
             Some(Value::String(prompt)) => prompt.clone(),
             _ => payload.to_string(),
@@ -539,7 +652,7 @@ fn invoke(
         Script::from_prompt(&prompt, settings.word_delay)
     });
     let script = match script {
-        Some(script) if script.skips_authentication() => return Ok((script, None)),
+        Some(script) if script.skips_authentication() => return Ok(Call::Invoke(script, None)),
         script => script,
     };
 
@@ -547,7 +660,7 @@ fn invoke(
 
     let arn = percent_decode_str(arn_segment).decode_utf8_lossy();
     let qualifier = query_param(&head.uri, "qualifier").unwrap_or_else(|| "DEFAULT".to_owned());
-    if arn != settings.runtime_arn || qualifier != settings.qualifier {
+    if !settings.knows(&arn) || qualifier != settings.qualifier {
         return Err(AwsError::new(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
@@ -577,9 +690,15 @@ fn invoke(
             ))
         }
     };
-
+    let key = SessionKey {
+        runtime_arn: arn.into_owned(),
+        session_id,
+    };
+    if stop {
+        return Ok(Call::Stop(key));
+    }
     let script = script.ok_or_else(|| validation("The payload is not valid JSON."))?;
-    Ok((script, Some(session_id)))
+    Ok(Call::Invoke(script, Some(key)))
 }
 
 fn validation(message: impl Into<String>) -> AwsError {
@@ -779,6 +898,112 @@ mod tests {
         assert_eq!(
             (status, error_type.as_str()),
             (404, "UnknownOperationException")
+        );
+    }
+
+    /// The demo's configuration for its runtime `arn`.
+    fn runtime(origin: &DemoOrigin, arn: &str) -> OriginConfig {
+        let mut config = origin.origin_config();
+        config.runtime = Some(AgentRuntime::parse(arn, "DEFAULT".into()).unwrap());
+        config
+    }
+
+    async fn stop(config: &OriginConfig, session: &str) -> reqwest::Response {
+        let request = crate::origin::build_stop_request(config, session, None, SystemTime::now())
+            .unwrap()
+            .expect("a runtime");
+        send(request).await
+    }
+
+    /// The text of a streamed answer to `prompt` in `session`.
+    async fn say(config: &OriginConfig, session: &str, prompt: &str) -> String {
+        let request = build_request(
+            config,
+            Invocation {
+                payload: Bytes::from(json!({ "prompt": prompt }).to_string()),
+                session_id: session,
+                user_id: None,
+                bearer_token: None,
+            },
+            SystemTime::now(),
+        )
+        .unwrap();
+        let response = send(request).await;
+        assert_eq!(response.status(), 200);
+        data_lines(&response.text().await.unwrap())
+            .iter()
+            .filter_map(|e| e["event"]["contentBlockDelta"]["delta"]["text"].as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sessions_remember_per_runtime_until_stopped() {
+        let origin = start(fast()).await;
+        let first = runtime(&origin, DEMO_RUNTIME_ARN);
+        let second = runtime(&origin, DEMO_SECOND_RUNTIME_ARN);
+        let other = "demo-session-another-0123456789abcdef01";
+        assert_eq!(say(&first, SESSION, "/recall").await, "I remember nothing.");
+        assert_eq!(
+            say(&first, SESSION, "/remember the blue door").await,
+            "I will remember: the blue door."
+        );
+        say(&first, SESSION, "/remember 42").await;
+        assert_eq!(
+            say(&first, SESSION, "/recall").await,
+            "I remember: the blue door, 42."
+        );
+        // Another session, or the same id on the other runtime: another memory.
+        assert_eq!(say(&first, other, "/recall").await, "I remember nothing.");
+        assert_eq!(
+            say(&second, SESSION, "/recall").await,
+            "I remember nothing."
+        );
+        assert!(origin.session_open(DEMO_SECOND_RUNTIME_ARN, SESSION));
+
+        let stopped = stop(&first, SESSION).await;
+        assert_eq!(stopped.status(), 200);
+        assert_eq!(stopped.headers()[SESSION_ID_HEADER], SESSION);
+        assert_eq!(stopped.text().await.unwrap(), "");
+        assert!(!origin.session_open(DEMO_RUNTIME_ARN, SESSION));
+        assert!(origin.session_open(DEMO_SECOND_RUNTIME_ARN, SESSION));
+        let recorded = origin.requests();
+        let last = recorded.last().unwrap();
+        assert_eq!(
+            last.uri.to_string(),
+            "/runtimes/arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3A123456789012%3Aruntime%2Fagent_edge_demo-Xy12AbC3dE/stopruntimesession?qualifier=DEFAULT"
+        );
+        // Stopped: unknown now, and a new invocation starts it afresh.
+        let (status, error_type, _) = rejection(stop(&first, SESSION).await).await;
+        assert_eq!(
+            (status, error_type.as_str()),
+            (404, "ResourceNotFoundException")
+        );
+        assert_eq!(say(&first, SESSION, "/recall").await, "I remember nothing.");
+    }
+
+    #[tokio::test]
+    async fn stopping_needs_a_signature_and_a_known_runtime() {
+        let origin = start(fast()).await;
+        let (status, error_type, _) = rejection(stop(&origin.origin_config(), SESSION).await).await;
+        assert_eq!(
+            (status, error_type.as_str()),
+            (404, "ResourceNotFoundException"),
+            "never invoked"
+        );
+        let mut forged = origin.origin_config();
+        if let OriginAuth::SigV4 { credentials, .. } = &mut forged.auth {
+            credentials.secret_access_key = Secret::new("not-the-demo-secret");
+        }
+        let (status, _, _) = rejection(stop(&forged, SESSION).await).await;
+        assert_eq!(status, 403);
+        let unknown = runtime(
+            &origin,
+            "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/other-Zz99",
+        );
+        let (status, error_type, _) = rejection(stop(&unknown, SESSION).await).await;
+        assert_eq!(
+            (status, error_type.as_str()),
+            (404, "ResourceNotFoundException")
         );
     }
 

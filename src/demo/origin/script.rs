@@ -17,7 +17,8 @@ use hyper::body::Frame;
 use serde_json::{json, Value};
 
 use super::{
-    full, AwsError, Body, DemoOriginSettings, State, StreamEnd, StreamRecord, QUOTED_WORDS,
+    full, AwsError, Body, DemoOriginSettings, SessionKey, State, StreamEnd, StreamRecord,
+    QUOTED_WORDS,
 };
 use crate::config::Secret;
 use crate::origin::SESSION_ID_HEADER;
@@ -45,6 +46,10 @@ pub(super) enum Script {
     EchoErrorType,
     /// A stream whose usage and error event quote the request's secrets.
     EchoRequest,
+    /// The session keeps this text.
+    Remember(String),
+    /// What the session keeps.
+    Recall,
     /// AgentCore's error of this status, in its AWS shape.
     AgentCoreError(StatusCode),
     /// AgentCore's error of a status to the first requests of a session,
@@ -259,6 +264,8 @@ impl Script {
             Some("/quota") => return Script::AgentCoreError(StatusCode::PAYMENT_REQUIRED),
             Some("/ag-ui") => return raw(EVENT_STREAM, events_of(AG_UI_RUN), false),
             Some("/ag-ui-error") => return raw(EVENT_STREAM, events_of(AG_UI_RUN_ERROR), false),
+            Some("/remember") => return Script::Remember(words[1..].join(" ")),
+            Some("/recall") => return Script::Recall,
             Some("/echo-error-type") => return Script::EchoErrorType,
             Some("/echo-request") => return Script::EchoRequest,
             Some("/json") => return Script::Json(reply_text(&words[1..])),
@@ -279,8 +286,29 @@ impl Script {
 
 /// The usual answer: a reply quoting the prompt, a word per delta.
 fn reply_plan(words: &[&str], word_delay: Duration) -> Plan {
-    let deltas = reply_text(words)
-        .split(' ')
+    Plan {
+        deltas: word_deltas(&reply_text(words)),
+        delay: word_delay,
+        input_tokens: words.len().max(1),
+        end: End::Complete,
+    }
+}
+
+impl Plan {
+    /// `text`, one delta per word, then the usual closing events.
+    fn saying(text: &str, delay: Duration) -> Plan {
+        Plan {
+            deltas: word_deltas(text),
+            delay,
+            input_tokens: 1,
+            end: End::Complete,
+        }
+    }
+}
+
+/// `text` cut before each space: `"a b"` is `"a"`, `" b"`.
+fn word_deltas(text: &str) -> Vec<String> {
+    text.split(' ')
         .enumerate()
         .map(|(i, word)| {
             if i == 0 {
@@ -289,13 +317,7 @@ fn reply_plan(words: &[&str], word_delay: Duration) -> Plan {
                 format!(" {word}")
             }
         })
-        .collect();
-    Plan {
-        deltas,
-        delay: word_delay,
-        input_tokens: words.len().max(1),
-        end: End::Complete,
-    }
+        .collect()
 }
 
 /// How the demo answers.
@@ -306,15 +328,17 @@ pub(super) enum Answer {
     Reset,
 }
 
-/// The answer to `script`; `session_id` is echoed on streamed answers.
+/// The answer to `script` in `session`, whose id is echoed on streamed
+/// answers.
 pub(super) async fn answer(
     script: Script,
     state: &Arc<State>,
     head: &http::request::Parts,
-    session_id: Option<String>,
+    session: Option<SessionKey>,
     received: Instant,
 ) -> Answer {
     let settings = &state.settings;
+    let session_id = session.as_ref().map(|key| key.session_id.clone());
     let watch = |session_id: &Option<String>| StreamWatch {
         state: state.clone(),
         session_id: session_id.clone().unwrap_or_default(),
@@ -383,6 +407,26 @@ pub(super) async fn answer(
                 return Answer::Error(error);
             }
             event_stream(sse_body(then, received, watch(&session_id)))
+        }
+        Script::Remember(text) => {
+            if let Some(key) = &session {
+                state.sessions().open(key).push(text.clone());
+            }
+            let plan = Plan::saying(&format!("I will remember: {text}."), settings.word_delay);
+            event_stream(sse_body(plan, received, watch(&session_id)))
+        }
+        Script::Recall => {
+            let kept = session
+                .as_ref()
+                .map(|key| state.sessions().open(key).clone())
+                .unwrap_or_default();
+            let reply = if kept.is_empty() {
+                "I remember nothing.".to_owned()
+            } else {
+                format!("I remember: {}.", kept.join(", "))
+            };
+            let plan = Plan::saying(&reply, settings.word_delay);
+            event_stream(sse_body(plan, received, watch(&session_id)))
         }
         Script::Raw(raw) => raw_response(raw),
     };

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use http::{header, HeaderValue, Response};
 
@@ -169,17 +170,37 @@ async fn invoke<P: Platform, B: RequestBody>(
         .and_then(|v| v.to_str().ok());
     let verified = authenticate::authenticate(shared, platform, authorization).await?;
     ctx.subject = verified.as_ref().and_then(|v| v.subject.clone());
-    if let Route::Usage = route {
-        return match &shared.budget {
-            Some(budget) => budget.usage(platform, ctx).await.map(Invoked::Answered),
-            // No limit: only the subject to report.
-            None => Ok(Invoked::Answered(budget::json_response(
-                &serde_json::json!({
-                    "subject": ctx.subject.as_deref().unwrap_or(ANONYMOUS)
-                }),
-            ))),
-        };
-    }
+    let claims = verified.as_ref().map_or(&[][..], |v| &v.claims[..]);
+    let bearer = crate::auth::reject::bearer_token(authorization).ok();
+    let requested = match route {
+        Route::Answered(response) => return Ok(Invoked::Answered(response)),
+        Route::Usage => {
+            return match &shared.budget {
+                Some(budget) => budget.usage(platform, ctx).await.map(Invoked::Answered),
+                // No limit: only the subject to report.
+                None => Ok(Invoked::Answered(budget::json_response(
+                    &serde_json::json!({
+                        "subject": ctx.subject.as_deref().unwrap_or(ANONYMOUS)
+                    }),
+                ))),
+            };
+        }
+        Route::Agents => return Ok(Invoked::Answered(gateway.agents_answer(claims))),
+        Route::EndSession { agent, session } => {
+            let agent = gateway.agent(agent.as_deref(), claims, ctx)?;
+            rate_limit(platform, ctx).await?;
+            let request =
+                gateway.stop_session_request(agent, &session, bearer, ctx, platform.now())?;
+            // The answer has no body worth reading: dropping it is enough.
+            let (origin_head, _) = fetch_head(gateway, platform, request).await?.into_parts();
+            return gateway
+                .stop_session_answer(&origin_head, ctx)
+                .map(Invoked::Answered);
+        }
+        Route::Invoke { agent } => agent,
+    };
+    // Before any counting: a refused agent costs the caller nothing.
+    let agent = gateway.agent(requested.as_deref(), claims, ctx)?;
     rate_limit(platform, ctx).await?;
     let charge = match &shared.budget {
         Some(budget) => budget.admit(platform, ctx).await?,
@@ -195,18 +216,35 @@ async fn invoke<P: Platform, B: RequestBody>(
             BodyError::Io(detail) => GatewayError::new(Code::BodyReadFailed).with_detail(detail),
             BodyError::TimedOut => GatewayError::new(Code::BodyTimeout),
         })?;
-    let invocation = gateway.parse_invocation(head, &body, ctx)?;
+    let invocation = gateway.parse_invocation(head, agent, &body, ctx)?;
 
     // Phase 4: the signed upstream request, retried while nothing has gone
     // to the client, all within `origin_timeout_seconds`.
-    let bearer = crate::auth::reject::bearer_token(authorization).ok();
     let user_id = verified.as_ref().and_then(|v| v.user_id.as_deref());
-    let origin = retry::fetch(gateway, platform, &invocation, user_id, bearer, ctx).await?;
+    let origin = retry::fetch(gateway, platform, agent, &invocation, user_id, bearer, ctx).await?;
 
     // Phase 5: response filter.
     let (origin_head, origin_body) = origin.into_parts();
     let start = gateway.response_filter(&origin_head, &invocation, ctx, platform.now_ms())?;
     Ok(Invoked::Stream(Box::new(start), origin_body, charge))
+}
+
+/// Sends an origin request; the origin has `ORIGIN_TIMEOUT_SECONDS` to
+/// answer with a head.
+async fn fetch_head<P: Platform>(
+    gateway: &Gateway,
+    platform: &P,
+    request: http::Request<Bytes>,
+) -> Result<Response<P::OriginBody>, GatewayError> {
+    let deadline = platform.now_ms() + gateway.config().origin_timeout_seconds * 1000;
+    let fetch = std::pin::pin!(platform.fetch_origin(request));
+    match select(fetch, platform.sleep_until(deadline)).await {
+        Either::Left((Ok(response), _)) => Ok(response),
+        Either::Left((Err(FetchError::Unreachable(detail)), _)) => {
+            Err(GatewayError::new(Code::OriginUnreachable).with_detail(detail))
+        }
+        Either::Right(_) => Err(GatewayError::new(Code::OriginTimeout)),
+    }
 }
 
 /// The platform's own rate limiter (the Workers binding), if it has one: a

@@ -23,6 +23,7 @@ use futures::{Stream, StreamExt};
 use http::{HeaderMap, StatusCode};
 
 use super::{unix_ms, FetchError, Platform};
+use crate::config::Agent;
 use crate::error::{Code, GatewayError};
 use crate::gateway::{Gateway, InvocationRequest, RequestContext};
 
@@ -174,6 +175,7 @@ fn imf_fixdate(value: &str) -> Option<u64> {
 pub(super) async fn fetch<P: Platform>(
     gateway: &Gateway,
     platform: &P,
+    agent: &Agent,
     invocation: &InvocationRequest,
     user_id: Option<&str>,
     bearer: Option<&str>,
@@ -185,7 +187,8 @@ pub(super) async fn fetch<P: Platform>(
     };
     let deadline = platform.now_ms() + config.origin_timeout_seconds * 1000;
     let outcome = loop {
-        let request = gateway.upstream_request(invocation, user_id, bearer, platform.now())?;
+        let request =
+            gateway.upstream_request(agent, invocation, user_id, bearer, platform.now())?;
         ctx.origin_attempts += 1;
         let attempt = std::pin::pin!(platform.fetch_origin(request));
         let outcome = match select(attempt, platform.sleep_until(deadline)).await {

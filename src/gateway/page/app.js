@@ -3,7 +3,9 @@
 // trailer after the last "\n----------\n" with usage and the session id);
 // the "raw events" toggle asks for original mode and shows the SSE as is.
 // With a token budget (TOKEN_BUDGET), a line above the message box tells the
-// tokens left, from GET /usage after each answer.
+// tokens left, from GET /usage after each answer. When the caller may use
+// more than one agent (GET /agents), a picker chooses which; "New
+// conversation" (and choosing another agent) ends the session with DELETE.
 "use strict";
 
 const SEPARATOR = "\n----------\n";
@@ -23,8 +25,12 @@ const sendButton = $("send");
 const stopButton = $("stop");
 const raw = $("raw");
 const budget = $("budget");
+const agentChoice = $("agent-choice");
+const agentPicker = $("agent");
 
 let sessionId = null;
+// The agent the session belongs to: null is the default's (/invocations).
+let sessionAgent = null;
 let controller = null;
 
 // --- sign-in ------------------------------------------------------------------
@@ -45,6 +51,7 @@ function setToken(value) {
   }
   showSignInState();
   refreshBudget();
+  loadAgents();
 }
 
 function showSignInState(message) {
@@ -138,6 +145,83 @@ async function refreshBudget() {
     budget.hidden = !tokens;
   }
   return tokens;
+}
+
+// --- agents and sessions ----------------------------------------------------
+
+// The agent chosen in the picker, or null for the default one.
+function chosenAgent() {
+  const option = agentChoice.hidden ? null : agentPicker.selectedOptions[0];
+  return option && option.dataset.default !== "true" ? option.value : null;
+}
+
+function agentPath(agent, rest) {
+  return agent ? `/agents/${encodeURIComponent(agent)}${rest}` : rest;
+}
+
+// Offers the caller's agents (GET /agents) when there is more than one.
+let agentsCheck = 0;
+async function loadAgents() {
+  const check = ++agentsCheck;
+  let agents = [];
+  if (auth !== "jwt" || token()) {
+    try {
+      const response = await fetch("/agents", { headers: authorization(), cache: "no-store" });
+      agents = response.ok ? (await response.json()).agents || [] : [];
+    } catch (_) {
+      agents = []; // Unreachable, or not JSON: no picker.
+    }
+  }
+  if (check !== agentsCheck) {
+    return;
+  }
+  const kept = agentPicker.value;
+  agentPicker.replaceChildren(
+    ...agents
+      .filter((agent) => agent && typeof agent.name === "string")
+      .map((agent) => {
+        const option = document.createElement("option");
+        option.value = agent.name;
+        option.textContent = agent.description ? `${agent.name}: ${agent.description}` : agent.name;
+        option.dataset.default = String(agent.default === true);
+        option.selected = agent.name === kept || (!kept && agent.default === true);
+        return option;
+      }),
+  );
+  agentChoice.hidden = agentPicker.options.length < 2;
+}
+
+// Ends the session with its agent (StopRuntimeSession through the gateway),
+// so that the agent stops keeping it. Marks the conversation with the
+// outcome (`data-ended`: the id, `data-end-status`: the answer's status).
+async function endSession(id, agent) {
+  let status = "failed";
+  try {
+    const response = await fetch(agentPath(agent, `/sessions/${encodeURIComponent(id)}`), {
+      method: "DELETE",
+      headers: authorization(),
+      cache: "no-store",
+    });
+    status = String(response.status);
+  } catch (_) {
+    // The session ends by itself when the agent's idle timeout passes.
+  }
+  conversation.dataset.ended = id;
+  conversation.dataset.endStatus = status;
+}
+
+function newConversation() {
+  if (controller) {
+    controller.abort();
+  }
+  if (sessionId) {
+    endSession(sessionId, sessionAgent);
+  }
+  sessionId = null;
+  sessionAgent = null;
+  conversation.replaceChildren();
+  hideNotice();
+  prompt.focus();
 }
 
 // --- conversation ----------------------------------------------------------
@@ -357,10 +441,12 @@ async function send(text) {
   if (sessionId) {
     request.runtimeSessionId = sessionId;
   }
+  const agent = chosenAgent();
+  sessionAgent = agent;
   let body = "";
   let answered = false;
   try {
-    const response = await fetch("/invocations", {
+    const response = await fetch(agentPath(agent, "/invocations"), {
       method: "POST",
       headers,
       body: JSON.stringify(request),
@@ -444,16 +530,11 @@ stopButton.addEventListener("click", () => {
   }
 });
 
-$("new-conversation").addEventListener("click", () => {
-  if (controller) {
-    controller.abort();
-  }
-  sessionId = null;
-  conversation.replaceChildren();
-  hideNotice();
-  prompt.focus();
-});
+$("new-conversation").addEventListener("click", newConversation);
+// A session belongs to one agent: another agent, another conversation.
+agentPicker.addEventListener("change", newConversation);
 
 setUpSignIn();
 refreshBudget();
+loadAgents();
 prompt.focus();

@@ -128,6 +128,7 @@ fn every_stream_is_marked_not_to_be_compressed() {
                 payload: Bytes::from_static(b"{}"),
                 mode,
                 session_id: "s".repeat(33),
+                origin_session_id: "s".repeat(33),
             };
             let start = g.response_filter(&origin, &invocation, &c, 0).ok().unwrap();
             let headers = &start.head.headers;
@@ -215,7 +216,9 @@ fn a_2xx_origin_answer_streams_only_as_an_event_stream_or_json() {
     let g = gateway(&[]);
     let h = head("POST", "/invocations", &[]);
     let mut c = ctx(&h);
-    let invocation = g.parse_invocation(&h, &bytes_of(b"{}"), &mut c).unwrap();
+    let invocation = g
+        .parse_invocation(&h, default_agent(&g), &bytes_of(b"{}"), &mut c)
+        .unwrap();
     let answer = |content_type: Option<&str>| {
         let mut b = http::Response::builder().status(200);
         if let Some(value) = content_type {

@@ -40,6 +40,11 @@ fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Par
     builder.body(()).unwrap().into_parts().0
 }
 
+/// The agent of `AGENT_RUNTIME_ARN`.
+fn default_agent(g: &Gateway) -> &Agent {
+    g.config().agents.default_agent().expect("a default agent")
+}
+
 fn ctx(head: &http::request::Parts) -> RequestContext {
     RequestContext::new(head, [7; 32], 0, 0)
 }
@@ -48,15 +53,15 @@ fn ctx(head: &http::request::Parts) -> RequestContext {
 /// for `Answered`.
 fn filter(g: &Gateway, h: &http::request::Parts) -> Result<Option<u16>, GatewayError> {
     g.request_filter(h, &mut ctx(h)).map(|route| match route {
-        Route::Invoke | Route::Usage => None,
         Route::Answered(answer) => Some(answer.status().as_u16()),
+        _ => None,
     })
 }
 
 fn answer(route: Route) -> Response<Bytes> {
     match route {
         Route::Answered(answer) => answer,
-        Route::Invoke | Route::Usage => panic!("not answered"),
+        other => panic!("not answered: {other:?}"),
     }
 }
 
@@ -128,7 +133,12 @@ fn declared_length_over_the_limit_is_413_before_reading() {
     // Without a declared length the body itself is measured.
     let h = head("POST", "/invocations", &[]);
     let err = g
-        .parse_invocation(&h, &bytes_of(br#"{"prompt":"12345678"}"#), &mut ctx(&h))
+        .parse_invocation(
+            &h,
+            default_agent(&g),
+            &bytes_of(br#"{"prompt":"12345678"}"#),
+            &mut ctx(&h),
+        )
         .unwrap_err();
     assert_eq!(err.status.as_u16(), 413);
 }
@@ -142,7 +152,12 @@ fn control_fields_are_removed_and_values_forwarded_unchanged() {
         r#"{{"prompt":"h\u00e9llo", "response":"transformed","n":1.50e3,"nested":{{"a":[1, 2]}},"runtimeSessionId":"{session}"}}"#
     );
     let inv = g
-        .parse_invocation(&h, &bytes_of(body.as_bytes()), &mut ctx(&h))
+        .parse_invocation(
+            &h,
+            default_agent(&g),
+            &bytes_of(body.as_bytes()),
+            &mut ctx(&h),
+        )
         .unwrap();
     assert_eq!(
         std::str::from_utf8(&inv.payload).unwrap(),
@@ -158,7 +173,7 @@ fn a_body_without_control_fields_is_forwarded_as_sent() {
     let h = head("POST", "/invocations", &[]);
     let body = b"{ \"prompt\" : \"hi\" }";
     let inv = g
-        .parse_invocation(&h, &bytes_of(body), &mut ctx(&h))
+        .parse_invocation(&h, default_agent(&g), &bytes_of(body), &mut ctx(&h))
         .unwrap();
     assert_eq!(inv.payload.as_ref(), body);
 }
@@ -179,7 +194,7 @@ fn malformed_bodies_are_400_with_distinct_codes() {
     ];
     for (body, code) in cases {
         let err = g
-            .parse_invocation(&h, &bytes_of(body), &mut ctx(&h))
+            .parse_invocation(&h, default_agent(&g), &bytes_of(body), &mut ctx(&h))
             .unwrap_err();
         assert_eq!(
             (err.status.as_u16(), err.code.as_str()),
@@ -275,7 +290,12 @@ fn response_mode_precedence_body_then_query_then_accept_then_default() {
         let headers: Vec<(&str, &str)> = case.accept.map(|a| ("accept", a)).into_iter().collect();
         let h = head("POST", case.uri, &headers);
         let mode = g
-            .parse_invocation(&h, &bytes_of(case.body.as_bytes()), &mut ctx(&h))
+            .parse_invocation(
+                &h,
+                default_agent(&g),
+                &bytes_of(case.body.as_bytes()),
+                &mut ctx(&h),
+            )
             .unwrap()
             .mode;
         assert_eq!(
@@ -292,7 +312,7 @@ fn session_id_from_body_then_header_else_generated() {
     let from_header = "h".repeat(33);
     let h = head("POST", "/", &[(SESSION_HEADER, from_header.as_str())]);
     assert_eq!(
-        g.parse_invocation(&h, &bytes_of(b"{}"), &mut ctx(&h))
+        g.parse_invocation(&h, default_agent(&g), &bytes_of(b"{}"), &mut ctx(&h))
             .unwrap()
             .session_id,
         from_header
@@ -300,25 +320,35 @@ fn session_id_from_body_then_header_else_generated() {
     let from_body = "b".repeat(256);
     let body = format!(r#"{{"runtimeSessionId":"{from_body}"}}"#);
     assert_eq!(
-        g.parse_invocation(&h, &bytes_of(body.as_bytes()), &mut ctx(&h))
-            .unwrap()
-            .session_id,
+        g.parse_invocation(
+            &h,
+            default_agent(&g),
+            &bytes_of(body.as_bytes()),
+            &mut ctx(&h)
+        )
+        .unwrap()
+        .session_id,
         from_body
     );
     let too_long = format!(r#"{{"runtimeSessionId":"{}"}}"#, "b".repeat(257));
     assert!(g
-        .parse_invocation(&h, &bytes_of(too_long.as_bytes()), &mut ctx(&h))
+        .parse_invocation(
+            &h,
+            default_agent(&g),
+            &bytes_of(too_long.as_bytes()),
+            &mut ctx(&h)
+        )
         .is_err());
 
     let h = head("POST", "/", &[]);
     let mut c1 = RequestContext::new(&h, [1; 32], 0, 0);
     let mut c2 = RequestContext::new(&h, [2; 32], 0, 0);
     let a = g
-        .parse_invocation(&h, &bytes_of(b"{}"), &mut c1)
+        .parse_invocation(&h, default_agent(&g), &bytes_of(b"{}"), &mut c1)
         .unwrap()
         .session_id;
     let b = g
-        .parse_invocation(&h, &bytes_of(b"{}"), &mut c2)
+        .parse_invocation(&h, default_agent(&g), &bytes_of(b"{}"), &mut c2)
         .unwrap()
         .session_id;
     assert!(a.len() >= 33 && b.len() >= 33);
@@ -497,12 +527,12 @@ fn the_last_response_in_the_query_wins_as_in_the_body() {
         &[],
     );
     let inv = g
-        .parse_invocation(&h, &bytes_of(b"{}"), &mut ctx(&h))
+        .parse_invocation(&h, default_agent(&g), &bytes_of(b"{}"), &mut ctx(&h))
         .unwrap();
     assert_eq!(inv.mode, ResponseMode::Transformed);
     let body = br#"{"response":"transformed","response":"original"}"#;
     let inv = g
-        .parse_invocation(&h, &bytes_of(body), &mut ctx(&h))
+        .parse_invocation(&h, default_agent(&g), &bytes_of(body), &mut ctx(&h))
         .unwrap();
     assert_eq!(
         inv.mode,

@@ -149,7 +149,9 @@ async fn native_a_spent_budget_is_429_until_the_window_ends() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        !stack().tap.carried(&session),
+        !stack()
+            .tap
+            .carried(&super::tokens::origin_session(&bearer, "default", &session)),
         "no origin request once the budget is spent"
     );
     let report = usage(&t, &bearer).await.json();

@@ -19,7 +19,8 @@
 //!   lambda watch` start.
 //! - [`tokens`]: the issuer's tokens, good ones and attacks.
 //! - [`client`]: requests, and bodies read chunk by chunk with timestamps.
-//! - the checks, by area: [`routes`], [`modes`], [`session`], [`jwt`],
+//! - the checks, by area: [`routes`], [`modes`], [`session`], [`agents`]
+//!   (agents by name, sessions of their subject, ending them), [`jwt`],
 //!   [`origin_errors`], [`streaming`], [`cors`], [`rate_limit`], [`logs`],
 //!   [`faults`] (the demo agent's fault prompts), [`retries`] (retries
 //!   before the first byte, AgentCore's 424 and 402), [`early_errors`] (early
@@ -71,6 +72,7 @@ mod worker_config;
 mod worker_limits;
 
 mod ag_ui;
+mod agents;
 mod budget;
 mod contract;
 mod cors;

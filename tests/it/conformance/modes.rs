@@ -14,7 +14,7 @@ use super::client::{
     split_transformed, unique, Reply, SESSION_HEADER,
 };
 use super::stack::stack;
-use super::tokens::token;
+use super::tokens::{origin_session, token};
 use super::{every_target, Target};
 
 /// What the demo origin answers, called directly (no gateway, no tap).
@@ -46,8 +46,10 @@ async fn direct(payload: &str, session: &str) -> Reply {
     }
 }
 
-/// The payload the origin received with this session id.
-pub(super) fn received_payload(session: &str) -> Bytes {
+/// The payload the origin received for this client session id, sent with
+/// `token` to the default agent.
+pub(super) fn received_payload(token: &str, session: &str) -> Bytes {
+    let session = &origin_session(token, "default", session);
     let requests = stack().demo.requests();
     let request = requests
         .iter()
@@ -99,11 +101,12 @@ async fn original_mode_is_the_origin_byte_for_byte(t: Arc<Target>) {
         r#"{{"response":"original","prompt":"hello there, conformance","extra":{{"n":1.50,"s":"caf\u00e9 \"q\""}},"runtimeSessionId":"{session}","list":[1,2e3]}}"#
     );
     let payload = r#"{"prompt":"hello there, conformance","extra":{"n":1.50,"s":"caf\u00e9 \"q\""},"list":[1,2e3]}"#;
-    let reply = send(invoke(&t, Some(&token(&unique("original"))), body)).await;
+    let token = token(&unique("original"));
+    let reply = send(invoke(&t, Some(&token), body)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_stream_headers(&reply, "text/event-stream", &session);
     assert_eq!(
-        received_payload(&session),
+        received_payload(&token, &session),
         payload,
         "the payload the origin received"
     );
@@ -142,10 +145,11 @@ async fn original_mode_relays_an_agent_error_event_unchanged(t: Arc<Target>) {
 async fn transformed_mode_is_text_and_trailer(t: Arc<Target>) {
     let session = session_id("transformed");
     let payload = r#"{"prompt":"hello there, conformance"}"#;
+    let token = token(&unique("transformed"));
     let reply = send(
         invoke(
             &t,
-            Some(&token(&unique("transformed"))),
+            Some(&token),
             r#"{"prompt":"hello there, conformance","response":"transformed"}"#,
         )
         .header(SESSION_HEADER, &session),
@@ -153,7 +157,7 @@ async fn transformed_mode_is_text_and_trailer(t: Arc<Target>) {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_stream_headers(&reply, "text/plain; charset=utf-8", &session);
-    assert_eq!(received_payload(&session), payload);
+    assert_eq!(received_payload(&token, &session), payload);
 
     let body = reply.text();
     let parts = split_transformed(&body);

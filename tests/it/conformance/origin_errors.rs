@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use agent_edge::demo::origin::{DEMO_ACCESS_KEY_ID, DEMO_RUNTIME_ARN, DEMO_SECRET_ACCESS_KEY};
+use agent_edge::demo::origin::{
+    DEMO_ACCESS_KEY_ID, DEMO_RUNTIME_ARN, DEMO_SECOND_RUNTIME_ARN, DEMO_SECRET_ACCESS_KEY,
+};
 use agent_edge::origin::encode_path_segment;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +23,11 @@ pub fn secrets() -> Vec<(&'static str, String)> {
     let lower_hex = encoded.replace("%3A", "%3a").replace("%2F", "%2f");
     vec![
         ("the runtime ARN", DEMO_RUNTIME_ARN.to_owned()),
+        ("the second runtime ARN", DEMO_SECOND_RUNTIME_ARN.to_owned()),
+        (
+            "the second runtime's URL-encoded ARN",
+            encode_path_segment(DEMO_SECOND_RUNTIME_ARN),
+        ),
         ("the URL-encoded ARN", encoded.clone()),
         ("the URL-encoded ARN in lower-case hex", lower_hex),
         ("the ARN encoded twice", encoded.replace('%', "%25")),
@@ -107,13 +114,14 @@ async fn origin_request_is_sigv4_signed_with_the_body_hash(t: Arc<Target>) {
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     let requests = stack().demo.requests();
+    let sent = super::tokens::origin_session(&token, "default", &session);
     let request = requests
         .iter()
         .rev()
         .find(|r| {
             r.headers
                 .get(SESSION_HEADER)
-                .is_some_and(|v| v == session.as_str())
+                .is_some_and(|v| v == sent.as_str())
         })
         .expect("the origin got the request");
     assert_eq!(

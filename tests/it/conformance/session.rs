@@ -1,12 +1,13 @@
 //! The session id: from the body, from the header, or generated; always
-//! echoed in the response header and sent to the origin (`docs/interface.md`,
-//! "The request": `runtimeSessionId`).
+//! echoed in the response header, and sent to the origin as the subject's
+//! (`docs/interface.md`, "The request": `runtimeSessionId`; what the
+//! origin gets is checked further in [`super::agents`]).
 
 use std::sync::Arc;
 
 use super::client::{invoke, send, session_id, split_transformed, unique, SESSION_HEADER};
 use super::stack::stack;
-use super::tokens::token;
+use super::tokens::{origin_session, token};
 use super::{every_target, Target};
 
 /// The transformed trailer's session line of a body.
@@ -22,9 +23,10 @@ fn trailer_session(body: &str) -> String {
 
 async fn session_id_from_the_body(t: Arc<Target>) {
     let session = session_id("body");
+    let token = token(&unique("session"));
     let reply = send(invoke(
         &t,
-        Some(&token(&unique("session"))),
+        Some(&token),
         format!(
             r#"{{"prompt":"/events 1 1","response":"transformed","runtimeSessionId":"{session}"}}"#
         ),
@@ -34,17 +36,20 @@ async fn session_id_from_the_body(t: Arc<Target>) {
     assert_eq!(reply.header(SESSION_HEADER), Some(session.as_str()));
     assert_eq!(trailer_session(&reply.text()), session);
     assert!(
-        stack().tap.carried(&session),
+        stack()
+            .tap
+            .carried(&origin_session(&token, "default", &session)),
         "the origin got the session header"
     );
 }
 
 async fn session_id_from_the_header(t: Arc<Target>) {
     let session = session_id("header");
+    let token = token(&unique("session"));
     let reply = send(
         invoke(
             &t,
-            Some(&token(&unique("session"))),
+            Some(&token),
             r#"{"prompt":"/events 1 1","response":"transformed"}"#,
         )
         .header(SESSION_HEADER, &session),
@@ -53,7 +58,9 @@ async fn session_id_from_the_header(t: Arc<Target>) {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header(SESSION_HEADER), Some(session.as_str()));
     assert_eq!(trailer_session(&reply.text()), session);
-    assert!(stack().tap.carried(&session));
+    assert!(stack()
+        .tap
+        .carried(&origin_session(&token, "default", &session)));
 }
 
 async fn body_session_id_wins_over_the_header(t: Arc<Target>) {
@@ -93,7 +100,9 @@ async fn session_id_is_generated_when_absent(t: Arc<Target>) {
         assert!(session.bytes().all(|b| b.is_ascii_graphic()), "{session}");
         assert_eq!(trailer_session(&reply.text()), session);
         assert!(
-            stack().tap.carried(&session),
+            stack()
+                .tap
+                .carried(&origin_session(&token, "default", &session)),
             "the origin got the generated id"
         );
         seen.push(session);

@@ -4,10 +4,12 @@
 //! native gateway, `wrangler dev` and `cargo lambda watch` with the same
 //! configuration.
 //!
-//! The shared configuration (every target): `AUTH=jwt`, CORS for
-//! [`CORS_ORIGIN`], `KEEPALIVE_SECONDS=1`, `MAX_BODY_BYTES=4096`,
-//! `MAX_BODY_KEYS=64` (so that a body over the key cap fits in the byte
-//! cap), origin timeouts of 4 s, and the rate limit of `wrangler.toml`.
+//! The shared configuration (every target): `AUTH=jwt` (so sessions belong
+//! to their subject), CORS for [`CORS_ORIGIN`], `KEEPALIVE_SECONDS=1`,
+//! `MAX_BODY_BYTES=4096`, `MAX_BODY_KEYS=64` (so that a body over the key
+//! cap fits in the byte cap), origin timeouts of 4 s, the rate limit of
+//! `wrangler.toml`, and besides the demo's runtime (the `default` agent)
+//! the agents of [`agents_var`].
 //!
 //! The native target is ready as soon as the stack is; the Worker and
 //! Lambda targets become ready (or fail) later, so native checks do not
@@ -18,7 +20,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use agent_edge::config::{Config, OriginConfig, Secret};
-use agent_edge::demo::origin::{self as demo, DemoOrigin, DemoOriginSettings};
+use agent_edge::demo::origin::{
+    self as demo, DemoOrigin, DemoOriginSettings, DEMO_RUNTIME_ARN, DEMO_SECOND_RUNTIME_ARN,
+};
 use agent_edge::platform::native::{self, GatewayServer};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -47,6 +51,24 @@ pub const ORIGIN_TIMEOUT_SECONDS: u64 = 4;
 /// `ORIGIN_IDLE_TIMEOUT_SECONDS` of the shared stack: longer than the
 /// longest pause a check asks of the demo (2.5 s).
 pub const ORIGIN_IDLE_TIMEOUT_SECONDS: u64 = 4;
+/// The agent of the demo's second runtime, for everyone.
+pub const SALES: &str = "sales";
+/// The demo's first runtime again, for callers in the Cognito group
+/// [`SUPPORT_GROUP`].
+pub const SUPPORT: &str = "support";
+pub const SUPPORT_GROUP: &str = "support";
+/// The description of [`SALES`].
+pub const SALES_DESCRIPTION: &str = "The second runtime of the demo";
+
+/// `AGENTS` of the shared stack: [`SALES`] and [`SUPPORT`].
+pub fn agents_var() -> String {
+    serde_json::json!({
+        SALES: {"arn": DEMO_SECOND_RUNTIME_ARN, "description": SALES_DESCRIPTION},
+        SUPPORT: {"arn": DEMO_RUNTIME_ARN, "requireClaims": {"cognito:groups": [SUPPORT_GROUP]}},
+    })
+    .to_string()
+}
+
 /// `AWS_SESSION_TOKEN` of the shared stack (the demo requires it).
 pub const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjConformanceSessionToken0123456789";
 
@@ -330,6 +352,7 @@ pub fn shared_vars(demo: &DemoOrigin, tap: &OriginTap, issuer: &Issuer) -> Vec<(
             ORIGIN_IDLE_TIMEOUT_SECONDS.to_string(),
         ),
         ("RATE_LIMIT_PER_MINUTE", rate_limit().to_string()),
+        ("AGENTS", agents_var()),
     ];
     let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
     jwt_gateway_vars(demo.gateway_vars(), &issuer.url, tokens::AUDIENCE, &extra)

@@ -333,17 +333,14 @@ async fn origin_cut_mid_stream_ends_with_an_error_not_a_hang(t: Arc<Target>) {
 async fn client_disconnect_cancels_the_origin_request(t: Arc<Target>) {
     let session = session_id("disconnect");
     let request_id = unique("conformance-disconnect");
+    let token = token(&unique("disconnect"));
     // 40 events 100 ms apart: 4 s if nobody hangs up.
-    let mut response = invoke(
-        &t,
-        Some(&token(&unique("disconnect"))),
-        r#"{"prompt":"/events 40 100"}"#,
-    )
-    .header(SESSION_HEADER, &session)
-    .header("x-request-id", &request_id)
-    .send()
-    .await
-    .expect("an answer");
+    let mut response = invoke(&t, Some(&token), r#"{"prompt":"/events 40 100"}"#)
+        .header(SESSION_HEADER, &session)
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .expect("an answer");
     assert_eq!(response.status(), 200);
     let mut seen = Vec::new();
     while String::from_utf8_lossy(&seen)
@@ -363,7 +360,8 @@ async fn client_disconnect_cancels_the_origin_request(t: Arc<Target>) {
 
     let tap = &stack().tap;
     let closed = loop {
-        if let Some(at) = tap.gateway_closed(&session) {
+        let sent = super::tokens::origin_session(&token, "default", &session);
+        if let Some(at) = tap.gateway_closed(&sent) {
             break at;
         }
         assert!(

@@ -38,3 +38,36 @@ pub fn token(sub: &str) -> String {
 pub fn token_of(issuer_url: &str, sub: &str) -> String {
     mint(Signer::Issuer, &header(), &id_claims_of(issuer_url, sub))
 }
+
+/// A valid ID token for `sub` in the Cognito groups `groups`.
+pub fn token_in_groups(sub: &str, groups: &[&str]) -> String {
+    let mut claims = id_claims(sub);
+    claims["cognito:groups"] = json!(groups);
+    mint(Signer::Issuer, &header(), &claims)
+}
+
+/// The `sub` of a token (its payload, unverified).
+pub fn subject_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a compact JWS");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    let claims: Value = serde_json::from_slice(&json).expect("JSON claims");
+    claims["sub"].as_str().expect("a sub").to_owned()
+}
+
+/// The session id the agent named `agent` gets for the client's `session`
+/// sent with `token`, as `docs/interface.md` derives it ("Agents and
+/// sessions"), written here again from that text: the lowercase hex
+/// SHA-256 of `agent-edge session v1`, then each of sub, agent name and
+/// client id as its length (4 bytes, big-endian) and bytes.
+pub fn origin_session(token: &str, agent: &str, session: &str) -> String {
+    use sha2::Digest as _;
+    let mut input = b"agent-edge session v1".to_vec();
+    for part in [subject_of(token).as_str(), agent, session] {
+        input.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    hex::encode(sha2::Sha256::digest(&input))
+}

@@ -44,7 +44,13 @@ pub fn start_with_state(
     let dir = child::instance_dir(TargetKind::Worker, name)?;
     let state = state.map_or_else(|| dir.join("state"), Path::to_path_buf);
     let env_file = child::env_file(&dir, vars, |name, value| {
-        // dotenv double quotes: backslash and quote escaped.
+        // dotenv single quotes: the value as it is. wrangler's dotenv does
+        // not unescape `\"` in double quotes, which a JSON value (AGENTS)
+        // needs; double quotes, backslash and quote escaped, only for a
+        // value with a single quote.
+        if !value.contains(['\n', '\'']) {
+            return Ok(format!("{name}='{value}'\n"));
+        }
         let value = value.replace('\\', "\\\\").replace('"', "\\\"");
         Ok(format!("{name}=\"{value}\"\n"))
     })?;

@@ -22,7 +22,7 @@ use super::client::{
 };
 use super::modes::received_payload;
 use super::stack::{stack, Capability, CORS_ORIGIN, MAX_BODY_BYTES, MAX_BODY_KEYS};
-use super::tokens::token;
+use super::tokens::{origin_session, token};
 use super::{every_target, Target};
 
 const PROMPT: &str = r#"{"prompt":"/events 1 1"}"#;
@@ -60,7 +60,7 @@ fn count_keys(value: &Value) -> usize {
 /// called (for `session`) exactly when it is 200.
 fn assert_served_or_refused(
     reply: &Reply,
-    session: &str,
+    origin_session: &str,
     expected: u16,
     refusal: (u16, &str),
     what: &str,
@@ -70,7 +70,7 @@ fn assert_served_or_refused(
         reply.assert_error(refusal.0, refusal.1);
     }
     assert_eq!(
-        stack().tap.carried(session),
+        stack().tap.carried(origin_session),
         expected == 200,
         "{what}: whether the origin was called"
     );
@@ -129,7 +129,8 @@ async fn a_post_needs_a_json_content_type(t: Arc<Target>) {
         let reply = send(request).await;
         let refusal = (415, "unsupported_media_type");
         let what = format!("{path}, {content_type:?}");
-        assert_served_or_refused(&reply, &session, expected, refusal, &what);
+        let sent = origin_session(&token, "default", &session);
+        assert_served_or_refused(&reply, &sent, expected, refusal, &what);
     }
 }
 
@@ -167,7 +168,8 @@ async fn a_body_over_max_body_keys_is_400_invalid_body(t: Arc<Target>) {
         assert!(body.len() <= MAX_BODY_BYTES, "{what}: over MAX_BODY_BYTES");
         let session = session_id("body-keys");
         let reply = send(invoke(&t, Some(&token), body).header(SESSION_HEADER, &session)).await;
-        assert_served_or_refused(&reply, &session, expected, (400, "invalid_body"), what);
+        let sent = origin_session(&token, "default", &session);
+        assert_served_or_refused(&reply, &sent, expected, (400, "invalid_body"), what);
     }
 }
 
@@ -241,11 +243,13 @@ async fn the_last_control_field_wins_and_the_rest_is_forwarded_as_written(t: Arc
             "{query} {body}: the session"
         );
         assert!(
-            !stack().tap.carried(&first),
+            !stack()
+                .tap
+                .carried(&origin_session(&token, "default", &first)),
             "{body}: the first session went out"
         );
         assert_eq!(
-            String::from_utf8_lossy(&received_payload(&session)),
+            String::from_utf8_lossy(&received_payload(&token, &session)),
             forwarded,
             "{query} {body}: what the origin received"
         );
@@ -352,7 +356,12 @@ async fn an_unknown_expectation_is_417(t: Arc<Target>) {
     )
     .await;
     reply.assert_error(417, "expectation_failed");
-    assert!(!stack().tap.carried(&session), "the origin was called");
+    assert!(
+        !stack()
+            .tap
+            .carried(&origin_session(&token, "default", &session)),
+        "the origin was called"
+    );
     let reply = send(
         client()
             .get(t.url("/ping"))
@@ -453,7 +462,9 @@ async fn a_forged_host_is_421_on_a_loopback_listener(t: Arc<Target>) {
         ping.assert_error(421, "misdirected_request");
         invocation.assert_error(421, "misdirected_request");
         assert!(
-            !stack().tap.carried(&session),
+            !stack()
+                .tap
+                .carried(&origin_session(&token, "default", &session)),
             "Host {host}: the origin was called"
         );
         assert!(
