@@ -61,7 +61,9 @@ async fn try_prompt(t: &Target, prompt: &str, mode: &str) -> Tried {
     )
     .await;
     let log = t.request_log(&request_id).await;
-    let attempts = stack().demo.requests_of_session(&session);
+    // The origin sees the session scoped to the caller (SESSION_SCOPE).
+    let origin_session = log["origin_session_id"].as_str().unwrap_or(&session);
+    let attempts = stack().demo.requests_of_session(origin_session);
     assert_no_leak(&reply, &token, prompt);
     Tried {
         reply,
