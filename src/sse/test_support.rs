@@ -21,6 +21,22 @@ pub fn transformer(mode: ResponseMode, body_kind: OriginBodyKind) -> Transformer
     )
 }
 
+/// A transformer over an event stream with the usage meter on (`TOKEN_BUDGET`),
+/// keepalives off.
+pub fn metered(mode: ResponseMode, max_event_bytes: usize) -> Transformer {
+    Transformer::new(
+        TransformerOptions {
+            mode,
+            body_kind: OriginBodyKind::EventStream,
+            max_event_bytes,
+            keepalive_ms: None,
+            session_id: SESSION.to_owned(),
+            meter: true,
+        },
+        0,
+    )
+}
+
 /// Transformed output of `stream` fed in one chunk, plus the trailer.
 pub fn transform(stream: &str) -> String {
     let mut t = transformer(ResponseMode::Transformed, OriginBodyKind::EventStream);

@@ -32,18 +32,8 @@ fn original_mode_is_metered_as_transformed() {
         (SEED_002_STREAM, Some(38)),
     ];
     for (stream, expected) in corpora {
-        let metered = |mode, chunk: usize| {
-            let mut t = Transformer::new(
-                TransformerOptions {
-                    mode,
-                    body_kind: OriginBodyKind::EventStream,
-                    max_event_bytes: 1 << 20,
-                    keepalive_ms: None,
-                    session_id: SESSION.into(),
-                    meter: true,
-                },
-                0,
-            );
+        let run = |mode, chunk: usize| {
+            let mut t = metered(mode, 1 << 20);
             let mut out = Vec::new();
             for piece in stream.as_bytes().chunks(chunk) {
                 out.extend_from_slice(&t.push(Bytes::copy_from_slice(piece), 0));
@@ -51,11 +41,11 @@ fn original_mode_is_metered_as_transformed() {
             out.extend_from_slice(&t.finish(None));
             (t.tokens(), t.text_bytes(), out)
         };
-        let (tokens, text_bytes, _) = metered(ResponseMode::Transformed, stream.len());
+        let (tokens, text_bytes, _) = run(ResponseMode::Transformed, stream.len());
         assert_eq!(tokens, expected, "usage in {stream:.80}");
         assert!(text_bytes > 0, "text in {stream:.80}");
         for chunk in [1, 7, 4096] {
-            let (original, original_text, relayed) = metered(ResponseMode::Original, chunk);
+            let (original, original_text, relayed) = run(ResponseMode::Original, chunk);
             assert_eq!(original, tokens, "chunks of {chunk}: {stream:.80}");
             assert_eq!(original_text, text_bytes, "chunks of {chunk}");
             assert_eq!(relayed, stream.as_bytes(), "relayed unchanged");
@@ -70,17 +60,7 @@ fn the_meter_stops_where_transformed_mode_stops() {
         "[DONE]",
         r#"{"usage":{"total_tokens":7}}"#,
     ]);
-    let mut t = Transformer::new(
-        TransformerOptions {
-            mode: ResponseMode::Original,
-            body_kind: OriginBodyKind::EventStream,
-            max_event_bytes: 1 << 20,
-            keepalive_ms: None,
-            session_id: SESSION.into(),
-            meter: true,
-        },
-        0,
-    );
+    let mut t = metered(ResponseMode::Original, 1 << 20);
     t.push(Bytes::from(stream), 0);
     assert_eq!((t.tokens(), t.text_bytes()), (None, 2));
 }
@@ -97,17 +77,7 @@ fn the_meter_stops_at_ag_ui_run_finished() {
         r#"{"type":"RUN_FINISHED","threadId":"t","runId":"r2","usage":[{"totalTokens":50}]}"#,
     ]);
     for chunk in [1, 5, stream.len()] {
-        let mut t = Transformer::new(
-            TransformerOptions {
-                mode: ResponseMode::Original,
-                body_kind: OriginBodyKind::EventStream,
-                max_event_bytes: 1 << 20,
-                keepalive_ms: None,
-                session_id: SESSION.into(),
-                meter: true,
-            },
-            0,
-        );
+        let mut t = metered(ResponseMode::Original, 1 << 20);
         let mut relayed = Vec::new();
         for piece in stream.as_bytes().chunks(chunk) {
             relayed.extend_from_slice(&t.push(Bytes::copy_from_slice(piece), 0));
@@ -172,21 +142,9 @@ fn a_strands_delta_over_the_limit_is_refused_on_the_fast_path_too() {
         )
     };
     let stream = delta("fits") + &delta(&"x".repeat(100));
-    for (mode, meter) in [
-        (ResponseMode::Transformed, false),
-        (ResponseMode::Original, true),
-    ] {
-        let mut t = Transformer::new(
-            TransformerOptions {
-                mode,
-                body_kind: OriginBodyKind::EventStream,
-                max_event_bytes: 120,
-                keepalive_ms: None,
-                session_id: SESSION.into(),
-                meter,
-            },
-            0,
-        );
+    // Transformed mode reads usage whether or not the meter is on.
+    for mode in [ResponseMode::Transformed, ResponseMode::Original] {
+        let mut t = metered(mode, 120);
         let out = t.push(Bytes::from(stream.clone()), 0);
         assert!(t.is_finished(), "{mode:?}");
         assert_eq!(t.ended_with_error(), Some(Code::EventTooLarge));
